@@ -1,0 +1,11 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace densenet::cli {
+
+/// Each command takes its arguments (after the command name) and returns the exit code.
+int info_command(const std::vector<std::string>& args);
+
+}  // namespace densenet::cli

@@ -1,0 +1,40 @@
+#include "model_arguments.h"
+
+#include "densenet/presets.h"
+
+namespace densenet::cli {
+
+std::vector<OptionSpec> model_option_specs() {
+  return {
+      {"arch", "NAME",
+       "preset: densenet121|161|169|201|264, densenet-bc-100|190|250, densenet-40 (default)"},
+      {"growth-rate", "K", "channels added per dense layer (k)"},
+      {"block-config", "LIST", "layers per dense block, e.g. 6,12,24,16"},
+      {"num-init-features", "C", "output channels of the stem convolution"},
+      {"bn-size", "N", "bottleneck width factor (0 = plain DenseNet layer, no bottleneck)"},
+      {"compression", "THETA", "transition compression in (0, 1]"},
+      {"drop-rate", "P", "dropout after each dense layer, in [0, 1)"},
+      {"num-classes", "N", "classifier outputs"},
+      {"in-channels", "C", "input image channels"},
+      {"input-size", "S", "input height/width; <= 32 selects the small (CIFAR) stem"},
+      {"memory", "MODE", "naive | efficient | minimal"},
+  };
+}
+
+DenseNetOptions model_options_from(const Arguments& args) {
+  DenseNetOptions options = preset_options(args.value("arch").value_or("densenet-40"));
+  if (auto v = args.integer("growth-rate")) options.growth_rate(*v);
+  if (auto v = args.value("block-config")) options.block_config(parse_int_list(*v));
+  if (auto v = args.integer("num-init-features")) options.num_init_features(*v);
+  if (auto v = args.integer("bn-size")) options.bn_size(*v);
+  if (auto v = args.real("compression")) options.compression(*v);
+  if (auto v = args.real("drop-rate")) options.drop_rate(*v);
+  if (auto v = args.integer("num-classes")) options.num_classes(*v);
+  if (auto v = args.integer("in-channels")) options.in_channels(*v);
+  if (auto v = args.integer("input-size")) options.input_size(*v);
+  if (auto v = args.value("memory")) options.memory(parse_memory_mode(*v));
+  validate(options);
+  return options;
+}
+
+}  // namespace densenet::cli

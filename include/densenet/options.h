@@ -1,0 +1,75 @@
+#pragma once
+
+#include <torch/arg.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace densenet {
+
+/// How a dense block trades memory for compute. Every mode has the same parameters, buffers
+/// and state-dict keys, so a checkpoint written in one mode loads into any other.
+enum class MemoryMode {
+  /// Plain autograd: each layer concatenates its inputs and keeps every intermediate.
+  kNaive,
+  /// Shared per-block feature buffer, BN-ReLU recomputed in backward.
+  kEfficient,
+  /// `kEfficient`, and the bottleneck (1x1 conv, BN, ReLU) is recomputed too.
+  kMinimal,
+};
+
+/// "naive" | "efficient" | "minimal".
+std::string memory_mode_name(MemoryMode mode);
+/// Inverse of `memory_mode_name`; throws c10::Error naming the accepted values.
+MemoryMode parse_memory_mode(const std::string& name);
+
+/// Every option of the original DenseNet / DenseNet-BC constructor (Huang et al. 2017, as in
+/// efficient-densenet-pytorch), with its defaults. The defaults describe the original's default
+/// network: DenseNet (L=40, k=12) on 32x32 inputs, 100 classes.
+struct DenseNetOptions {
+  /// Channels of the input image (3 for RGB, 1 for MNIST-like data).
+  TORCH_ARG(int64_t, in_channels) = 3;
+  /// Output channels of the stem convolution (2k in the paper for DenseNet-BC).
+  TORCH_ARG(int64_t, num_init_features) = 24;
+  /// k in the paper: channels each dense layer adds. Unset means num_init_features / 2, as in
+  /// the original project.
+  TORCH_ARG(std::optional<int64_t>, growth_rate) = std::nullopt;
+  /// Number of dense layers in each dense block; one transition sits between two blocks.
+  TORCH_ARG(std::vector<int64_t>, block_config) = std::vector<int64_t>{12, 12, 12};
+  /// 0: plain DenseNet layer BN-ReLU-3x3 conv(k). > 0: DenseNet-BC bottleneck layer
+  /// BN-ReLU-1x1 conv(bn_size*k)-BN-ReLU-3x3 conv(k).
+  TORCH_ARG(int64_t, bn_size) = 0;
+  /// theta in the paper, 0 < theta <= 1: a transition maps C channels to floor(theta*C).
+  TORCH_ARG(double, compression) = 1.0;
+  /// Dropout probability after each dense layer's last convolution (training only).
+  TORCH_ARG(double, drop_rate) = 0.0;
+  /// Outputs of the final linear classifier.
+  TORCH_ARG(int64_t, num_classes) = 100;
+  /// Nominal input height/width. Chooses the stem: <= 32 gives one 3x3 convolution (CIFAR
+  /// style); > 32 gives 7x7/2 conv, BN, ReLU, 3x3/2 max-pool (ImageNet style). Inputs of other
+  /// sizes are accepted as long as the feature maps do not shrink to nothing.
+  TORCH_ARG(int64_t, input_size) = 32;
+  /// Memory/compute trade of the dense blocks; results are the same in every mode.
+  TORCH_ARG(MemoryMode, memory) = MemoryMode::kNaive;
+
+ public:  // TORCH_ARG leaves the section private
+  /// k actually used: `growth_rate` if set, else num_init_features / 2.
+  int64_t effective_growth_rate() const;
+  /// True when the CIFAR-style single 3x3 convolution stem is used.
+  bool uses_small_stem() const { return input_size_ <= kLargestSmallStemInput; }
+
+  static constexpr int64_t kLargestSmallStemInput = 32;
+};
+
+/// Throws c10::Error with an actionable message on the first invalid option, including
+/// configurations whose feature maps would shrink below 1x1 at the nominal input size.
+void validate(const DenseNetOptions& options);
+
+/// "6,12,24,16" -> {6, 12, 24, 16}; throws on anything that is not a list of integers.
+std::vector<int64_t> parse_int_list(const std::string& text);
+/// {6, 12, 24, 16} -> "6,12,24,16".
+std::string format_int_list(const std::vector<int64_t>& values);
+
+}  // namespace densenet

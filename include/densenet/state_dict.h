@@ -1,0 +1,25 @@
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/ordered_dict.h>
+#include <torch/types.h>
+
+#include <string>
+
+namespace densenet {
+
+/// Name -> tensor, in insertion order.
+using StateDict = torch::OrderedDict<std::string, torch::Tensor>;
+
+/// Parameters and buffers of `module` under PyTorch's `state_dict()` names and in its order
+/// (per module: parameters, then buffers, then children, depth first). The tensors alias the
+/// module's storage; clone them to keep a snapshot.
+StateDict state_dict(const torch::nn::Module& module);
+
+/// Copies `state` into `module`'s parameters and buffers (converting dtype and device as
+/// `load_state_dict` in PyTorch does). With `strict`, every missing key, unexpected key and
+/// shape mismatch is listed in one c10::Error and nothing is copied; without it, matching keys
+/// are copied and the rest is ignored (shape mismatches are still errors).
+void load_state_dict(torch::nn::Module& module, const StateDict& state, bool strict = true);
+
+}  // namespace densenet

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing densenet needs on Debian 12. Idempotent: only
+# missing packages are installed, and nothing runs apt when everything is present.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build clang-format
+  libtorch-dev           # LibTorch 1.13 (CPU)
+  libopenblas0-pthread   # Debian's default reference BLAS is ~20x slower
+  libgtest-dev nlohmann-json3-dev
+  python3-torch python3-torchvision python3-numpy  # golden test data only, never at run time
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]})); then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
+# LibTorch links libblas.so.3; make sure the alternative resolves to OpenBLAS.
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
+case "$blas" in
+  *openblas*) ;;
+  *) echo "setup: warning: libblas.so.3 resolves to '$blas', not OpenBLAS; training will be slow." \
+          "Run: sudo update-alternatives --config libblas.so.3-x86_64-linux-gnu" >&2 ;;
+esac

@@ -1,0 +1,18 @@
+#!/bin/sh
+# usage: expect_error.sh EXPECTED_REGEX COMMAND [ARGS...]
+# Passes when COMMAND exits with a failure status (1 or 2: not killed by a signal, which would
+# be a crash) and its standard error matches EXPECTED_REGEX (grep -E).
+expected=$1
+shift
+stderr=$("$@" 2>&1 >/dev/null)
+status=$?
+if [ "$status" -eq 0 ]; then
+  echo "FAIL: expected an error, but '$*' succeeded"; exit 1
+fi
+if [ "$status" -gt 2 ]; then
+  echo "FAIL: '$*' exited with status $status (crash?); stderr:"; echo "$stderr"; exit 1
+fi
+if ! printf '%s\n' "$stderr" | grep -Eq -- "$expected"; then
+  echo "FAIL: stderr of '$*' does not match '$expected':"; echo "$stderr"; exit 1
+fi
+echo "ok: $stderr"
