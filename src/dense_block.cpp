@@ -1,5 +1,7 @@
 #include "densenet/dense_block.h"
 
+#include "dense_stage.h"
+
 #include <c10/util/Exception.h>
 
 namespace densenet {
@@ -30,15 +32,8 @@ torch::Tensor DenseBlockImpl::forward(const torch::Tensor& input) {
   TORCH_CHECK(input.dim() == 4 && input.size(1) == options.in_channels(),
               "dense block expects input of shape (N, ", options.in_channels(), ", H, W), got ",
               input.sizes());
-  switch (options.memory()) {
-    case MemoryMode::kNaive:
-      return forward_naive(input);
-    case MemoryMode::kEfficient:
-    case MemoryMode::kMinimal:
-      break;
-  }
-  TORCH_CHECK(false, "memory mode '", memory_mode_name(options.memory()),
-              "' is not available in this build; use --memory naive");
+  if (options.memory() == MemoryMode::kNaive) return forward_naive(input);
+  return detail::run_dense_stage(*this, detail::StageTail::kNone, nullptr, nullptr, input);
 }
 
 torch::Tensor DenseBlockImpl::forward_naive(const torch::Tensor& input) {

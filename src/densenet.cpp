@@ -4,6 +4,8 @@
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/pooling.h>
 
+#include "dense_stage.h"
+
 #include <c10/util/Exception.h>
 
 namespace densenet {
@@ -39,6 +41,7 @@ void DenseNetImpl::reset() {
   }
 
   blocks.clear();
+  transitions.clear();
   for (size_t b = 0; b < plan.blocks.size(); ++b) {
     const BlockPlan& block_plan = plan.blocks[b];
     DenseBlockOptions block_options(block_plan.num_layers, block_plan.in_channels,
@@ -50,11 +53,13 @@ void DenseNetImpl::reset() {
     features->push_back("denseblock" + std::to_string(b + 1), block);
     blocks.push_back(block);
     if (block_plan.transition_out_channels > 0) {
-      features->push_back("transition" + std::to_string(b + 1),
-                          Transition(block_plan.out_channels, block_plan.transition_out_channels));
+      Transition transition(block_plan.out_channels, block_plan.transition_out_channels);
+      features->push_back("transition" + std::to_string(b + 1), transition);
+      transitions.push_back(transition);
     }
   }
-  features->push_back(final_norm_name(), torch::nn::BatchNorm2d(plan.final_channels));
+  final_norm = torch::nn::BatchNorm2d(plan.final_channels);
+  features->push_back(final_norm_name(), final_norm);
   features = register_module("features", features);
   classifier =
       register_module("classifier", torch::nn::Linear(plan.final_channels, options.num_classes()));

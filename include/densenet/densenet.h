@@ -43,11 +43,18 @@ class DenseNetImpl : public torch::nn::Cloneable<DenseNetImpl> {
   ArchitecturePlan plan;
   torch::nn::Sequential features{nullptr};
   torch::nn::Linear classifier{nullptr};
-  /// The same blocks as in `features`, for direct access.
+  /// The same modules as in `features`, for direct access.
   std::vector<DenseBlock> blocks;
+  std::vector<Transition> transitions;  // one fewer than blocks
+  torch::nn::BatchNorm2d final_norm{nullptr};
 
   /// Name of the final batch norm: "norm5" for four blocks, as torchvision.
   std::string final_norm_name() const;
+
+ private:
+  torch::Tensor forward_stem(const torch::Tensor& input);
+  /// The efficient modes: each block with its transition (or the final norm) as one op.
+  torch::Tensor forward_stages(const torch::Tensor& stem_output);
 };
 TORCH_MODULE(DenseNet);
 

@@ -1,0 +1,434 @@
+#include "dense_stage.h"
+
+#include "kernels/bn_relu.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/autograd.h>
+#include <torch/custom_class.h>
+
+namespace densenet::detail {
+
+namespace {
+
+using torch::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using BatchNorm = std::shared_ptr<torch::nn::BatchNorm2dImpl>;
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks
+
+Tensor conv2d(const Tensor& input, const Tensor& weight, int64_t padding) {
+  return at::convolution(input, weight, /*bias=*/{}, /*stride=*/{1, 1}, {padding, padding},
+                         /*dilation=*/{1, 1}, /*transposed=*/false, /*output_padding=*/{0, 0},
+                         /*groups=*/1);
+}
+
+/// Returns (grad_input, grad_weight); grad_input is undefined unless requested.
+std::pair<Tensor, Tensor> conv2d_backward(const Tensor& grad_output, const Tensor& input,
+                                          const Tensor& weight, int64_t padding,
+                                          bool input_grad) {
+  auto grads = at::convolution_backward(grad_output, input, weight, /*bias_sizes=*/c10::nullopt,
+                                        {1, 1}, {padding, padding}, {1, 1}, false, {0, 0}, 1,
+                                        {input_grad, true, false});
+  return {std::get<0>(grads), std::get<1>(grads)};
+}
+
+/// One BatchNorm2d as the stage applies it: the statistics its forward used and the affine
+/// transform they give, scale = gamma * invstd and shift = beta - mean * scale.
+struct NormState {
+  Tensor mean;    // (C,) batch mean (training) or running mean (eval)
+  Tensor invstd;  // (C,) 1 / sqrt(var + eps) of the same
+  Tensor scale;   // (C,)
+  Tensor shift;   // (C,)
+};
+
+/// Updates `norm`'s running statistics exactly once, as torch::nn::BatchNorm2d's forward does
+/// (momentum, or a cumulative average when momentum is unset; unbiased variance).
+void update_running_stats(torch::nn::BatchNorm2dImpl& norm, const Tensor& batch_mean,
+                          const Tensor& batch_var, int64_t count) {
+  if (!norm.options.track_running_stats()) return;
+  norm.num_batches_tracked.add_(1);
+  const double factor = norm.options.momentum().has_value()
+                            ? *norm.options.momentum()
+                            : 1.0 / norm.num_batches_tracked.item<double>();
+  const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
+  // In double, then rounded once, as ATen's batch norm does.
+  const auto dtype = norm.running_mean.scalar_type();
+  norm.running_mean.copy_((batch_mean * factor + norm.running_mean.to(torch::kDouble) * (1.0 - factor)).to(dtype));
+  norm.running_var.copy_((batch_var * (unbias * factor) + norm.running_var.to(torch::kDouble) * (1.0 - factor)).to(dtype));
+}
+
+/// `batch_mean`, `batch_var` (double) are the batch statistics of the norm's input channels
+/// (training only). invstd is derived in double and rounded once, as in ATen.
+NormState prepare_norm(torch::nn::BatchNorm2dImpl& norm, const Tensor& gamma, const Tensor& beta,
+                       bool training, const Tensor& batch_mean, const Tensor& batch_var,
+                       int64_t count) {
+  const double eps = norm.options.eps();
+  const bool batch_statistics = training || !norm.options.track_running_stats();
+  NormState state;
+  if (batch_statistics) {
+    TORCH_CHECK(count > 1, "Expected more than 1 value per channel when training (batch x "
+                           "height x width = ", count, ")");
+    if (training) update_running_stats(norm, batch_mean, batch_var, count);
+    state.mean = batch_mean.to(gamma.scalar_type());
+    state.invstd = (batch_var + eps).rsqrt().to(gamma.scalar_type());
+  } else {
+    // Copies: the running statistics may change before backward runs.
+    state.mean = norm.running_mean.clone();
+    state.invstd = (norm.running_var + eps).sqrt().reciprocal();
+  }
+  state.scale = gamma * state.invstd;
+  state.shift = beta - state.mean * state.scale;
+  return state;
+}
+
+/// A contiguous (N, C, H, W) tensor over the front of `scratch`, a flat buffer shared by all
+/// layers of the stage.
+Tensor scratch_view(const Tensor& scratch, int64_t n, int64_t c, int64_t h, int64_t w) {
+  TORCH_INTERNAL_ASSERT(n * c * h * w <= scratch.numel(), "scratch too small");
+  return scratch.narrow(0, 0, n * c * h * w).view({n, c, h, w});
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the stage keeps between forward and backward
+
+struct LayerState {
+  NormState norm1;
+  NormState norm2;     // BC layers only
+  Tensor bottleneck;   // (N, B, H, W): conv1 output, kept in efficient mode (BC layers)
+  Tensor dropout_mask; // (N, k, H, W) bool: training with drop_rate > 0 only
+};
+
+/// Parameters of a stage in the order they are passed to (and returned from) the autograd op.
+struct ParameterIndex {
+  // Per layer: norm1.weight, norm1.bias, conv1.weight[, norm2.weight, norm2.bias, conv2.weight].
+  int64_t per_layer = 0;
+  int64_t tail_first = 0;  // tail norm weight, bias[, transition conv weight]
+};
+
+struct StageState : torch::CustomClassHolder {
+  // Configuration
+  DenseBlockImpl* block = nullptr;
+  std::shared_ptr<TransitionImpl> transition;
+  BatchNorm final_norm;
+  StageTail tail = StageTail::kNone;
+  bool training = false;
+  bool minimal = false;
+  ParameterIndex index;
+
+  // Kept for backward
+  Tensor features;           // (N, C0 + L*k, H, W): block buffer F (an alias without history)
+  uint32_t features_version = 0;
+  std::vector<LayerState> layers;
+  NormState tail_norm;       // kTransition, kFinal
+};
+
+std::vector<Tensor> stage_parameters(DenseBlockImpl& block, StageTail tail,
+                                     const std::shared_ptr<TransitionImpl>& transition,
+                                     const BatchNorm& final_norm, ParameterIndex* index) {
+  std::vector<Tensor> params;
+  for (auto& layer : block.layers) {
+    params.push_back(layer->norm1->weight);
+    params.push_back(layer->norm1->bias);
+    params.push_back(layer->conv1->weight);
+    if (layer->has_bottleneck()) {
+      params.push_back(layer->norm2->weight);
+      params.push_back(layer->norm2->bias);
+      params.push_back(layer->conv2->weight);
+    }
+  }
+  index->per_layer = block.options.bn_size() > 0 ? 6 : 3;
+  index->tail_first = static_cast<int64_t>(params.size());
+  if (tail == StageTail::kTransition) {
+    params.push_back(transition->norm->weight);
+    params.push_back(transition->norm->bias);
+    params.push_back(transition->conv->weight);
+  } else if (tail == StageTail::kFinal) {
+    params.push_back(final_norm->weight);
+    params.push_back(final_norm->bias);
+  }
+  return params;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+/// Computes the stage. With `keep`, fills `state` with what backward needs.
+Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<Tensor>& params,
+                     bool keep) {
+  torch::NoGradGuard no_grad;
+  DenseBlockImpl& block = *state.block;
+  const int64_t n = input.size(0), c0 = input.size(1), h = input.size(2), w = input.size(3);
+  const int64_t k = block.options.growth_rate();
+  const int64_t num_layers = block.options.num_layers();
+  const int64_t c_total = c0 + num_layers * k;
+  const int64_t count = n * h * w;  // values per channel for batch statistics
+  const bool training = state.training;
+  const bool bottleneck = block.options.bn_size() > 0;
+  const double drop_rate = block.options.drop_rate();
+
+  Tensor features = torch::empty({n, c_total, h, w}, input.options());  // (N, C0 + L*k, H, W)
+  features.narrow(1, 0, c0).copy_(input);
+  // Per-channel batch statistics of F, filled as channels are written: every layer's norm1
+  // sees the same batch statistics for the channels it shares with earlier layers.
+  Tensor feature_mean, feature_var;  // (C0 + L*k,) double
+  if (training) {
+    feature_mean = torch::empty({c_total}, input.options().dtype(torch::kDouble));
+    feature_var = torch::empty({c_total}, input.options().dtype(torch::kDouble));
+    auto [mean, var] = kernels::channel_mean_var(features.narrow(1, 0, c0));
+    feature_mean.narrow(0, 0, c0).copy_(mean);
+    feature_var.narrow(0, 0, c0).copy_(var);
+  }
+  // Shared BN-ReLU output of the widest layer input (or of F for the tail).
+  const int64_t widest = state.tail == StageTail::kNone ? c_total - k : c_total;
+  Tensor scratch = torch::empty({n * widest * h * w}, input.options());  // (N, widest, H, W)
+
+  if (keep) state.layers.assign(num_layers, LayerState{});
+  for (int64_t l = 0; l < num_layers; ++l) {
+    DenseLayerImpl& layer = *block.layers[l];
+    const Tensor* p = &params[l * state.index.per_layer];
+    const int64_t c_in = c0 + l * k;
+    const Tensor prefix = features.narrow(1, 0, c_in);  // (N, C_l, H, W), a view of F
+    NormState norm1 = prepare_norm(
+        *layer.norm1, p[0], p[1], training,
+        training ? feature_mean.narrow(0, 0, c_in) : Tensor(),
+        training ? feature_var.narrow(0, 0, c_in) : Tensor(), count);
+    Tensor normalized = scratch_view(scratch, n, c_in, h, w);  // (N, C_l, H, W)
+    kernels::bn_relu_forward(prefix, norm1.scale, norm1.shift, normalized);
+
+    Tensor out;  // (N, k, H, W)
+    NormState norm2;
+    Tensor kept_bottleneck;
+    if (bottleneck) {
+      Tensor y1 = conv2d(normalized, p[2], 0);  // (N, B, H, W)
+      Tensor mean2, var2;
+      if (training) std::tie(mean2, var2) = kernels::channel_mean_var(y1);
+      norm2 = prepare_norm(*layer.norm2, p[3], p[4], training, mean2, var2, count);
+      Tensor r2 = torch::empty_like(y1);  // (N, B, H, W)
+      kernels::bn_relu_forward(y1, norm2.scale, norm2.shift, r2);
+      out = conv2d(r2, p[5], 1);
+      if (keep && !state.minimal) kept_bottleneck = y1;
+    } else {
+      out = conv2d(normalized, p[2], 1);
+    }
+
+    Tensor mask;
+    if (training && drop_rate > 0.0) {
+      // The same draws and arithmetic as torch::dropout on CPU, so masks and values equal the
+      // naive mode's for the same seed; the mask is kept as bytes, not as a float tensor.
+      Tensor noise = torch::empty_like(out).bernoulli_(1.0 - drop_rate);
+      if (keep) mask = noise.ne(0);
+      noise.div_(1.0 - drop_rate);
+      out.mul_(noise);
+    }
+    features.narrow(1, c_in, k).copy_(out);
+    if (training) {
+      auto [mean, var] = kernels::channel_mean_var(out);
+      feature_mean.narrow(0, c_in, k).copy_(mean);
+      feature_var.narrow(0, c_in, k).copy_(var);
+    }
+    if (keep) {
+      state.layers[l] = LayerState{norm1, norm2, kept_bottleneck, mask};
+    }
+  }
+
+  Tensor result;
+  const Tensor* tail_params = params.data() + state.index.tail_first;
+  if (state.tail == StageTail::kNone) {
+    result = features;
+  } else {
+    torch::nn::BatchNorm2dImpl& norm =
+        state.tail == StageTail::kTransition ? *state.transition->norm : *state.final_norm;
+    NormState tail_norm = prepare_norm(norm, tail_params[0], tail_params[1], training,
+                                       feature_mean, feature_var, count);
+    Tensor normalized = scratch_view(scratch, n, c_total, h, w);  // (N, C_L, H, W)
+    kernels::bn_relu_forward(features, tail_norm.scale, tail_norm.shift, normalized);
+    if (state.tail == StageTail::kTransition) {
+      // Convolution before pooling, in the naive order, so that results agree to rounding
+      // (pooling first would save 3/4 of the transition's multiply-adds but move ReLU kinks).
+      result = at::avg_pool2d(conv2d(normalized, tail_params[2], 0), {2, 2}, {2, 2});
+    } else {
+      result = normalized.mean({2, 3});  // (N, C_L)
+    }
+    if (keep) state.tail_norm = tail_norm;
+  }
+  if (keep) {
+    // A non-differentiable alias: when F is the op's output, keeping F itself would make a
+    // reference cycle F -> grad_fn -> state -> F. The alias shares F's version counter.
+    state.features = features.detach();
+    state.features_version = features._version();
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward
+
+/// Returns the gradients of the input and of every parameter, in the op's input order.
+variable_list stage_backward(StageState& state, const Tensor& grad_result,
+                             const std::vector<Tensor>& params) {
+  torch::NoGradGuard no_grad;
+  DenseBlockImpl& block = *state.block;
+  const Tensor& features = state.features;  // (N, C_L, H, W)
+  TORCH_CHECK(features._version() == state.features_version,
+              "the output of an efficient dense block was modified in place before backward; "
+              "clone it first, or use --memory naive");
+  const int64_t n = features.size(0), c_total = features.size(1), h = features.size(2),
+                w = features.size(3);
+  const int64_t k = block.options.growth_rate();
+  const int64_t num_layers = block.options.num_layers();
+  const int64_t c0 = c_total - num_layers * k;
+  const bool training = state.training;
+  const bool bottleneck = block.options.bn_size() > 0;
+  const double drop_rate = block.options.drop_rate();
+  std::vector<Tensor> grads(params.size());
+
+  Tensor grad_features = torch::empty_like(features);  // (N, C_L, H, W): dLoss/dF
+  const int64_t widest = state.tail == StageTail::kNone ? c_total - k : c_total;
+  Tensor scratch = torch::empty({n * widest * h * w}, features.options());
+
+  const int64_t tail = state.index.tail_first;
+  if (state.tail == StageTail::kNone) {
+    grad_features.copy_(grad_result);
+  } else {
+    Tensor grad_normalized;  // (N, C_L, H, W): gradient of relu(norm(F))
+    if (state.tail == StageTail::kTransition) {
+      Tensor normalized = scratch_view(scratch, n, c_total, h, w);
+      kernels::bn_relu_forward(features, state.tail_norm.scale, state.tail_norm.shift,
+                               normalized);
+      const int64_t c_out = params[tail + 2].size(0);
+      // Average-pool backward needs only the shape of its input.
+      Tensor grad_conv = at::avg_pool2d_backward(
+          grad_result, torch::empty({0}, grad_result.options()).expand({n, c_out, h, w}), {2, 2},
+          {2, 2}, {0, 0}, /*ceil_mode=*/false, /*count_include_pad=*/true,
+          /*divisor_override=*/c10::nullopt);  // (N, C_out, H, W)
+      auto [grad_norm, grad_weight] =
+          conv2d_backward(grad_conv, normalized, params[tail + 2], 0, /*input_grad=*/true);
+      grads[tail + 2] = grad_weight;
+      grad_normalized = grad_norm;
+    } else {
+      grad_normalized = (grad_result / static_cast<double>(h * w))
+                            .view({n, c_total, 1, 1})
+                            .expand({n, c_total, h, w})
+                            .contiguous();
+    }
+    auto [grad_gamma, grad_beta] = kernels::bn_relu_backward(
+        grad_normalized, features, state.tail_norm.mean, state.tail_norm.invstd, params[tail],
+        params[tail + 1], training, grad_features, /*accumulate=*/false);
+    grads[tail] = grad_gamma;
+    grads[tail + 1] = grad_beta;
+  }
+
+  for (int64_t l = num_layers - 1; l >= 0; --l) {
+    const LayerState& kept = state.layers[l];
+    const int64_t first = l * state.index.per_layer;
+    const Tensor* p = &params[first];
+    const int64_t c_in = c0 + l * k;
+    const Tensor prefix = features.narrow(1, 0, c_in);  // (N, C_l, H, W)
+
+    // Gradient of this layer's output; complete now, since only later layers read it.
+    Tensor grad_out = grad_features.narrow(1, c_in, k);  // (N, k, H, W), a view of dF
+    if (kept.dropout_mask.defined()) {
+      grad_out = grad_out * kept.dropout_mask.to(grad_out.scalar_type()).div_(1.0 - drop_rate);
+    }
+
+    // Recompute the BN-ReLU of the layer input into the shared scratch.
+    Tensor normalized = scratch_view(scratch, n, c_in, h, w);  // (N, C_l, H, W)
+    kernels::bn_relu_forward(prefix, kept.norm1.scale, kept.norm1.shift, normalized);
+
+    Tensor grad_normalized;  // (N, C_l, H, W)
+    if (bottleneck) {
+      Tensor y1 = kept.bottleneck.defined() ? kept.bottleneck : conv2d(normalized, p[2], 0);
+      Tensor r2 = torch::empty_like(y1);  // (N, B, H, W)
+      kernels::bn_relu_forward(y1, kept.norm2.scale, kept.norm2.shift, r2);
+      auto [grad_r2, grad_w2] = conv2d_backward(grad_out, r2, p[5], 1, true);
+      grads[first + 5] = grad_w2;
+      r2.reset();
+      // dY1 overwrites dR2 in place.
+      auto [grad_g2, grad_b2] = kernels::bn_relu_backward(
+          grad_r2, y1, kept.norm2.mean, kept.norm2.invstd, p[3], p[4], training, grad_r2,
+          /*accumulate=*/false);
+      grads[first + 3] = grad_g2;
+      grads[first + 4] = grad_b2;
+      auto [grad_s, grad_w1] = conv2d_backward(grad_r2, normalized, p[2], 0, true);
+      grads[first + 2] = grad_w1;
+      grad_normalized = grad_s;
+    } else {
+      auto [grad_s, grad_w1] = conv2d_backward(grad_out, normalized, p[2], 1, true);
+      grads[first + 2] = grad_w1;
+      grad_normalized = grad_s;
+    }
+    Tensor grad_prefix = grad_features.narrow(1, 0, c_in);
+    auto [grad_g1, grad_b1] = kernels::bn_relu_backward(grad_normalized, prefix, kept.norm1.mean,
+                                                        kept.norm1.invstd, p[0], p[1], training,
+                                                        grad_prefix, /*accumulate=*/true);
+    grads[first] = grad_g1;
+    grads[first + 1] = grad_b1;
+  }
+
+  variable_list result;
+  result.reserve(params.size() + 2);
+  result.push_back(grad_features.narrow(1, 0, c0).contiguous());  // frees dF on return
+  for (auto& grad : grads) result.push_back(grad);
+  result.emplace_back();  // the state argument
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The autograd operation
+
+struct DenseStageFunction : public torch::autograd::Function<DenseStageFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& input, at::TensorList params,
+                        const c10::intrusive_ptr<StageState>& state) {
+    std::vector<Tensor> param_list(params.begin(), params.end());
+    Tensor result = stage_forward(*state, input, param_list, /*keep=*/true);
+    ctx->save_for_backward(param_list);  // version-checked: an optimizer step before backward
+                                         // is an error rather than wrong gradients
+    ctx->saved_data["state"] = c10::IValue::make_capsule(state);
+    return result;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    TORCH_CHECK(!torch::GradMode::is_enabled(),
+                "double backward (create_graph=True) is not supported by the efficient and "
+                "minimal memory modes; use --memory naive");
+    auto state = c10::static_intrusive_pointer_cast<StageState>(
+        ctx->saved_data["state"].toCapsule());
+    std::vector<Tensor> params = ctx->get_saved_variables();
+    Tensor grad = grad_outputs[0];
+    if (!grad.defined()) grad = torch::zeros_like(state->features);
+    variable_list grads = stage_backward(*state, grad, params);
+    // Release what forward kept as soon as it is used: backward runs once.
+    state->features.reset();
+    state->layers.clear();
+    return grads;
+  }
+};
+
+}  // namespace
+
+Tensor run_dense_stage(DenseBlockImpl& block, StageTail tail,
+                       const std::shared_ptr<TransitionImpl>& transition,
+                       const BatchNorm& final_norm, const Tensor& input) {
+  TORCH_CHECK(block.options.memory() != MemoryMode::kNaive,
+              "run_dense_stage is for the efficient and minimal memory modes");
+  TORCH_INTERNAL_ASSERT(tail != StageTail::kTransition || transition, "transition missing");
+  TORCH_INTERNAL_ASSERT(tail != StageTail::kFinal || final_norm, "final norm missing");
+  auto state = c10::make_intrusive<StageState>();
+  state->block = &block;
+  state->transition = transition;
+  state->final_norm = final_norm;
+  state->tail = tail;
+  state->training = block.is_training();
+  state->minimal = block.options.memory() == MemoryMode::kMinimal;
+  std::vector<Tensor> params = stage_parameters(block, tail, transition, final_norm, &state->index);
+
+  bool needs_grad = torch::GradMode::is_enabled() && input.requires_grad();
+  for (const auto& p : params) needs_grad = needs_grad || (torch::GradMode::is_enabled() && p.requires_grad());
+  if (!needs_grad) return stage_forward(*state, input, params, /*keep=*/false);
+  return DenseStageFunction::apply(input, at::TensorList(params), state);
+}
+
+}  // namespace densenet::detail

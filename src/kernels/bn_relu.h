@@ -1,0 +1,54 @@
+#pragma once
+
+// Batch-norm + ReLU on channel slices of a dense block's feature buffer, the operations the
+// efficient modes run once in forward and again (recomputed) in backward.
+//
+// Every `x` below is (N, C, H, W) whose H*W plane of each (n, c) is contiguous, while the
+// batch stride may be larger than C*H*W: it is a channel prefix of a (N, C_total, H, W) block
+// buffer, read in place. Outputs are contiguous (N, C, H, W) unless stated otherwise.
+//
+// Each operation has a vectorised, multi-threaded CPU kernel for float and double and a
+// reference composed of ATen operations, used for every other device and dtype (CUDA through
+// ATen) and by the op tests as ground truth.
+
+#include <torch/types.h>
+
+#include <tuple>
+
+namespace densenet::kernels {
+
+/// Per-channel batch mean and biased variance over (N, H, W), accumulated and returned in
+/// double (C,) tensors, as ATen's CPU batch norm keeps them before deriving invstd.
+std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x);
+
+/// out = max(x * scale[c] + shift[c], 0). `out` is contiguous (N, C, H, W) and is written
+/// completely; scale and shift are (C,).
+void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale,
+                     const torch::Tensor& shift, torch::Tensor& out);
+
+/// Backward of y = relu(gamma * (x - mean) * invstd + beta) given grad_y (contiguous), with
+/// the ReLU mask recomputed from x (so the forward's output need not be kept):
+///   dz = grad_y * [x * scale + shift > 0],  scale = gamma * invstd, shift = beta - mean * scale
+///   grad_beta = sum dz,  grad_gamma = sum dz * (x - mean) * invstd       (over N, H, W)
+///   training: dx = scale * (dz - grad_beta / M - xhat * grad_gamma / M)  (batch statistics)
+///   eval:     dx = scale * dz                                              (fixed statistics)
+/// dx is added to grad_x when `accumulate`, else written to it. grad_x has x's layout rules
+/// and may be the same tensor as grad_y (then dx overwrites it in place).
+/// Returns (grad_gamma, grad_beta), each (C,).
+std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
+    const torch::Tensor& grad_y, const torch::Tensor& x, const torch::Tensor& mean,
+    const torch::Tensor& invstd, const torch::Tensor& gamma, const torch::Tensor& beta,
+    bool training, torch::Tensor& grad_x, bool accumulate);
+
+namespace reference {
+// The same operations in ATen composites (any device, any floating dtype).
+std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x);
+void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale,
+                     const torch::Tensor& shift, torch::Tensor& out);
+std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
+    const torch::Tensor& grad_y, const torch::Tensor& x, const torch::Tensor& mean,
+    const torch::Tensor& invstd, const torch::Tensor& gamma, const torch::Tensor& beta,
+    bool training, torch::Tensor& grad_x, bool accumulate);
+}  // namespace reference
+
+}  // namespace densenet::kernels
