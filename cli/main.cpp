@@ -20,6 +20,7 @@ const std::map<std::string, Command>& commands() {
   static const std::map<std::string, Command> table = {
       {"info",
        {densenet::cli::info_command, "describe an architecture: blocks, parameters, MACs, keys"}},
+      {"bench", {densenet::cli::bench_command, "time a training step and measure its peak memory"}},
   };
   return table;
 }

@@ -21,7 +21,7 @@ std::vector<OptionSpec> model_option_specs() {
   };
 }
 
-DenseNetOptions model_options_from(const Arguments& args) {
+DenseNetOptions model_options_from(const Arguments& args, bool read_memory) {
   DenseNetOptions options = preset_options(args.value("arch").value_or("densenet-40"));
   if (auto v = args.integer("growth-rate")) options.growth_rate(*v);
   if (auto v = args.value("block-config")) options.block_config(parse_int_list(*v));
@@ -32,7 +32,9 @@ DenseNetOptions model_options_from(const Arguments& args) {
   if (auto v = args.integer("num-classes")) options.num_classes(*v);
   if (auto v = args.integer("in-channels")) options.in_channels(*v);
   if (auto v = args.integer("input-size")) options.input_size(*v);
-  if (auto v = args.value("memory")) options.memory(parse_memory_mode(*v));
+  if (read_memory) {
+    if (auto v = args.value("memory")) options.memory(parse_memory_mode(*v));
+  }
   validate(options);
   return options;
 }

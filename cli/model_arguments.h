@@ -12,7 +12,8 @@ namespace densenet::cli {
 std::vector<OptionSpec> model_option_specs();
 
 /// The preset named by --arch (default densenet-40, the original's default network), with
-/// every given override applied. Validates the result.
-DenseNetOptions model_options_from(const Arguments& args);
+/// every given override applied. Validates the result. `--memory` names one mode unless
+/// `read_memory` is false (bench takes a list there).
+DenseNetOptions model_options_from(const Arguments& args, bool read_memory = true);
 
 }  // namespace densenet::cli

@@ -27,12 +27,32 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, int64_t padding) {
 
 /// Returns (grad_input, grad_weight); grad_input is undefined unless requested.
 std::pair<Tensor, Tensor> conv2d_backward(const Tensor& grad_output, const Tensor& input,
-                                          const Tensor& weight, int64_t padding,
-                                          bool input_grad) {
+                                          const Tensor& weight, int64_t padding, bool input_grad) {
   auto grads = at::convolution_backward(grad_output, input, weight, /*bias_sizes=*/c10::nullopt,
                                         {1, 1}, {padding, padding}, {1, 1}, false, {0, 0}, 1,
                                         {input_grad, true, false});
   return {std::get<0>(grads), std::get<1>(grads)};
+}
+
+/// Weight gradient of a stride-1 convolution (no input gradient).
+Tensor conv2d_weight_grad(const Tensor& grad_output, const Tensor& input, const Tensor& weight,
+                          int64_t padding) {
+  return conv2d_backward(grad_output, input, weight, padding, /*input_grad=*/false).second;
+}
+
+/// Input gradient of a 1x1 convolution written into `out` (N, C_in, H, W), contiguous:
+/// per sample W^T (C_in, C_out) @ grad (C_out, H*W). Writing into a buffer the caller owns
+/// (the stage's scratch, or dF itself) avoids one more (N, C_in, H, W) allocation.
+void pointwise_conv_input_grad_into(Tensor& out, const Tensor& grad_output, const Tensor& weight) {
+  const int64_t n = out.size(0), c_in = out.size(1), area = out.size(2) * out.size(3);
+  const int64_t c_out = weight.size(0);
+  TORCH_INTERNAL_ASSERT(out.is_contiguous() && weight.size(2) == 1 && weight.size(3) == 1);
+  const Tensor weight_t = weight.view({c_out, c_in}).t();  // (C_in, C_out)
+  const Tensor grad = grad_output.contiguous();            // (N, C_out, H, W)
+  for (int64_t i = 0; i < n; ++i) {
+    Tensor out_i = out[i].view({c_in, area});
+    at::mm_out(out_i, weight_t, grad[i].view({c_out, area}));
+  }
 }
 
 /// One BatchNorm2d as the stage applies it: the statistics its forward used and the affine
@@ -56,8 +76,11 @@ void update_running_stats(torch::nn::BatchNorm2dImpl& norm, const Tensor& batch_
   const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
   // In double, then rounded once, as ATen's batch norm does.
   const auto dtype = norm.running_mean.scalar_type();
-  norm.running_mean.copy_((batch_mean * factor + norm.running_mean.to(torch::kDouble) * (1.0 - factor)).to(dtype));
-  norm.running_var.copy_((batch_var * (unbias * factor) + norm.running_var.to(torch::kDouble) * (1.0 - factor)).to(dtype));
+  norm.running_mean.copy_(
+      (batch_mean * factor + norm.running_mean.to(torch::kDouble) * (1.0 - factor)).to(dtype));
+  norm.running_var.copy_(
+      (batch_var * (unbias * factor) + norm.running_var.to(torch::kDouble) * (1.0 - factor))
+          .to(dtype));
 }
 
 /// `batch_mean`, `batch_var` (double) are the batch statistics of the norm's input channels
@@ -69,8 +92,10 @@ NormState prepare_norm(torch::nn::BatchNorm2dImpl& norm, const Tensor& gamma, co
   const bool batch_statistics = training || !norm.options.track_running_stats();
   NormState state;
   if (batch_statistics) {
-    TORCH_CHECK(count > 1, "Expected more than 1 value per channel when training (batch x "
-                           "height x width = ", count, ")");
+    TORCH_CHECK(count > 1,
+                "Expected more than 1 value per channel when training (batch x "
+                "height x width = ",
+                count, ")");
     if (training) update_running_stats(norm, batch_mean, batch_var, count);
     state.mean = batch_mean.to(gamma.scalar_type());
     state.invstd = (batch_var + eps).rsqrt().to(gamma.scalar_type());
@@ -96,9 +121,9 @@ Tensor scratch_view(const Tensor& scratch, int64_t n, int64_t c, int64_t h, int6
 
 struct LayerState {
   NormState norm1;
-  NormState norm2;     // BC layers only
-  Tensor bottleneck;   // (N, B, H, W): conv1 output, kept in efficient mode (BC layers)
-  Tensor dropout_mask; // (N, k, H, W) bool: training with drop_rate > 0 only
+  NormState norm2;      // BC layers only
+  Tensor bottleneck;    // (N, B, H, W): conv1 output, kept in efficient mode (BC layers)
+  Tensor dropout_mask;  // (N, k, H, W) bool: training with drop_rate > 0 only
 };
 
 /// Parameters of a stage in the order they are passed to (and returned from) the autograd op.
@@ -119,10 +144,10 @@ struct StageState : torch::CustomClassHolder {
   ParameterIndex index;
 
   // Kept for backward
-  Tensor features;           // (N, C0 + L*k, H, W): block buffer F (an alias without history)
+  Tensor features;  // (N, C0 + L*k, H, W): block buffer F (an alias without history)
   uint32_t features_version = 0;
   std::vector<LayerState> layers;
-  NormState tail_norm;       // kTransition, kFinal
+  NormState tail_norm;  // kTransition, kFinal
 };
 
 std::vector<Tensor> stage_parameters(DenseBlockImpl& block, StageTail tail,
@@ -191,10 +216,9 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
     const Tensor* p = &params[l * state.index.per_layer];
     const int64_t c_in = c0 + l * k;
     const Tensor prefix = features.narrow(1, 0, c_in);  // (N, C_l, H, W), a view of F
-    NormState norm1 = prepare_norm(
-        *layer.norm1, p[0], p[1], training,
-        training ? feature_mean.narrow(0, 0, c_in) : Tensor(),
-        training ? feature_var.narrow(0, 0, c_in) : Tensor(), count);
+    NormState norm1 = prepare_norm(*layer.norm1, p[0], p[1], training,
+                                   training ? feature_mean.narrow(0, 0, c_in) : Tensor(),
+                                   training ? feature_var.narrow(0, 0, c_in) : Tensor(), count);
     Tensor normalized = scratch_view(scratch, n, c_in, h, w);  // (N, C_l, H, W)
     kernels::bn_relu_forward(prefix, norm1.scale, norm1.shift, normalized);
 
@@ -241,8 +265,8 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
   } else {
     torch::nn::BatchNorm2dImpl& norm =
         state.tail == StageTail::kTransition ? *state.transition->norm : *state.final_norm;
-    NormState tail_norm = prepare_norm(norm, tail_params[0], tail_params[1], training,
-                                       feature_mean, feature_var, count);
+    NormState tail_norm = prepare_norm(norm, tail_params[0], tail_params[1], training, feature_mean,
+                                       feature_var, count);
     Tensor normalized = scratch_view(scratch, n, c_total, h, w);  // (N, C_L, H, W)
     kernels::bn_relu_forward(features, tail_norm.scale, tail_norm.shift, normalized);
     if (state.tail == StageTail::kTransition) {
@@ -284,38 +308,36 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
   const bool bottleneck = block.options.bn_size() > 0;
   const double drop_rate = block.options.drop_rate();
   std::vector<Tensor> grads(params.size());
-
-  Tensor grad_features = torch::empty_like(features);  // (N, C_L, H, W): dLoss/dF
   const int64_t widest = state.tail == StageTail::kNone ? c_total - k : c_total;
   Tensor scratch = torch::empty({n * widest * h * w}, features.options());
 
+  // dLoss/dF, (N, C_L, H, W). For a tail, the gradient of relu(norm(F)) is formed in this
+  // buffer and turned into dF in place, so no second block-sized buffer exists at once.
+  Tensor grad_features;
   const int64_t tail = state.index.tail_first;
   if (state.tail == StageTail::kNone) {
-    grad_features.copy_(grad_result);
+    grad_features = grad_result.clone(torch::MemoryFormat::Contiguous);
   } else {
-    Tensor grad_normalized;  // (N, C_L, H, W): gradient of relu(norm(F))
     if (state.tail == StageTail::kTransition) {
       Tensor normalized = scratch_view(scratch, n, c_total, h, w);
-      kernels::bn_relu_forward(features, state.tail_norm.scale, state.tail_norm.shift,
-                               normalized);
+      kernels::bn_relu_forward(features, state.tail_norm.scale, state.tail_norm.shift, normalized);
       const int64_t c_out = params[tail + 2].size(0);
       // Average-pool backward needs only the shape of its input.
       Tensor grad_conv = at::avg_pool2d_backward(
-          grad_result, torch::empty({0}, grad_result.options()).expand({n, c_out, h, w}), {2, 2},
-          {2, 2}, {0, 0}, /*ceil_mode=*/false, /*count_include_pad=*/true,
+          grad_result, torch::empty({1, 1, 1, 1}, grad_result.options()).expand({n, c_out, h, w}),
+          {2, 2}, {2, 2}, {0, 0}, /*ceil_mode=*/false, /*count_include_pad=*/true,
           /*divisor_override=*/c10::nullopt);  // (N, C_out, H, W)
-      auto [grad_norm, grad_weight] =
-          conv2d_backward(grad_conv, normalized, params[tail + 2], 0, /*input_grad=*/true);
-      grads[tail + 2] = grad_weight;
-      grad_normalized = grad_norm;
+      grads[tail + 2] = conv2d_weight_grad(grad_conv, normalized, params[tail + 2], 0);
+      grad_features = torch::empty_like(features);
+      pointwise_conv_input_grad_into(grad_features, grad_conv, params[tail + 2]);
     } else {
-      grad_normalized = (grad_result / static_cast<double>(h * w))
-                            .view({n, c_total, 1, 1})
-                            .expand({n, c_total, h, w})
-                            .contiguous();
+      grad_features = (grad_result / static_cast<double>(h * w))
+                          .view({n, c_total, 1, 1})
+                          .expand({n, c_total, h, w})
+                          .contiguous();
     }
     auto [grad_gamma, grad_beta] = kernels::bn_relu_backward(
-        grad_normalized, features, state.tail_norm.mean, state.tail_norm.invstd, params[tail],
+        grad_features, features, state.tail_norm.mean, state.tail_norm.invstd, params[tail],
         params[tail + 1], training, grad_features, /*accumulate=*/false);
     grads[tail] = grad_gamma;
     grads[tail + 1] = grad_beta;
@@ -352,18 +374,19 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
           /*accumulate=*/false);
       grads[first + 3] = grad_g2;
       grads[first + 4] = grad_b2;
-      auto [grad_s, grad_w1] = conv2d_backward(grad_r2, normalized, p[2], 0, true);
-      grads[first + 2] = grad_w1;
-      grad_normalized = grad_s;
+      // dY1 (in grad_r2) -> dW1 needs the normalized input; then dS replaces it in the scratch.
+      grads[first + 2] = conv2d_weight_grad(grad_r2, normalized, p[2], 0);
+      pointwise_conv_input_grad_into(normalized, grad_r2, p[2]);
+      grad_normalized = normalized;
     } else {
       auto [grad_s, grad_w1] = conv2d_backward(grad_out, normalized, p[2], 1, true);
       grads[first + 2] = grad_w1;
       grad_normalized = grad_s;
     }
     Tensor grad_prefix = grad_features.narrow(1, 0, c_in);
-    auto [grad_g1, grad_b1] = kernels::bn_relu_backward(grad_normalized, prefix, kept.norm1.mean,
-                                                        kept.norm1.invstd, p[0], p[1], training,
-                                                        grad_prefix, /*accumulate=*/true);
+    auto [grad_g1, grad_b1] =
+        kernels::bn_relu_backward(grad_normalized, prefix, kept.norm1.mean, kept.norm1.invstd, p[0],
+                                  p[1], training, grad_prefix, /*accumulate=*/true);
     grads[first] = grad_g1;
     grads[first + 1] = grad_b1;
   }
@@ -394,8 +417,8 @@ struct DenseStageFunction : public torch::autograd::Function<DenseStageFunction>
     TORCH_CHECK(!torch::GradMode::is_enabled(),
                 "double backward (create_graph=True) is not supported by the efficient and "
                 "minimal memory modes; use --memory naive");
-    auto state = c10::static_intrusive_pointer_cast<StageState>(
-        ctx->saved_data["state"].toCapsule());
+    auto state =
+        c10::static_intrusive_pointer_cast<StageState>(ctx->saved_data["state"].toCapsule());
     std::vector<Tensor> params = ctx->get_saved_variables();
     Tensor grad = grad_outputs[0];
     if (!grad.defined()) grad = torch::zeros_like(state->features);
@@ -426,7 +449,8 @@ Tensor run_dense_stage(DenseBlockImpl& block, StageTail tail,
   std::vector<Tensor> params = stage_parameters(block, tail, transition, final_norm, &state->index);
 
   bool needs_grad = torch::GradMode::is_enabled() && input.requires_grad();
-  for (const auto& p : params) needs_grad = needs_grad || (torch::GradMode::is_enabled() && p.requires_grad());
+  for (const auto& p : params)
+    needs_grad = needs_grad || (torch::GradMode::is_enabled() && p.requires_grad());
   if (!needs_grad) return stage_forward(*state, input, params, /*keep=*/false);
   return DenseStageFunction::apply(input, at::TensorList(params), state);
 }

@@ -117,9 +117,37 @@ torch::Tensor DenseNetImpl::forward(const torch::Tensor& input) {
   const int64_t smaller_side = std::min(input.size(2), input.size(3));
   // Checked here rather than left to pooling so that the message names the cause.
   plan_architecture(options, smaller_side);
-  torch::Tensor out = features->forward(input);                           // (N, C_final, h, w)
-  out = torch::adaptive_avg_pool2d(torch::relu(out), {1, 1}).flatten(1);  // (N, C_final)
-  return classifier(out);
+  if (options.memory() == MemoryMode::kNaive) {
+    torch::Tensor out = features->forward(input);                           // (N, C_final, h, w)
+    out = torch::adaptive_avg_pool2d(torch::relu(out), {1, 1}).flatten(1);  // (N, C_final)
+    return classifier(out);
+  }
+  return classifier(forward_stages(forward_stem(input)));
+}
+
+torch::Tensor DenseNetImpl::forward_stem(const torch::Tensor& input) {
+  // The stem is small next to the blocks; plain autograd keeps only its input and output.
+  const auto stem = features->named_children();
+  torch::Tensor out = stem["conv0"]->as<torch::nn::Conv2d>()->forward(input);
+  if (!options.uses_small_stem()) {
+    out = stem["norm0"]->as<torch::nn::BatchNorm2d>()->forward(out);
+    out = torch::max_pool2d(torch::relu(out), {3, 3}, {2, 2}, {1, 1});
+  }
+  return out;  // (N, C0, H', W')
+}
+
+torch::Tensor DenseNetImpl::forward_stages(const torch::Tensor& stem_output) {
+  torch::Tensor out = stem_output;
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    if (b < transitions.size()) {
+      out = detail::run_dense_stage(*blocks[b], detail::StageTail::kTransition,
+                                    transitions[b].ptr(), nullptr, out);
+    } else {
+      out = detail::run_dense_stage(*blocks[b], detail::StageTail::kFinal, nullptr,
+                                    final_norm.ptr(), out);  // (N, C_final)
+    }
+  }
+  return out;
 }
 
 }  // namespace densenet

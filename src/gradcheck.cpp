@@ -29,10 +29,10 @@ void randomize_norms(DenseNetImpl& model, torch::Generator& generator, int64_t i
   model.train();
   const auto options = model.classifier->weight.options();
   for (int pass = 0; pass < 3; ++pass) {
-    model.forward(torch::randn({4, model.options.in_channels(), input_size, input_size},
-                               generator, options) *
-                      1.5 +
-                  0.2);
+    model.forward(
+        torch::randn({4, model.options.in_channels(), input_size, input_size}, generator, options) *
+            1.5 +
+        0.2);
   }
   model.train(was_training);
 }
@@ -96,7 +96,8 @@ StepResult run_step(DenseNet& model, const torch::Tensor& input, const torch::Te
     constexpr double kLearningRate = 0.1;
     for (auto& param : model->parameters()) param.sub_(param.grad(), kLearningRate);
   }
-  for (const auto& item : state_dict(*model)) result.state_after.insert(item.key(), item.value().clone());
+  for (const auto& item : state_dict(*model))
+    result.state_after.insert(item.key(), item.value().clone());
   return result;
 }
 
@@ -129,7 +130,8 @@ ModeComparison compare_memory_modes(const DenseNetOptions& model_options, Memory
   other->to(options.dtype());
   load_state_dict(*other, state_dict(*naive));
   StateDict initial_state;
-  for (const auto& item : state_dict(*naive)) initial_state.insert(item.key(), item.value().clone());
+  for (const auto& item : state_dict(*naive))
+    initial_state.insert(item.key(), item.value().clone());
 
   const auto tensor_options = torch::TensorOptions().dtype(options.dtype());
   const torch::Tensor input = torch::randn(
@@ -226,8 +228,8 @@ FiniteDifferenceResult finite_difference_check(const DenseNetOptions& model_opti
         flat[i].fill_(original);
         numeric = (plus - minus) / (2 * kStep);
       }
-      const double error = std::abs(numeric - analytic.view({-1})[i].item<double>()) /
-                           std::max(scale, 1e-12);
+      const double error =
+          std::abs(numeric - analytic.view({-1})[i].item<double>()) / std::max(scale, 1e-12);
       ++result.checked;
       if (error > result.max_rel_error || result.worst.empty()) {
         result.max_rel_error = std::max(result.max_rel_error, error);

@@ -54,9 +54,10 @@ struct ModeComparisonOptions {
 double mode_comparison_tolerance(torch::Dtype dtype);
 
 /// Builds a naive model and a `mode` model with the same weights and non-trivial running
-/// statistics (and in float32 also the naive model in float64), runs one step on each (forward with the same dropout seed, loss = a fixed random
-/// weighting of the logits, backward, plain SGD update) in train or eval mode, and compares the
-/// outputs, the input gradient, every parameter gradient and the whole state dict after the step.
+/// statistics (and in float32 also the naive model in float64), runs one step on each (forward with
+/// the same dropout seed, loss = a fixed random weighting of the logits, backward, plain SGD
+/// update) in train or eval mode, and compares the outputs, the input gradient, every parameter
+/// gradient and the whole state dict after the step.
 ModeComparison compare_memory_modes(const DenseNetOptions& model, MemoryMode mode,
                                     const ModeComparisonOptions& options);
 
@@ -65,7 +66,7 @@ ModeComparison compare_memory_modes(const DenseNetOptions& model, MemoryMode mod
 /// Returns the largest relative error (relative to the gradient's scale).
 struct FiniteDifferenceResult {
   double max_rel_error = 0;
-  std::string worst;  // which tensor
+  std::string worst;    // which tensor
   int64_t checked = 0;  // number of scalar entries checked
   double tolerance = 0;
   bool passed() const { return max_rel_error <= tolerance; }

@@ -62,7 +62,9 @@ inline float affine(float x, float scale, float shift) {
   return static_cast<float>(static_cast<double>(x) * static_cast<double>(scale) +
                             static_cast<double>(shift));
 }
-inline double affine(double x, double scale, double shift) { return std::fma(x, scale, shift); }
+inline double affine(double x, double scale, double shift) {
+  return std::fma(x, scale, shift);
+}
 
 template <typename T>
 DENSENET_MULTIVERSION void plane_bn_relu(const T* x, T* out, int64_t n, T scale, T shift) {
@@ -72,8 +74,7 @@ DENSENET_MULTIVERSION void plane_bn_relu(const T* x, T* out, int64_t n, T scale,
 // Sums of dz and dz * (x - mean) over one plane, dz = grad_y where the ReLU was active.
 template <typename T>
 DENSENET_MULTIVERSION void plane_backward_sums(const T* grad_y, const T* x, int64_t n, T scale,
-                                               T shift, T mean, double* sum_dz,
-                                               double* sum_dz_xc) {
+                                               T shift, T mean, double* sum_dz, double* sum_dz_xc) {
   double lanes_dz[kLanes] = {};
   double lanes_dz_xc[kLanes] = {};
   int64_t i = 0;
@@ -147,7 +148,9 @@ int64_t grain_for(int64_t work_per_item) {
   return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work_per_item));
 }
 
-torch::Tensor per_channel(const torch::Tensor& v) { return v.view({1, -1, 1, 1}); }
+torch::Tensor per_channel(const torch::Tensor& v) {
+  return v.view({1, -1, 1, 1});
+}
 
 }  // namespace
 
@@ -171,8 +174,8 @@ std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x
         const double m = sum / count;
         double squares = 0;
         for (int64_t n = 0; n < s.batch; ++n) {
-          squares += plane_squared_deviation(data + n * s.batch_stride + c * s.channel_stride,
-                                             s.plane, m);
+          squares +=
+              plane_squared_deviation(data + n * s.batch_stride + c * s.channel_stride, s.plane, m);
         }
         mean_data[c] = m;
         var_data[c] = squares / count;
@@ -182,8 +185,8 @@ std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x
   return {mean, var};
 }
 
-void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale,
-                     const torch::Tensor& shift, torch::Tensor& out) {
+void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift,
+                     torch::Tensor& out) {
   TORCH_INTERNAL_ASSERT(x.dim() == 4 && out.sizes() == x.sizes() && out.is_contiguous(),
                         "bn_relu_forward: x ", x.sizes(), ", out ", out.sizes());
   if (!use_cpu_kernel({&x, &scale, &shift, &out})) {
@@ -211,10 +214,9 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
     const torch::Tensor& grad_y, const torch::Tensor& x, const torch::Tensor& mean,
     const torch::Tensor& invstd, const torch::Tensor& gamma, const torch::Tensor& beta,
     bool training, torch::Tensor& grad_x, bool accumulate) {
-  TORCH_INTERNAL_ASSERT(x.dim() == 4 && grad_y.sizes() == x.sizes() &&
-                            grad_x.sizes() == x.sizes(),
-                        "bn_relu_backward: grad_y ", grad_y.sizes(), ", x ", x.sizes(),
-                        ", grad_x ", grad_x.sizes());
+  TORCH_INTERNAL_ASSERT(x.dim() == 4 && grad_y.sizes() == x.sizes() && grad_x.sizes() == x.sizes(),
+                        "bn_relu_backward: grad_y ", grad_y.sizes(), ", x ", x.sizes(), ", grad_x ",
+                        grad_x.sizes());
   if (!use_cpu_kernel({&grad_y, &x, &mean, &invstd, &gamma, &beta, &grad_x})) {
     return reference::bn_relu_backward(grad_y, x, mean, invstd, gamma, beta, training, grad_x,
                                        accumulate);
@@ -244,23 +246,23 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
         double sum_dz = 0, sum_dz_xc = 0;
         for (int64_t n = 0; n < s.batch; ++n) {
           plane_backward_sums(dy + n * gy.batch_stride + c * gy.channel_stride,
-                              in + n * s.batch_stride + c * s.channel_stride, s.plane, scale,
-                              shift, m[c], &sum_dz, &sum_dz_xc);
+                              in + n * s.batch_stride + c * s.channel_stride, s.plane, scale, shift,
+                              m[c], &sum_dz, &sum_dz_xc);
         }
         const double inv = static_cast<double>(is[c]);
         dg[c] = static_cast<T>(sum_dz_xc * inv);
         db[c] = static_cast<T>(sum_dz);
         const T k1 = training ? static_cast<T>(-static_cast<double>(scale) * sum_dz / count) : T(0);
-        const T k2 = training
-                         ? static_cast<T>(-static_cast<double>(scale) * inv * inv * sum_dz_xc / count)
-                         : T(0);
+        const T k2 =
+            training ? static_cast<T>(-static_cast<double>(scale) * inv * inv * sum_dz_xc / count)
+                     : T(0);
         for (int64_t n = 0; n < s.batch; ++n) {
           const T* dy_plane = dy + n * gy.batch_stride + c * gy.channel_stride;
           const T* x_plane = in + n * s.batch_stride + c * s.channel_stride;
           T* dx_plane = dx + n * gx.batch_stride + c * gx.channel_stride;
           if (accumulate) {
-            plane_backward_dx<T, true>(dy_plane, x_plane, dx_plane, s.plane, scale, shift, m[c],
-                                       k1, k2);
+            plane_backward_dx<T, true>(dy_plane, x_plane, dx_plane, s.plane, scale, shift, m[c], k1,
+                                       k2);
           } else {
             plane_backward_dx<T, false>(dy_plane, x_plane, dx_plane, s.plane, scale, shift, m[c],
                                         k1, k2);
@@ -290,8 +292,8 @@ torch::Tensor affine_of(const torch::Tensor& x, const torch::Tensor& scale,
   return x * per_channel(scale) + per_channel(shift);
 }
 
-void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale,
-                     const torch::Tensor& shift, torch::Tensor& out) {
+void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift,
+                     torch::Tensor& out) {
   out.copy_(affine_of(x, scale, shift).clamp_min(0));
 }
 
@@ -308,7 +310,8 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
   torch::Tensor dx = dz * per_channel(scale);
   if (training) {
     const double count = static_cast<double>(x.size(0) * x.size(2) * x.size(3));
-    dx = dx - per_channel(scale * grad_beta / count) - xhat * per_channel(scale * grad_gamma / count);
+    dx = dx - per_channel(scale * grad_beta / count) -
+         xhat * per_channel(scale * grad_gamma / count);
   }
   if (accumulate) {
     grad_x.add_(dx);

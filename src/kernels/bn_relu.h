@@ -23,8 +23,8 @@ std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x
 
 /// out = max(x * scale[c] + shift[c], 0). `out` is contiguous (N, C, H, W) and is written
 /// completely; scale and shift are (C,).
-void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale,
-                     const torch::Tensor& shift, torch::Tensor& out);
+void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift,
+                     torch::Tensor& out);
 
 /// Backward of y = relu(gamma * (x - mean) * invstd + beta) given grad_y (contiguous), with
 /// the ReLU mask recomputed from x (so the forward's output need not be kept):
@@ -43,8 +43,8 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
 namespace reference {
 // The same operations in ATen composites (any device, any floating dtype).
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x);
-void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale,
-                     const torch::Tensor& shift, torch::Tensor& out);
+void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift,
+                     torch::Tensor& out);
 std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
     const torch::Tensor& grad_y, const torch::Tensor& x, const torch::Tensor& mean,
     const torch::Tensor& invstd, const torch::Tensor& gamma, const torch::Tensor& beta,

@@ -1,0 +1,135 @@
+#include "commands.h"
+
+#include "arguments.h"
+#include "model_arguments.h"
+
+#include "densenet/benchmark.h"
+#include "densenet/memory_tracker.h"
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+namespace densenet::cli {
+
+namespace {
+
+std::vector<OptionSpec> bench_specs() {
+  std::vector<OptionSpec> specs = model_option_specs();
+  specs.erase(std::remove_if(specs.begin(), specs.end(),
+                             [](const OptionSpec& s) { return s.name == "memory"; }),
+              specs.end());
+  specs.push_back({"memory", "LIST", "modes to measure (default naive,efficient,minimal)"});
+  specs.push_back({"batch", "LIST", "batch sizes, e.g. 64 or 32,64,128 (default 64)"});
+  specs.push_back({"device", "DEV", "cpu (default) or cuda"});
+  specs.push_back({"threads", "T", "intra-op threads (default: LibTorch's default)"});
+  specs.push_back({"warmup", "W", "untimed steps first (default 1)"});
+  specs.push_back({"iters", "K", "timed steps (default 3)"});
+  specs.push_back({"max-batch", "", "also find the largest batch that trains within --memory-cap"});
+  specs.push_back({"memory-cap", "SIZE", "cap for --max-batch, e.g. 4GiB (default 4GiB)"});
+  specs.push_back({"json", "", "one JSON object per line per (mode, batch)"});
+  specs.push_back({"help", "", "show this help"});
+  return specs;
+}
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) items.push_back(item);
+  return items;
+}
+
+}  // namespace
+
+int bench_command(const std::vector<std::string>& raw_args) {
+  const std::vector<OptionSpec> specs = bench_specs();
+  Arguments args(raw_args, specs);
+  if (args.flag("help")) {
+    std::cout << "usage: densenet bench --arch NAME [--batch N[,N...]] "
+                 "[--memory naive,efficient,minimal] [--device cpu|cuda] [--threads T] "
+                 "[--warmup W] [--iters K] [--max-batch --memory-cap 4GiB] [--json]\n\n"
+                 "Measures a training step (forward, cross-entropy, backward): mean forward and\n"
+                 "backward ms, R = B/F, achieved GFLOP/s, peak tensor memory above the model and\n"
+                 "the input, and the process peak RSS increase.\n\n"
+              << format_options(specs);
+    return 0;
+  }
+  if (!args.positionals().empty()) {
+    throw UsageError("bench takes no positional arguments, got '" + args.positionals()[0] + "'");
+  }
+  const std::string arch = args.value("arch").value_or("densenet-40");
+  DenseNetOptions options = model_options_from(args, /*read_memory=*/false);
+  std::vector<MemoryMode> modes;
+  for (const auto& name : split(args.value("memory").value_or("naive,efficient,minimal"))) {
+    modes.push_back(parse_memory_mode(name));
+  }
+  const std::vector<int64_t> batches = parse_int_list(args.value("batch").value_or("64"));
+  const std::string device_name = args.value("device").value_or("cpu");
+  TORCH_CHECK(device_name == "cpu" || device_name == "cuda", "unknown device '", device_name,
+              "': use cpu or cuda");
+  TORCH_CHECK(device_name == "cpu" || torch::cuda::is_available(),
+              "--device cuda: no CUDA device is available to this LibTorch build");
+  if (auto threads = args.integer("threads")) {
+    TORCH_CHECK(*threads >= 1, "--threads must be >= 1, got ", *threads);
+    at::set_num_threads(static_cast<int>(*threads));
+  }
+  BenchmarkOptions bench;
+  bench.device(device_name == "cpu" ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA));
+  bench.warmup(args.integer("warmup").value_or(1));
+  bench.iterations(args.integer("iters").value_or(3));
+  TORCH_CHECK(bench.warmup() >= 0 && bench.iterations() >= 1,
+              "--warmup must be >= 0 and --iters >= 1");
+  const bool max_batch = args.flag("max-batch");
+  const int64_t cap = parse_byte_size(args.value("memory-cap").value_or("4GiB"));
+  const bool json = args.flag("json");
+  MemoryTracker::instance();
+
+  if (!json) {
+    std::printf("%s, %s, %d threads\n", arch.c_str(), device_name.c_str(), at::get_num_threads());
+    std::printf("%-10s %6s %10s %10s %6s %9s %12s %12s%s\n", "memory", "batch", "fwd ms", "bwd ms",
+                "R=B/F", "GFLOP/s", "peak", "RSS delta", max_batch ? "   max batch" : "");
+  }
+  for (MemoryMode mode : modes) {
+    DenseNetOptions mode_options = options;
+    mode_options.memory(mode);
+    for (int64_t batch : batches) {
+      const BenchmarkResult r = benchmark_training_step(mode_options, batch, bench);
+      const int64_t largest = max_batch ? find_max_batch(mode_options, cap, bench) : 0;
+      if (json) {
+        nlohmann::ordered_json line = {{"arch", arch},
+                                       {"memory", r.memory},
+                                       {"batch", r.batch},
+                                       {"device", device_name},
+                                       {"threads", at::get_num_threads()},
+                                       {"forward_ms", r.forward_ms},
+                                       {"backward_ms", r.backward_ms},
+                                       {"peak_bytes", r.peak_bytes},
+                                       {"rss_delta_bytes", r.rss_delta_bytes},
+                                       {"step_flops", r.step_flops},
+                                       {"gflops", r.gflops()}};
+        if (max_batch) {
+          line["max_batch"] = largest;
+          line["memory_cap_bytes"] = cap;
+        }
+        std::cout << line.dump() << std::endl;
+      } else {
+        std::printf("%-10s %6lld %10.1f %10.1f %6.2f %9.1f %12s %12s", r.memory.c_str(),
+                    static_cast<long long>(batch), r.forward_ms, r.backward_ms,
+                    r.backward_ms / r.forward_ms, r.gflops(), format_bytes(r.peak_bytes).c_str(),
+                    format_bytes(r.rss_delta_bytes).c_str());
+        if (max_batch)
+          std::printf("   %lld in %s", static_cast<long long>(largest), format_bytes(cap).c_str());
+        std::printf("\n");
+        std::fflush(stdout);
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace densenet::cli

@@ -1,0 +1,43 @@
+#pragma once
+
+#include "densenet/options.h"
+
+#include <torch/types.h>
+
+#include <string>
+
+namespace densenet {
+
+struct BenchmarkOptions {
+  TORCH_ARG(torch::Device, device) = torch::kCPU;
+  TORCH_ARG(int64_t, warmup) = 1;
+  TORCH_ARG(int64_t, iterations) = 3;
+  TORCH_ARG(uint64_t, seed) = 0;
+};
+
+/// One training step (forward, cross-entropy, backward) measured after warm-up.
+struct BenchmarkResult {
+  std::string memory;  // mode name
+  int64_t batch = 0;
+  double forward_ms = 0;   // mean over iterations
+  double backward_ms = 0;  // mean over iterations
+  /// Peak tracked allocator bytes during a step above what was live before it (parameters,
+  /// buffers and the input batch); gradients allocated by the step count. CPU: the tracking
+  /// allocator; CUDA: the caching allocator's peak.
+  int64_t peak_bytes = 0;
+  /// Process peak RSS during the measured steps minus RSS before them (CPU).
+  int64_t rss_delta_bytes = 0;
+  double step_flops = 0;  // 2 * 3 * forward multiply-adds * batch
+  double gflops() const { return step_flops / ((forward_ms + backward_ms) * 1e6); }
+};
+
+/// Builds the model in `options.memory()` mode and measures it at `batch`.
+BenchmarkResult benchmark_training_step(const DenseNetOptions& model, int64_t batch,
+                                        const BenchmarkOptions& options);
+
+/// The largest batch whose training step fits in `cap_bytes` of tracked CPU tensor memory
+/// (model included), found by doubling and bisection; 0 if not even batch 1 fits.
+int64_t find_max_batch(const DenseNetOptions& model, int64_t cap_bytes,
+                       const BenchmarkOptions& options);
+
+}  // namespace densenet

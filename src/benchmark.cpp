@@ -1,0 +1,167 @@
+#include "densenet/benchmark.h"
+
+#include "densenet/densenet.h"
+#include "densenet/memory_tracker.h"
+
+#include <c10/util/Exception.h>
+#include <torch/cuda.h>
+#include <torch/nn/functional/loss.h>
+
+#include <malloc.h>
+
+#if defined(DENSENET_WITH_CUDA)
+#include <c10/cuda/CUDACachingAllocator.h>
+#define DENSENET_HAS_CUDA_ALLOCATOR 1
+#else
+#define DENSENET_HAS_CUDA_ALLOCATOR 0
+#endif
+
+#include <chrono>
+
+namespace densenet {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double milliseconds_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+/// Bytes allocated by the CUDA caching allocator now and at peak since the last reset.
+void reset_cuda_peak(const torch::Device& device) {
+#if DENSENET_HAS_CUDA_ALLOCATOR
+  c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+#else
+  (void)device;
+#endif
+}
+
+std::pair<int64_t, int64_t> cuda_allocated_bytes(const torch::Device& device) {
+#if DENSENET_HAS_CUDA_ALLOCATOR
+  const auto stats =
+      c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+  const auto& aggregate = stats.allocated_bytes[0];  // StatType::AGGREGATE
+  return {aggregate.current, aggregate.peak};
+#else
+  (void)device;
+  TORCH_CHECK(false, "this build of densenet has no CUDA allocator statistics");
+#endif
+}
+
+void reset_gradients(DenseNet& model) {
+  for (auto& param : model->parameters()) param.mutable_grad().reset();
+}
+
+struct StepTimes {
+  double forward_ms, backward_ms;
+};
+
+StepTimes training_step(DenseNet& model, const torch::Tensor& input, const torch::Tensor& target) {
+  const auto start = Clock::now();
+  torch::Tensor logits = model->forward(input);
+  torch::Tensor loss = torch::nn::functional::cross_entropy(logits, target);
+  if (input.is_cuda()) torch::cuda::synchronize();
+  const double forward_ms = milliseconds_since(start);
+  const auto middle = Clock::now();
+  loss.backward();
+  if (input.is_cuda()) torch::cuda::synchronize();
+  return {forward_ms, milliseconds_since(middle)};
+}
+
+// Freed memory goes back to the system at once (no heap high-water mark hiding in RSS), so
+// RSS before and during a step measure live memory; bench/compare_pytorch.py does the same.
+void release_freed_memory() {
+  static const bool configured = mallopt(M_MMAP_THRESHOLD, 64 * 1024) == 1;
+  (void)configured;
+  malloc_trim(0);
+}
+
+}  // namespace
+
+BenchmarkResult benchmark_training_step(const DenseNetOptions& model_options, int64_t batch,
+                                        const BenchmarkOptions& options) {
+  TORCH_CHECK(batch >= 1, "batch must be >= 1, got ", batch);
+  TORCH_CHECK(options.iterations() >= 1, "iterations must be >= 1");
+  MemoryTracker& tracker = MemoryTracker::instance();
+  release_freed_memory();
+  torch::manual_seed(options.seed());
+  DenseNet model(model_options);
+  model->to(options.device());
+  model->train();
+  const int64_t size = model_options.input_size();
+  const auto tensor_options = torch::TensorOptions().device(options.device());
+  const torch::Tensor input =
+      torch::randn({batch, model_options.in_channels(), size, size}, tensor_options);
+  const torch::Tensor target =
+      torch::randint(model_options.num_classes(), {batch}, tensor_options.dtype(torch::kLong));
+
+  for (int64_t i = 0; i < options.warmup(); ++i) {
+    reset_gradients(model);
+    training_step(model, input, target);
+  }
+  reset_gradients(model);
+  release_freed_memory();
+
+  const bool cuda = options.device().is_cuda();
+  if (cuda) reset_cuda_peak(options.device());
+  const int64_t live_before =
+      cuda ? cuda_allocated_bytes(options.device()).first : tracker.current_bytes();
+  const int64_t rss_before = process_rss_bytes();
+  reset_process_peak_rss();
+  tracker.reset_peak();
+  BenchmarkResult result;
+  result.memory = memory_mode_name(model_options.memory());
+  result.batch = batch;
+  for (int64_t i = 0; i < options.iterations(); ++i) {
+    reset_gradients(model);
+    const StepTimes times = training_step(model, input, target);
+    result.forward_ms += times.forward_ms / options.iterations();
+    result.backward_ms += times.backward_ms / options.iterations();
+  }
+  result.peak_bytes =
+      (cuda ? cuda_allocated_bytes(options.device()).second : tracker.peak_bytes()) - live_before;
+  result.rss_delta_bytes = cuda ? 0 : process_peak_rss_bytes() - rss_before;
+  result.step_flops = 6.0 * static_cast<double>(model->plan.forward_macs()) * batch;
+  return result;
+}
+
+int64_t find_max_batch(const DenseNetOptions& model_options, int64_t cap_bytes,
+                       const BenchmarkOptions& options) {
+  TORCH_CHECK(cap_bytes > 0, "the memory cap must be positive");
+  TORCH_CHECK(options.device().is_cpu(), "--max-batch searches with the CPU memory cap");
+  MemoryTracker::instance();
+  auto fits = [&](int64_t batch) {
+    release_freed_memory();
+    ScopedMemoryLimit cap(MemoryTracker::instance().current_bytes() + cap_bytes);
+    try {
+      torch::manual_seed(options.seed());
+      DenseNet model(model_options);
+      model->train();
+      const int64_t size = model_options.input_size();
+      const torch::Tensor input = torch::randn({batch, model_options.in_channels(), size, size});
+      const torch::Tensor target = torch::randint(model_options.num_classes(), {batch});
+      training_step(model, input, target);
+      return true;
+    } catch (const c10::OutOfMemoryError&) {
+      return false;
+    }
+  };
+  if (!fits(1)) return 0;
+  int64_t good = 1, bad = 2;
+  while (fits(bad)) {
+    good = bad;
+    bad *= 2;
+  }
+  while (bad - good > 1) {
+    const int64_t middle = good + (bad - good) / 2;
+    if (fits(middle)) {
+      good = middle;
+    } else {
+      bad = middle;
+    }
+  }
+  return good;
+}
+
+}  // namespace densenet
