@@ -5,6 +5,8 @@
 
 #include "densenet/architecture.h"
 #include "densenet/densenet.h"
+#include "densenet/memory_plan.h"
+#include "densenet/memory_tracker.h"
 #include "densenet/presets.h"
 #include "densenet/state_dict.h"
 
@@ -65,7 +67,11 @@ nlohmann::ordered_json plan_json(const std::string& arch, const ArchitecturePlan
           {"blocks", blocks},
           {"final_channels", plan.final_channels},
           {"parameters", plan.num_parameters()},
-          {"forward_macs_per_sample", plan.forward_macs()}};
+          {"forward_macs_per_sample", plan.forward_macs()},
+          {"training_memory_per_sample",
+           {{"naive", plan_memory(plan, MemoryMode::kNaive).peak_bytes},
+            {"efficient", plan_memory(plan, MemoryMode::kEfficient).peak_bytes},
+            {"minimal", plan_memory(plan, MemoryMode::kMinimal).peak_bytes}}}};
 }
 
 void print_table(const std::string& arch, const ArchitecturePlan& plan) {
@@ -103,6 +109,17 @@ void print_table(const std::string& arch, const ArchitecturePlan& plan) {
   std::printf("multiply-adds per %lldx%lld sample: %s (%.3f G)\n",
               static_cast<long long>(plan.input_size), static_cast<long long>(plan.input_size),
               with_thousands(plan.forward_macs()).c_str(), plan.forward_macs() / 1e9);
+  std::printf(
+      "\ntraining activation memory per sample (float32; parameters, gradients and the\n"
+      "input batch not included; `densenet bench` measures the same):\n");
+  std::printf("  %-10s %12s %12s %s\n", "mode", "kept", "peak", "peak during stage");
+  for (MemoryMode mode : {MemoryMode::kNaive, MemoryMode::kEfficient, MemoryMode::kMinimal}) {
+    const MemoryPlan memory = plan_memory(plan, mode);
+    std::printf("  %-10s %12s %12s %lld%s\n", memory_mode_name(mode).c_str(),
+                format_bytes(memory.kept_bytes).c_str(), format_bytes(memory.peak_bytes).c_str(),
+                static_cast<long long>(memory.peak_stage),
+                mode == o.memory() ? "   <- selected" : "");
+  }
 }
 
 }  // namespace

@@ -20,6 +20,8 @@ const std::map<std::string, Command>& commands() {
   static const std::map<std::string, Command> table = {
       {"info",
        {densenet::cli::info_command, "describe an architecture: blocks, parameters, MACs, keys"}},
+      {"gradcheck",
+       {densenet::cli::gradcheck_command, "check efficient/minimal modes against naive"}},
       {"bench", {densenet::cli::bench_command, "time a training step and measure its peak memory"}},
   };
   return table;

@@ -56,12 +56,12 @@ void pointwise_conv_input_grad_into(Tensor& out, const Tensor& grad_output, cons
 }
 
 /// One BatchNorm2d as the stage applies it: the statistics its forward used and the affine
-/// transform they give, scale = gamma * invstd and shift = beta - mean * scale.
+/// transform they give, (x - mean) * scale + beta with scale = gamma * invstd.
 struct NormState {
   Tensor mean;    // (C,) batch mean (training) or running mean (eval)
   Tensor invstd;  // (C,) 1 / sqrt(var + eps) of the same
   Tensor scale;   // (C,)
-  Tensor shift;   // (C,)
+  Tensor beta;    // (C,) the norm's bias
 };
 
 /// Updates `norm`'s running statistics exactly once, as torch::nn::BatchNorm2d's forward does
@@ -105,7 +105,7 @@ NormState prepare_norm(torch::nn::BatchNorm2dImpl& norm, const Tensor& gamma, co
     state.invstd = (norm.running_var + eps).sqrt().reciprocal();
   }
   state.scale = gamma * state.invstd;
-  state.shift = beta - state.mean * state.scale;
+  state.beta = beta;
   return state;
 }
 
@@ -220,7 +220,7 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
                                    training ? feature_mean.narrow(0, 0, c_in) : Tensor(),
                                    training ? feature_var.narrow(0, 0, c_in) : Tensor(), count);
     Tensor normalized = scratch_view(scratch, n, c_in, h, w);  // (N, C_l, H, W)
-    kernels::bn_relu_forward(prefix, norm1.scale, norm1.shift, normalized);
+    kernels::bn_relu_forward(prefix, norm1.mean, norm1.scale, norm1.beta, normalized);
 
     Tensor out;  // (N, k, H, W)
     NormState norm2;
@@ -231,7 +231,7 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
       if (training) std::tie(mean2, var2) = kernels::channel_mean_var(y1);
       norm2 = prepare_norm(*layer.norm2, p[3], p[4], training, mean2, var2, count);
       Tensor r2 = torch::empty_like(y1);  // (N, B, H, W)
-      kernels::bn_relu_forward(y1, norm2.scale, norm2.shift, r2);
+      kernels::bn_relu_forward(y1, norm2.mean, norm2.scale, norm2.beta, r2);
       out = conv2d(r2, p[5], 1);
       if (keep && !state.minimal) kept_bottleneck = y1;
     } else {
@@ -268,7 +268,7 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
     NormState tail_norm = prepare_norm(norm, tail_params[0], tail_params[1], training, feature_mean,
                                        feature_var, count);
     Tensor normalized = scratch_view(scratch, n, c_total, h, w);  // (N, C_L, H, W)
-    kernels::bn_relu_forward(features, tail_norm.scale, tail_norm.shift, normalized);
+    kernels::bn_relu_forward(features, tail_norm.mean, tail_norm.scale, tail_norm.beta, normalized);
     if (state.tail == StageTail::kTransition) {
       // Convolution before pooling, in the naive order, so that results agree to rounding
       // (pooling first would save 3/4 of the transition's multiply-adds but move ReLU kinks).
@@ -320,7 +320,8 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
   } else {
     if (state.tail == StageTail::kTransition) {
       Tensor normalized = scratch_view(scratch, n, c_total, h, w);
-      kernels::bn_relu_forward(features, state.tail_norm.scale, state.tail_norm.shift, normalized);
+      kernels::bn_relu_forward(features, state.tail_norm.mean, state.tail_norm.scale,
+                               state.tail_norm.beta, normalized);
       const int64_t c_out = params[tail + 2].size(0);
       // Average-pool backward needs only the shape of its input.
       Tensor grad_conv = at::avg_pool2d_backward(
@@ -358,13 +359,14 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
 
     // Recompute the BN-ReLU of the layer input into the shared scratch.
     Tensor normalized = scratch_view(scratch, n, c_in, h, w);  // (N, C_l, H, W)
-    kernels::bn_relu_forward(prefix, kept.norm1.scale, kept.norm1.shift, normalized);
+    kernels::bn_relu_forward(prefix, kept.norm1.mean, kept.norm1.scale, kept.norm1.beta,
+                             normalized);
 
     Tensor grad_normalized;  // (N, C_l, H, W)
     if (bottleneck) {
       Tensor y1 = kept.bottleneck.defined() ? kept.bottleneck : conv2d(normalized, p[2], 0);
       Tensor r2 = torch::empty_like(y1);  // (N, B, H, W)
-      kernels::bn_relu_forward(y1, kept.norm2.scale, kept.norm2.shift, r2);
+      kernels::bn_relu_forward(y1, kept.norm2.mean, kept.norm2.scale, kept.norm2.beta, r2);
       auto [grad_r2, grad_w2] = conv2d_backward(grad_out, r2, p[5], 1, true);
       grads[first + 5] = grad_w2;
       r2.reset();

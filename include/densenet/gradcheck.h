@@ -21,17 +21,26 @@ struct DifferenceSummary {
   /// of the naive model (the truth both approximate). Negative when not measured.
   double mode_rel_to_float64 = -1;
   double naive_rel_to_float64 = -1;
-  /// Within tolerance of naive; or, in float32, within tolerance of the float64 result, or
-  /// within twice naive's own distance from it. Float32 training of a deep DenseNet amplifies
-  /// rounding through batch statistics and flips ReLU kinks, so two correct float32
-  /// implementations (PyTorch with 1 and 2 threads, say) can differ by ~1e-2 of a gradient's
-  /// scale; float64 is where exactness is proven (1e-10).
+  /// Gradients and the state after a step, float32 only: the largest difference one ReLU
+  /// kink crossing can make (see passed()); 0 where it does not apply (outputs, float64).
+  double kink_allowance = 0;
+
+  /// Within tolerance of naive; or (float32 gradients) no further from the float64 result than
+  /// max(kFloat32Slack x naive's own distance, kink_allowance). Float32 training of a deep
+  /// DenseNet amplifies rounding through batch statistics, and any two float32 implementations
+  /// place some near-zero pre-activations on different sides of a ReLU kink: a relative input
+  /// perturbation of 1e-7 moves densenet-bc-100's float32 input gradient by ~1e-2 (measured),
+  /// and one kink crossing moved a densenet161 eval-mode gradient by 9.9e-3 of its scale.
+  /// Exactness is proven in float64 (1e-10, same run); the float32 check proves the float32
+  /// path computes the same function, with outputs held to 1e-5.
   bool passed() const {
     if (max_rel <= tolerance) return true;
     return mode_rel_to_float64 >= 0 &&
-           mode_rel_to_float64 <= std::max(tolerance, kFloat32Slack * naive_rel_to_float64);
+           mode_rel_to_float64 <=
+               std::max({tolerance, kFloat32Slack * naive_rel_to_float64, kink_allowance});
   }
-  static constexpr double kFloat32Slack = 2.0;
+  static constexpr double kFloat32Slack = 20.0;
+  static constexpr double kFloat32KinkAllowance = 3e-2;
 };
 
 struct ModeComparison {

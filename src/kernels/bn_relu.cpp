@@ -54,34 +54,36 @@ DENSENET_MULTIVERSION double plane_squared_deviation(const T* x, int64_t n, doub
   return sum;
 }
 
-// x * scale + shift with a single rounding. Near the ReLU threshold x * scale and shift nearly
-// cancel; rounding the product first would give the pre-activation the wrong sign for some
-// elements, moving ReLU kinks relative to ATen (which fuses multiply and add) and to the exact
-// result. For float the product is exact in double; for double, fma.
-inline float affine(float x, float scale, float shift) {
-  return static_cast<float>(static_cast<double>(x) * static_cast<double>(scale) +
-                            static_cast<double>(shift));
+// The pre-activation (x - mean) * scale + beta, evaluated so that its sign is right even when
+// it nearly cancels: for float in double (every float product and difference involved is
+// exact or nearly so there), for double with fma. Rounding x * scale and beta - mean * scale
+// separately would misplace ReLU kinks by up to an ulp of |mean * scale|, which flips masks of
+// near-zero pre-activations relative to ATen and to the exact result.
+inline float affine(float x, float mean, float scale, float beta) {
+  return static_cast<float>((static_cast<double>(x) - static_cast<double>(mean)) *
+                                static_cast<double>(scale) +
+                            static_cast<double>(beta));
 }
-inline double affine(double x, double scale, double shift) {
-  return std::fma(x, scale, shift);
+inline double affine(double x, double mean, double scale, double beta) {
+  return std::fma(x - mean, scale, beta);
 }
 
 template <typename T>
-DENSENET_MULTIVERSION void plane_bn_relu(const T* x, T* out, int64_t n, T scale, T shift) {
-  for (int64_t i = 0; i < n; ++i) out[i] = std::max(affine(x[i], scale, shift), T(0));
+DENSENET_MULTIVERSION void plane_bn_relu(const T* x, T* out, int64_t n, T mean, T scale, T beta) {
+  for (int64_t i = 0; i < n; ++i) out[i] = std::max(affine(x[i], mean, scale, beta), T(0));
 }
 
 // Sums of dz and dz * (x - mean) over one plane, dz = grad_y where the ReLU was active.
 template <typename T>
 DENSENET_MULTIVERSION void plane_backward_sums(const T* grad_y, const T* x, int64_t n, T scale,
-                                               T shift, T mean, double* sum_dz, double* sum_dz_xc) {
+                                               T beta, T mean, double* sum_dz, double* sum_dz_xc) {
   double lanes_dz[kLanes] = {};
   double lanes_dz_xc[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int j = 0; j < kLanes; ++j) {
       const T v = x[i + j];
-      const T dz = affine(v, scale, shift) > T(0) ? grad_y[i + j] : T(0);
+      const T dz = affine(v, mean, scale, beta) > T(0) ? grad_y[i + j] : T(0);
       lanes_dz[j] += static_cast<double>(dz);
       lanes_dz_xc[j] += static_cast<double>(dz) * static_cast<double>(v - mean);
     }
@@ -89,7 +91,7 @@ DENSENET_MULTIVERSION void plane_backward_sums(const T* grad_y, const T* x, int6
   double s1 = 0, s2 = 0;
   for (; i < n; ++i) {
     const T v = x[i];
-    const T dz = affine(v, scale, shift) > T(0) ? grad_y[i] : T(0);
+    const T dz = affine(v, mean, scale, beta) > T(0) ? grad_y[i] : T(0);
     s1 += static_cast<double>(dz);
     s2 += static_cast<double>(dz) * static_cast<double>(v - mean);
   }
@@ -104,10 +106,10 @@ DENSENET_MULTIVERSION void plane_backward_sums(const T* grad_y, const T* x, int6
 // dx = scale * dz + k1 + (x - mean) * k2, written or added to grad_x (which may be grad_y).
 template <typename T, bool kAccumulate>
 DENSENET_MULTIVERSION void plane_backward_dx(const T* grad_y, const T* x, T* grad_x, int64_t n,
-                                             T scale, T shift, T mean, T k1, T k2) {
+                                             T scale, T beta, T mean, T k1, T k2) {
   for (int64_t i = 0; i < n; ++i) {
     const T v = x[i];
-    const T dz = affine(v, scale, shift) > T(0) ? grad_y[i] : T(0);
+    const T dz = affine(v, mean, scale, beta) > T(0) ? grad_y[i] : T(0);
     const T dx = scale * dz + k1 + (v - mean) * k2;
     if constexpr (kAccumulate) {
       grad_x[i] += dx;
@@ -185,26 +187,27 @@ std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x
   return {mean, var};
 }
 
-void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift,
-                     torch::Tensor& out) {
+void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& scale,
+                     const torch::Tensor& beta, torch::Tensor& out) {
   TORCH_INTERNAL_ASSERT(x.dim() == 4 && out.sizes() == x.sizes() && out.is_contiguous(),
                         "bn_relu_forward: x ", x.sizes(), ", out ", out.sizes());
-  if (!use_cpu_kernel({&x, &scale, &shift, &out})) {
-    reference::bn_relu_forward(x, scale, shift, out);
+  if (!use_cpu_kernel({&x, &mean, &scale, &beta, &out})) {
+    reference::bn_relu_forward(x, mean, scale, beta, out);
     return;
   }
   const PlaneLayout s = layout_of(x);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bn_relu_forward", [&] {
     const scalar_t* in = x.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
+    const scalar_t* m = mean.data_ptr<scalar_t>();
     const scalar_t* a = scale.data_ptr<scalar_t>();
-    const scalar_t* b = shift.data_ptr<scalar_t>();
+    const scalar_t* b = beta.data_ptr<scalar_t>();
     at::parallel_for(0, s.batch * s.channels, grain_for(s.plane), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i / s.channels;
         const int64_t c = i % s.channels;
         plane_bn_relu(in + n * s.batch_stride + c * s.channel_stride, o + i * s.plane, s.plane,
-                      a[c], b[c]);
+                      m[c], a[c], b[c]);
       }
     });
   });
@@ -242,12 +245,12 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
       for (int64_t c = begin; c < end; ++c) {
         // The same expressions as the forward (bn_relu_forward), so the ReLU mask agrees.
         const T scale = g[c] * is[c];
-        const T shift = b[c] - m[c] * scale;
+        const T beta_c = b[c];
         double sum_dz = 0, sum_dz_xc = 0;
         for (int64_t n = 0; n < s.batch; ++n) {
           plane_backward_sums(dy + n * gy.batch_stride + c * gy.channel_stride,
-                              in + n * s.batch_stride + c * s.channel_stride, s.plane, scale, shift,
-                              m[c], &sum_dz, &sum_dz_xc);
+                              in + n * s.batch_stride + c * s.channel_stride, s.plane, scale,
+                              beta_c, m[c], &sum_dz, &sum_dz_xc);
         }
         const double inv = static_cast<double>(is[c]);
         dg[c] = static_cast<T>(sum_dz_xc * inv);
@@ -261,10 +264,10 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
           const T* x_plane = in + n * s.batch_stride + c * s.channel_stride;
           T* dx_plane = dx + n * gx.batch_stride + c * gx.channel_stride;
           if (accumulate) {
-            plane_backward_dx<T, true>(dy_plane, x_plane, dx_plane, s.plane, scale, shift, m[c], k1,
-                                       k2);
+            plane_backward_dx<T, true>(dy_plane, x_plane, dx_plane, s.plane, scale, beta_c, m[c],
+                                       k1, k2);
           } else {
-            plane_backward_dx<T, false>(dy_plane, x_plane, dx_plane, s.plane, scale, shift, m[c],
+            plane_backward_dx<T, false>(dy_plane, x_plane, dx_plane, s.plane, scale, beta_c, m[c],
                                         k1, k2);
           }
         }
@@ -281,20 +284,20 @@ std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x
   return {mean, var};
 }
 
-// The pre-activation with a single rounding for float (see `affine` above).
-torch::Tensor affine_of(const torch::Tensor& x, const torch::Tensor& scale,
-                        const torch::Tensor& shift) {
+// The pre-activation (x - mean) * scale + beta, for float evaluated in double (see `affine`).
+torch::Tensor affine_of(const torch::Tensor& x, const torch::Tensor& mean,
+                        const torch::Tensor& scale, const torch::Tensor& beta) {
   if (x.scalar_type() == torch::kFloat) {
-    return (x.to(torch::kDouble) * per_channel(scale.to(torch::kDouble)) +
-            per_channel(shift.to(torch::kDouble)))
+    auto d = [](const torch::Tensor& t) { return t.to(torch::kDouble); };
+    return ((d(x) - per_channel(d(mean))) * per_channel(d(scale)) + per_channel(d(beta)))
         .to(torch::kFloat);
   }
-  return x * per_channel(scale) + per_channel(shift);
+  return (x - per_channel(mean)) * per_channel(scale) + per_channel(beta);
 }
 
-void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift,
-                     torch::Tensor& out) {
-  out.copy_(affine_of(x, scale, shift).clamp_min(0));
+void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& scale,
+                     const torch::Tensor& beta, torch::Tensor& out) {
+  out.copy_(affine_of(x, mean, scale, beta).clamp_min(0));
 }
 
 std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
@@ -302,8 +305,7 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
     const torch::Tensor& invstd, const torch::Tensor& gamma, const torch::Tensor& beta,
     bool training, torch::Tensor& grad_x, bool accumulate) {
   const torch::Tensor scale = gamma * invstd;
-  const torch::Tensor shift = beta - mean * scale;
-  const torch::Tensor dz = grad_y * affine_of(x, scale, shift).gt(0);
+  const torch::Tensor dz = grad_y * affine_of(x, mean, scale, beta).gt(0);
   const torch::Tensor xhat = (x - per_channel(mean)) * per_channel(invstd);
   const torch::Tensor grad_beta = dz.sum({0, 2, 3});
   const torch::Tensor grad_gamma = (dz * xhat).sum({0, 2, 3});

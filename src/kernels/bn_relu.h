@@ -21,14 +21,15 @@ namespace densenet::kernels {
 /// double (C,) tensors, as ATen's CPU batch norm keeps them before deriving invstd.
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x);
 
-/// out = max(x * scale[c] + shift[c], 0). `out` is contiguous (N, C, H, W) and is written
-/// completely; scale and shift are (C,).
-void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift,
-                     torch::Tensor& out);
+/// out = max((x - mean[c]) * scale[c] + beta[c], 0) with scale = gamma * invstd; for float
+/// the pre-activation is evaluated in double so that ReLU kinks sit where the exact result has
+/// them. `out` is contiguous (N, C, H, W) and written completely; the rest are (C,).
+void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& scale,
+                     const torch::Tensor& beta, torch::Tensor& out);
 
 /// Backward of y = relu(gamma * (x - mean) * invstd + beta) given grad_y (contiguous), with
 /// the ReLU mask recomputed from x (so the forward's output need not be kept):
-///   dz = grad_y * [x * scale + shift > 0],  scale = gamma * invstd, shift = beta - mean * scale
+///   dz = grad_y * [(x - mean) * scale + beta > 0],  scale = gamma * invstd
 ///   grad_beta = sum dz,  grad_gamma = sum dz * (x - mean) * invstd       (over N, H, W)
 ///   training: dx = scale * (dz - grad_beta / M - xhat * grad_gamma / M)  (batch statistics)
 ///   eval:     dx = scale * dz                                              (fixed statistics)
@@ -43,8 +44,8 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
 namespace reference {
 // The same operations in ATen composites (any device, any floating dtype).
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x);
-void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift,
-                     torch::Tensor& out);
+void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& scale,
+                     const torch::Tensor& beta, torch::Tensor& out);
 std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
     const torch::Tensor& grad_y, const torch::Tensor& x, const torch::Tensor& mean,
     const torch::Tensor& invstd, const torch::Tensor& gamma, const torch::Tensor& beta,

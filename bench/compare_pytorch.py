@@ -1,0 +1,219 @@
+#!/usr/bin/python3
+"""Runs `densenet bench` and the same training step in PyTorch, measured the same way in the
+same run, and prints one table with ratios (ours / PyTorch) for time and memory.
+
+PyTorch implementations (Debian's python3-torch / python3-torchvision):
+  pytorch-plain       plain autograd DenseNet, like the original project's non-efficient model
+  pytorch-checkpoint  the same with torch.utils.checkpoint around concat-BN-ReLU-conv1 of each
+                      layer (the original project's efficient model, torchvision's approach)
+  torchvision         torchvision's _DenseBlock/_Transition (memory_efficient False), with the
+                      configuration's stem (BC configurations only)
+  torchvision-me      the same with memory_efficient=True
+
+Each PyTorch measurement runs in a fresh process. In every process (ours included) freed memory
+is returned to the system at once (glibc mmap threshold 64 KiB, malloc_trim), then: warm-up
+steps, RSS before, the kernel's peak-RSS mark reset, timed steps; memory = peak RSS - RSS before.
+
+usage: bench/compare_pytorch.py --densenet build/densenet --arch densenet-40 [--batch 64]
+                                [--threads 2] [--warmup 1] [--iters 3] [--json]
+"""
+import argparse
+import ctypes
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
+
+# The presets of `densenet info` that matter for the comparison (same options as presets.cpp).
+PRESETS = {
+    "densenet-40": dict(in_channels=3, num_init_features=24, growth_rate=12, block_config=[12, 12, 12],
+                        bn_size=0, compression=1.0, num_classes=10, input_size=32),
+    "densenet-bc-100": dict(in_channels=3, num_init_features=24, growth_rate=12, block_config=[16, 16, 16],
+                            bn_size=4, compression=0.5, num_classes=10, input_size=32),
+    "densenet121": dict(in_channels=3, num_init_features=64, growth_rate=32, block_config=[6, 12, 24, 16],
+                        bn_size=4, compression=0.5, num_classes=1000, input_size=224),
+}
+
+
+def rss_bytes(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def release_memory():
+    gc.collect()
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc_trim(0)
+
+
+def build(impl, cfg):
+    import torch.nn as nn
+    import torch.utils.checkpoint as cp
+    import reference_densenet as ref
+    if impl in ("pytorch-plain", "pytorch-checkpoint"):
+        model = ref.DenseNet(**cfg)
+        if impl == "pytorch-checkpoint":
+            for module in model.modules():
+                if isinstance(module, ref.DenseLayer):
+                    module.forward = checkpointed_forward(module, cp)
+        return model
+    from torchvision.models.densenet import _DenseBlock, _Transition
+    assert cfg["bn_size"] > 0, "torchvision has no plain (bn_size 0) layers"
+    model = ref.DenseNet(**cfg)
+    features = model.features
+    channels = cfg["num_init_features"]
+    for i, layers in enumerate(cfg["block_config"]):
+        features._modules["denseblock%d" % (i + 1)] = _DenseBlock(
+            layers, channels, cfg["bn_size"], cfg["growth_rate"], 0.0,
+            memory_efficient=(impl == "torchvision-me"))
+        channels += layers * cfg["growth_rate"]
+        if i != len(cfg["block_config"]) - 1:
+            out = int(channels * cfg["compression"])
+            features._modules["transition%d" % (i + 1)] = _Transition(channels, out)
+            channels = out
+    return model
+
+
+def checkpointed_forward(layer, cp):
+    import torch
+    import torch.nn.functional as F
+
+    def bottleneck(*inputs):
+        return layer.conv1(layer.relu1(layer.norm1(torch.cat(inputs, 1))))
+
+    def forward(features):
+        if any(f.requires_grad for f in features):
+            out = cp.checkpoint(bottleneck, *features)
+        else:
+            out = bottleneck(*features)
+        if layer.bn_size > 0:
+            out = layer.conv2(layer.relu2(layer.norm2(out)))
+        if layer.drop_rate > 0:
+            out = F.dropout(out, p=layer.drop_rate, training=layer.training)
+        return out
+    return forward
+
+
+def worker(args):
+    """One PyTorch measurement in this (fresh) process; prints one JSON line."""
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: freed memory returns to the system at once
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = PRESETS[args.arch]
+    model = build(args.impl, cfg)
+    model.train()
+    x = torch.randn(args.batch, cfg["in_channels"], cfg["input_size"], cfg["input_size"])
+    target = torch.randint(0, cfg["num_classes"], (args.batch,))
+
+    def step():
+        for p in model.parameters():
+            p.grad = None
+        start = time.perf_counter()
+        loss = F.cross_entropy(model(x), target)
+        middle = time.perf_counter()
+        loss.backward()
+        end = time.perf_counter()
+        return (middle - start) * 1e3, (end - middle) * 1e3
+
+    for _ in range(args.warmup):
+        step()
+    for p in model.parameters():
+        p.grad = None
+    release_memory()
+    before = rss_bytes("VmRSS:")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    forward_ms = backward_ms = 0.0
+    for _ in range(args.iters):
+        f_ms, b_ms = step()
+        forward_ms += f_ms / args.iters
+        backward_ms += b_ms / args.iters
+    peak = rss_bytes("VmHWM:")
+    print(json.dumps(dict(impl=args.impl, arch=args.arch, batch=args.batch, threads=args.threads,
+                          forward_ms=forward_ms, backward_ms=backward_ms,
+                          rss_delta_bytes=peak - before, torch=torch.__version__)))
+
+
+def run_ours(args, batch):
+    command = [args.densenet, "bench", "--arch", args.arch, "--batch", str(batch), "--threads",
+               str(args.threads), "--warmup", str(args.warmup), "--iters", str(args.iters), "--json"]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        row = json.loads(line)
+        row["impl"] = "densenet " + row["memory"]
+        rows.append(row)
+    return rows
+
+
+def run_pytorch(args, impl, batch):
+    command = [sys.executable, os.path.abspath(__file__), "--worker", "--impl", impl, "--arch", args.arch,
+               "--batch", str(batch), "--threads", str(args.threads), "--warmup", str(args.warmup),
+               "--iters", str(args.iters)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write("%s failed:\n%s\n" % (impl, result.stderr[-2000:]))
+        return None
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--densenet", default=os.path.join(HERE, "..", "build", "densenet"))
+    parser.add_argument("--arch", default="densenet-40", choices=sorted(PRESETS))
+    parser.add_argument("--batch", default="64")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--impl", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        args.batch = int(args.batch)
+        worker(args)
+        return
+
+    impls = ["pytorch-plain", "pytorch-checkpoint"]
+    if PRESETS[args.arch]["bn_size"] > 0:
+        impls += ["torchvision", "torchvision-me"]
+    for batch in [int(b) for b in args.batch.split(",")]:
+        rows = run_ours(args, batch)
+        theirs = [r for r in (run_pytorch(args, impl, batch) for impl in impls) if r]
+        rows += theirs
+        if args.json:
+            for row in rows:
+                print(json.dumps(row))
+            continue
+        print("\n%s, batch %d, %d threads, CPU (%s)" % (args.arch, batch, args.threads,
+                                                     theirs[0]["torch"] if theirs else "?"))
+        print("%-20s %10s %10s %10s %12s" % ("implementation", "fwd ms", "bwd ms", "step ms", "RSS delta"))
+        for r in rows:
+            print("%-20s %10.1f %10.1f %10.1f %9.0f MiB" % (
+                r["impl"], r["forward_ms"], r["backward_ms"], r["forward_ms"] + r["backward_ms"],
+                r["rss_delta_bytes"] / 2**20))
+        print("\nratios ours / PyTorch (time = training step; memory = RSS delta)")
+        header = "%-20s" % "" + "".join("%22s" % t["impl"] for t in theirs)
+        print(header)
+        for ours in rows[:3]:
+            cells = []
+            for t in theirs:
+                time_ratio = (ours["forward_ms"] + ours["backward_ms"]) / (t["forward_ms"] + t["backward_ms"])
+                memory_ratio = ours["rss_delta_bytes"] / max(1, t["rss_delta_bytes"])
+                cells.append("%22s" % ("t %.2f  m %.3f" % (time_ratio, memory_ratio)))
+            print("%-20s" % ours["impl"] + "".join(cells))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+// One harness for the BN-ReLU kernels (ggml test-backend-ops style): every case is named by
+// its parameters, runs the CPU kernel and compares it with the ATen reference in double,
+// on contiguous and strided inputs, odd sizes, both dtypes, train and eval, write and
+// accumulate.
+#include "kernels/bn_relu.h"
+
+#include "tensor_compare.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+namespace densenet::kernels {
+namespace {
+
+struct KernelCase {
+  int64_t n, c, h, w;
+  int64_t extra_channels;  // > 0: x is a channel prefix of a wider buffer (strided batch)
+  torch::Dtype dtype;
+  bool training;
+  bool accumulate;
+
+  std::string name() const {
+    std::ostringstream out;
+    out << "N" << n << "_C" << c << "_H" << h << "_W" << w << "_prefixOf" << c + extra_channels
+        << "_" << (dtype == torch::kFloat ? "f32" : "f64") << (training ? "_train" : "_eval")
+        << (accumulate ? "_accumulate" : "_write");
+    return out.str();
+  }
+  // Float32 results carry a few float roundings per element (sums are in double):
+  // 1e-5 of a tensor's scale. Float64: 1e-12, rounding only.
+  double tolerance() const { return dtype == torch::kFloat ? 1e-5 : 1e-12; }
+};
+
+void PrintTo(const KernelCase& c, std::ostream* os) {
+  *os << c.name();
+}
+
+std::vector<KernelCase> cases() {
+  std::vector<KernelCase> all;
+  const int64_t shapes[][4] = {{4, 48, 32, 32}, {1, 2, 1, 5}, {3, 7, 5, 3},
+                               {2, 13, 9, 9},   {5, 3, 1, 1}, {8, 33, 4, 4}};
+  for (const auto& s : shapes) {
+    for (int64_t extra : {0, 5}) {
+      for (torch::Dtype dtype : {torch::kFloat, torch::kDouble}) {
+        for (bool training : {true, false}) {
+          for (bool accumulate : {false, true}) {
+            all.push_back({s[0], s[1], s[2], s[3], extra, dtype, training, accumulate});
+          }
+        }
+      }
+    }
+  }
+  return all;
+}
+
+class BnReluKernel : public ::testing::TestWithParam<KernelCase> {};
+
+TEST_P(BnReluKernel, MatchesReferenceInDouble) {
+  const KernelCase k = GetParam();
+  torch::manual_seed(static_cast<uint64_t>(k.n * 1000 + k.c * 10 + k.h));
+  const auto options = torch::TensorOptions().dtype(k.dtype);
+  const torch::Tensor buffer =
+      torch::randn({k.n, k.c + k.extra_channels, k.h, k.w}, options) * 2 + 0.3;
+  const torch::Tensor x = buffer.narrow(1, 0, k.c);  // strided when extra_channels > 0
+  const torch::Tensor gamma = torch::rand({k.c}, options) + 0.5;
+  const torch::Tensor beta = torch::randn({k.c}, options) * 0.2;
+  auto [batch_mean, batch_var] = channel_mean_var(x);
+  auto [ref_mean, ref_var] = reference::channel_mean_var(x.to(torch::kDouble));
+  EXPECT_TRUE(testing::tensors_close("mean", batch_mean, ref_mean, 1e-12));
+  EXPECT_TRUE(testing::tensors_close("var", batch_var, ref_var, 1e-12));
+
+  const torch::Tensor mean =
+      k.training ? batch_mean.to(k.dtype) : torch::randn({k.c}, options) * 0.1;
+  const torch::Tensor invstd = k.training ? (batch_var + 1e-5).rsqrt().to(k.dtype)
+                                          : (torch::rand({k.c}, options) + 0.5).rsqrt();
+  const torch::Tensor scale = gamma * invstd;
+  auto d = [](const torch::Tensor& t) { return t.to(torch::kDouble); };
+
+  torch::Tensor out = torch::empty({k.n, k.c, k.h, k.w}, options);
+  bn_relu_forward(x, mean, scale, beta, out);
+  torch::Tensor ref_out = torch::empty({k.n, k.c, k.h, k.w}, torch::kDouble);
+  reference::bn_relu_forward(d(x), d(mean), d(scale), d(beta), ref_out);
+  EXPECT_TRUE(testing::tensors_close("forward", out, ref_out, k.tolerance()));
+
+  const torch::Tensor grad_y = torch::randn({k.n, k.c, k.h, k.w}, options);
+  const torch::Tensor initial = torch::randn_like(buffer);
+  torch::Tensor grad_buffer = initial.clone();
+  torch::Tensor grad_x = grad_buffer.narrow(1, 0, k.c);
+  auto [grad_gamma, grad_beta] =
+      bn_relu_backward(grad_y, x, mean, invstd, gamma, beta, k.training, grad_x, k.accumulate);
+  torch::Tensor ref_grad = d(initial).narrow(1, 0, k.c).clone();
+  auto [ref_gamma, ref_beta] = reference::bn_relu_backward(
+      d(grad_y), d(x), d(mean), d(invstd), d(gamma), d(beta), k.training, ref_grad, k.accumulate);
+  EXPECT_TRUE(testing::tensors_close("grad_x", grad_x, ref_grad, k.tolerance()));
+  EXPECT_TRUE(testing::tensors_close("grad_gamma", grad_gamma, ref_gamma, k.tolerance()));
+  EXPECT_TRUE(testing::tensors_close("grad_beta", grad_beta, ref_beta, k.tolerance()));
+  if (k.extra_channels > 0) {
+    EXPECT_TRUE(testing::tensors_identical("channels past the prefix are untouched",
+                                           grad_buffer.narrow(1, k.c, k.extra_channels),
+                                           initial.narrow(1, k.c, k.extra_channels)));
+  }
+}
+
+TEST(BnReluKernel, InPlaceBackwardOverwritesGradient) {
+  torch::manual_seed(3);
+  const torch::Tensor x = torch::randn({2, 4, 3, 3});
+  const torch::Tensor gamma = torch::rand({4}) + 0.5, beta = torch::randn({4});
+  auto [mean, var] = channel_mean_var(x);
+  const torch::Tensor m = mean.to(torch::kFloat), invstd = (var + 1e-5).rsqrt().to(torch::kFloat);
+  const torch::Tensor grad_y = torch::randn({2, 4, 3, 3});
+  torch::Tensor separate = torch::empty_like(grad_y);
+  bn_relu_backward(grad_y, x, m, invstd, gamma, beta, true, separate, false);
+  torch::Tensor in_place = grad_y.clone();
+  bn_relu_backward(in_place, x, m, invstd, gamma, beta, true, in_place, false);
+  EXPECT_TRUE(testing::tensors_identical("in place", in_place, separate));
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, BnReluKernel, ::testing::ValuesIn(cases()),
+                         [](const auto& info) { return info.param.name(); });
+
+}  // namespace
+}  // namespace densenet::kernels
