@@ -308,9 +308,6 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
   const bool bottleneck = block.options.bn_size() > 0;
   const double drop_rate = block.options.drop_rate();
   std::vector<Tensor> grads(params.size());
-  const int64_t widest = state.tail == StageTail::kNone ? c_total - k : c_total;
-  Tensor scratch = torch::empty({n * widest * h * w}, features.options());
-
   // dLoss/dF, (N, C_L, H, W). For a tail, the gradient of relu(norm(F)) is formed in this
   // buffer and turned into dF in place, so no second block-sized buffer exists at once.
   Tensor grad_features;
@@ -319,7 +316,9 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
     grad_features = grad_result.clone(torch::MemoryFormat::Contiguous);
   } else {
     if (state.tail == StageTail::kTransition) {
-      Tensor normalized = scratch_view(scratch, n, c_total, h, w);
+      // Buffers in backward are allocated when needed and released as soon as they are used:
+      // the peak is then the largest set alive at once, not the sum of all of them.
+      Tensor normalized = torch::empty({n, c_total, h, w}, features.options());
       kernels::bn_relu_forward(features, state.tail_norm.mean, state.tail_norm.scale,
                                state.tail_norm.beta, normalized);
       const int64_t c_out = params[tail + 2].size(0);
@@ -329,6 +328,7 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
           {2, 2}, {2, 2}, {0, 0}, /*ceil_mode=*/false, /*count_include_pad=*/true,
           /*divisor_override=*/c10::nullopt);  // (N, C_out, H, W)
       grads[tail + 2] = conv2d_weight_grad(grad_conv, normalized, params[tail + 2], 0);
+      normalized.reset();
       grad_features = torch::empty_like(features);
       pointwise_conv_input_grad_into(grad_features, grad_conv, params[tail + 2]);
     } else {
@@ -357,8 +357,8 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
       grad_out = grad_out * kept.dropout_mask.to(grad_out.scalar_type()).div_(1.0 - drop_rate);
     }
 
-    // Recompute the BN-ReLU of the layer input into the shared scratch.
-    Tensor normalized = scratch_view(scratch, n, c_in, h, w);  // (N, C_l, H, W)
+    // Recompute the BN-ReLU of the layer input.
+    Tensor normalized = torch::empty({n, c_in, h, w}, features.options());  // (N, C_l, H, W)
     kernels::bn_relu_forward(prefix, kept.norm1.mean, kept.norm1.scale, kept.norm1.beta,
                              normalized);
 
@@ -381,6 +381,9 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
       pointwise_conv_input_grad_into(normalized, grad_r2, p[2]);
       grad_normalized = normalized;
     } else {
+      // One call for both gradients: computing the input gradient separately as a transposed
+      // convolution would let the input be released first, but oneDNN's transposed 3x3 path is
+      // twice as slow, and the stage's peak is in its tail anyway (docs/MEMORY.md).
       auto [grad_s, grad_w1] = conv2d_backward(grad_out, normalized, p[2], 1, true);
       grads[first + 2] = grad_w1;
       grad_normalized = grad_s;

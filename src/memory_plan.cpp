@@ -53,24 +53,20 @@ MemoryPlan plan_memory(const ArchitecturePlan& plan, MemoryMode mode, int64_t el
     // output (conv1), B channels.
     kept[b] = c_total * area;
     if (mode == MemoryMode::kEfficient && bottleneck) kept[b] += block.num_layers * width * area;
-    // Backward of the stage: dF and the shared scratch (BN-ReLU output of the widest input),
-    // then the larger of the tail's (the transition convolution's output gradient) and one
-    // layer's temporaries: BC - recomputed conv1 output (minimal), ReLU2 output and its
-    // gradient, and a contiguous copy of the layer's output gradient; plain - the input
-    // gradient of the 3x3 convolution and the output gradient copy.
-    const int64_t scratch = (c_total)*area;
-    const int64_t tail = last ? 0 : block.transition_out_channels * area;
-    int64_t layer = 0;
-    if (bottleneck) {
-      layer = (mode == MemoryMode::kMinimal ? 3 : 2) * width * area + k * area;
-    } else {
-      layer = (c_total - k) * area + k * area;
-    }
-    // Plus one copy of the widest convolution input: oneDNN reorders activations into its
-    // blocked layout for the weight gradient (measured: without it the plan is short by
-    // exactly that).
-    const int64_t reorder = c_total * area;
-    transient[b] = c_total * area + scratch + std::max(tail, layer) + reorder;
+    // Backward of the stage. Buffers are allocated when needed and released after use, and
+    // oneDNN reorders a convolution's input and output gradient into its blocked layout for the
+    // weight gradient (one more copy of each; measured). The tail first: the recomputed BN-ReLU
+    // of F and the transition convolution's output gradient, each with its reorder; then dF
+    // replaces them.
+    const int64_t c_out = block.transition_out_channels;
+    const int64_t tail = last ? c_total * area : 2 * c_total * area + 2 * c_out * area;
+    // Then per layer, beside dF: the recomputed BN-ReLU of the widest input and its reorder, a
+    // contiguous copy of the layer's output gradient; plain layers the 3x3 input gradient, BC
+    // layers the bottleneck temporaries (Y1 recomputed in minimal, ReLU2 output, its gradient).
+    const int64_t widest_input = (c_total - k) * area;
+    int64_t layer = c_total * area + 2 * widest_input + k * area;
+    layer += bottleneck ? (mode == MemoryMode::kMinimal ? 3 : 2) * width * area : widest_input;
+    transient[b] = std::max(tail, layer);
   }
   // Backward runs from the last stage to the first; stage b's transients coexist with what
   // stages 1..b keep.
