@@ -3,9 +3,11 @@
 #include "kernels/bn_relu.h"
 
 #include <ATen/ATen.h>
+
 #include <c10/util/Exception.h>
 #include <torch/autograd.h>
 #include <torch/custom_class.h>
+#include <algorithm>
 
 namespace densenet::detail {
 
@@ -34,25 +36,45 @@ std::pair<Tensor, Tensor> conv2d_backward(const Tensor& grad_output, const Tenso
   return {std::get<0>(grads), std::get<1>(grads)};
 }
 
-/// Weight gradient of a stride-1 convolution (no input gradient).
-Tensor conv2d_weight_grad(const Tensor& grad_output, const Tensor& input, const Tensor& weight,
-                          int64_t padding) {
-  return conv2d_backward(grad_output, input, weight, padding, /*input_grad=*/false).second;
+// Convolutions run over chunks of the batch: oneDNN works on a reordered (blocked) copy of
+// its input and output gradient, and chunking keeps those copies at 1/kChunks of a block
+// buffer instead of a whole one.
+constexpr int64_t kChunks = 8;
+
+int64_t chunk_samples(int64_t batch) {
+  return std::max<int64_t>(1, (batch + kChunks - 1) / kChunks);
 }
 
-/// Input gradient of a 1x1 convolution written into `out` (N, C_in, H, W), contiguous:
-/// per sample W^T (C_in, C_out) @ grad (C_out, H*W). Writing into a buffer the caller owns
-/// (the stage's scratch, or dF itself) avoids one more (N, C_in, H, W) allocation.
-void pointwise_conv_input_grad_into(Tensor& out, const Tensor& grad_output, const Tensor& weight) {
-  const int64_t n = out.size(0), c_in = out.size(1), area = out.size(2) * out.size(3);
-  const int64_t c_out = weight.size(0);
-  TORCH_INTERNAL_ASSERT(out.is_contiguous() && weight.size(2) == 1 && weight.size(3) == 1);
-  const Tensor weight_t = weight.view({c_out, c_in}).t();  // (C_in, C_out)
-  const Tensor grad = grad_output.contiguous();            // (N, C_out, H, W)
-  for (int64_t i = 0; i < n; ++i) {
-    Tensor out_i = out[i].view({c_in, area});
-    at::mm_out(out_i, weight_t, grad[i].view({c_out, area}));
+/// conv2d over chunks of the batch, (N, C_in, H, W) -> (N, C_out, H, W).
+Tensor conv2d_chunked(const Tensor& input, const Tensor& weight, int64_t padding) {
+  const int64_t n = input.size(0), step = chunk_samples(n);
+  if (step >= n) return conv2d(input, weight, padding);
+  Tensor out = torch::empty({n, weight.size(0), input.size(2), input.size(3)}, input.options());
+  for (int64_t start = 0; start < n; start += step) {
+    const int64_t len = std::min(step, n - start);
+    out.narrow(0, start, len).copy_(conv2d(input.narrow(0, start, len), weight, padding));
   }
+  return out;
+}
+
+/// Backward of conv2d over chunks of the batch. The input gradient overwrites
+/// `input_then_grad` chunk by chunk: a chunk of the input is dead once that chunk's weight
+/// gradient has been taken. Returns the weight gradient. `grad_output_of(start, len)` gives
+/// the output gradient of a chunk, so that it too is formed a chunk at a time.
+template <typename GradOutputOf>
+Tensor conv2d_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then_grad,
+                                const Tensor& weight, int64_t padding) {
+  const int64_t n = input_then_grad.size(0), step = chunk_samples(n);
+  Tensor grad_weight;
+  for (int64_t start = 0; start < n; start += step) {
+    const int64_t len = std::min(step, n - start);
+    Tensor input = input_then_grad.narrow(0, start, len);
+    auto [grad_input, chunk_grad_weight] =
+        conv2d_backward(grad_output_of(start, len), input, weight, padding, /*input_grad=*/true);
+    input.copy_(grad_input);
+    grad_weight = grad_weight.defined() ? grad_weight.add_(chunk_grad_weight) : chunk_grad_weight;
+  }
+  return grad_weight;
 }
 
 /// One BatchNorm2d as the stage applies it: the statistics its forward used and the affine
@@ -226,16 +248,16 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
     NormState norm2;
     Tensor kept_bottleneck;
     if (bottleneck) {
-      Tensor y1 = conv2d(normalized, p[2], 0);  // (N, B, H, W)
+      Tensor y1 = conv2d_chunked(normalized, p[2], 0);  // (N, B, H, W)
       Tensor mean2, var2;
       if (training) std::tie(mean2, var2) = kernels::channel_mean_var(y1);
       norm2 = prepare_norm(*layer.norm2, p[3], p[4], training, mean2, var2, count);
       Tensor r2 = torch::empty_like(y1);  // (N, B, H, W)
       kernels::bn_relu_forward(y1, norm2.mean, norm2.scale, norm2.beta, r2);
-      out = conv2d(r2, p[5], 1);
+      out = conv2d_chunked(r2, p[5], 1);
       if (keep && !state.minimal) kept_bottleneck = y1;
     } else {
-      out = conv2d(normalized, p[2], 1);
+      out = conv2d_chunked(normalized, p[2], 1);
     }
 
     Tensor mask;
@@ -272,7 +294,18 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
     if (state.tail == StageTail::kTransition) {
       // Convolution before pooling, in the naive order, so that results agree to rounding
       // (pooling first would save 3/4 of the transition's multiply-adds but move ReLU kinks).
-      result = at::avg_pool2d(conv2d(normalized, tail_params[2], 0), {2, 2}, {2, 2});
+      // Chunk by chunk, so the unpooled convolution output exists one chunk at a time.
+      const int64_t step = chunk_samples(n);
+      for (int64_t start = 0; start < n; start += step) {
+        const int64_t len = std::min(step, n - start);
+        Tensor pooled = at::avg_pool2d(conv2d(normalized.narrow(0, start, len), tail_params[2], 0),
+                                       {2, 2}, {2, 2});  // (len, C_out, H/2, W/2)
+        if (!result.defined()) {
+          result =
+              torch::empty({n, pooled.size(1), pooled.size(2), pooled.size(3)}, pooled.options());
+        }
+        result.narrow(0, start, len).copy_(pooled);
+      }
     } else {
       result = normalized.mean({2, 3});  // (N, C_L)
     }
@@ -322,15 +355,19 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
       kernels::bn_relu_forward(features, state.tail_norm.mean, state.tail_norm.scale,
                                state.tail_norm.beta, normalized);
       const int64_t c_out = params[tail + 2].size(0);
-      // Average-pool backward needs only the shape of its input.
-      Tensor grad_conv = at::avg_pool2d_backward(
-          grad_result, torch::empty({1, 1, 1, 1}, grad_result.options()).expand({n, c_out, h, w}),
-          {2, 2}, {2, 2}, {0, 0}, /*ceil_mode=*/false, /*count_include_pad=*/true,
-          /*divisor_override=*/c10::nullopt);  // (N, C_out, H, W)
-      grads[tail + 2] = conv2d_weight_grad(grad_conv, normalized, params[tail + 2], 0);
-      normalized.reset();
-      grad_features = torch::empty_like(features);
-      pointwise_conv_input_grad_into(grad_features, grad_conv, params[tail + 2]);
+      // Per chunk: the convolution's output gradient (average-pool backward, which needs only
+      // the shape of its input), then both convolution gradients; the input gradient replaces
+      // the recomputed BN-ReLU output, and that buffer becomes dF.
+      const Tensor pool_input_shape =
+          torch::empty({1, 1, 1, 1}, grad_result.options()).expand({1, c_out, h, w});
+      auto grad_conv_of = [&](int64_t start, int64_t len) {
+        return at::avg_pool2d_backward(grad_result.narrow(0, start, len),
+                                       pool_input_shape.expand({len, c_out, h, w}), {2, 2}, {2, 2},
+                                       {0, 0}, /*ceil_mode=*/false, /*count_include_pad=*/true,
+                                       /*divisor_override=*/c10::nullopt);
+      };
+      grads[tail + 2] = conv2d_backward_in_place(grad_conv_of, normalized, params[tail + 2], 0);
+      grad_features = normalized;
     } else {
       grad_features = (grad_result / static_cast<double>(h * w))
                           .view({n, c_total, 1, 1})
@@ -364,29 +401,25 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
 
     Tensor grad_normalized;  // (N, C_l, H, W)
     if (bottleneck) {
-      Tensor y1 = kept.bottleneck.defined() ? kept.bottleneck : conv2d(normalized, p[2], 0);
+      Tensor y1 = kept.bottleneck.defined() ? kept.bottleneck : conv2d_chunked(normalized, p[2], 0);
       Tensor r2 = torch::empty_like(y1);  // (N, B, H, W)
       kernels::bn_relu_forward(y1, kept.norm2.mean, kept.norm2.scale, kept.norm2.beta, r2);
-      auto [grad_r2, grad_w2] = conv2d_backward(grad_out, r2, p[5], 1, true);
-      grads[first + 5] = grad_w2;
-      r2.reset();
+      auto grad_out_of = [&](int64_t start, int64_t len) { return grad_out.narrow(0, start, len); };
+      grads[first + 5] = conv2d_backward_in_place(grad_out_of, r2, p[5], 1);  // r2 holds dR2
       // dY1 overwrites dR2 in place.
       auto [grad_g2, grad_b2] = kernels::bn_relu_backward(
-          grad_r2, y1, kept.norm2.mean, kept.norm2.invstd, p[3], p[4], training, grad_r2,
+          r2, y1, kept.norm2.mean, kept.norm2.invstd, p[3], p[4], training, r2,
           /*accumulate=*/false);
       grads[first + 3] = grad_g2;
       grads[first + 4] = grad_b2;
-      // dY1 (in grad_r2) -> dW1 needs the normalized input; then dS replaces it in the scratch.
-      grads[first + 2] = conv2d_weight_grad(grad_r2, normalized, p[2], 0);
-      pointwise_conv_input_grad_into(normalized, grad_r2, p[2]);
-      grad_normalized = normalized;
+      y1.reset();
+      auto grad_y1_of = [&](int64_t start, int64_t len) { return r2.narrow(0, start, len); };
+      grads[first + 2] = conv2d_backward_in_place(grad_y1_of, normalized, p[2], 0);
+      grad_normalized = normalized;  // now dS
     } else {
-      // One call for both gradients: computing the input gradient separately as a transposed
-      // convolution would let the input be released first, but oneDNN's transposed 3x3 path is
-      // twice as slow, and the stage's peak is in its tail anyway (docs/MEMORY.md).
-      auto [grad_s, grad_w1] = conv2d_backward(grad_out, normalized, p[2], 1, true);
-      grads[first + 2] = grad_w1;
-      grad_normalized = grad_s;
+      auto grad_out_of = [&](int64_t start, int64_t len) { return grad_out.narrow(0, start, len); };
+      grads[first + 2] = conv2d_backward_in_place(grad_out_of, normalized, p[2], 1);
+      grad_normalized = normalized;  // now dS
     }
     Tensor grad_prefix = grad_features.narrow(1, 0, c_in);
     auto [grad_g1, grad_b1] =

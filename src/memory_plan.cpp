@@ -6,6 +6,9 @@ namespace densenet {
 
 namespace {
 
+// As in src/dense_stage.cpp: convolutions of a stage run over this many chunks of the batch.
+constexpr int64_t kStageChunks = 8;
+
 /// Elements per sample kept by the stem between forward and backward. The small stem keeps
 /// nothing but the input; the ImageNet stem keeps conv0's output (for norm0), the ReLU output
 /// (for max-pool) and the max-pool indices (int64, counted as two float elements).
@@ -53,19 +56,20 @@ MemoryPlan plan_memory(const ArchitecturePlan& plan, MemoryMode mode, int64_t el
     // output (conv1), B channels.
     kept[b] = c_total * area;
     if (mode == MemoryMode::kEfficient && bottleneck) kept[b] += block.num_layers * width * area;
-    // Backward of the stage. Buffers are allocated when needed and released after use, and
-    // oneDNN reorders a convolution's input and output gradient into its blocked layout for the
-    // weight gradient (one more copy of each; measured). The tail first: the recomputed BN-ReLU
-    // of F and the transition convolution's output gradient, each with its reorder; then dF
-    // replaces them.
+    // Backward of the stage (src/dense_stage.cpp). Buffers are allocated when needed and
+    // released after use; convolutions run over kStageChunks chunks of the batch, so oneDNN's
+    // reordered copies of a convolution's input and output gradient, and its input gradient
+    // before it is written back, exist one chunk at a time (~3 input-sized chunk buffers).
+    // The tail: the recomputed BN-ReLU of F, which becomes dF in place, plus the transition's
+    // chunk buffers.
     const int64_t c_out = block.transition_out_channels;
-    const int64_t tail = last ? c_total * area : 2 * c_total * area + 2 * c_out * area;
-    // Then per layer, beside dF: the recomputed BN-ReLU of the widest input and its reorder, a
-    // contiguous copy of the layer's output gradient; plain layers the 3x3 input gradient, BC
-    // layers the bottleneck temporaries (Y1 recomputed in minimal, ReLU2 output, its gradient).
+    const int64_t tail =
+        last ? c_total * area : c_total * area + 3 * (c_total + c_out) * area / kStageChunks;
+    // Then per layer, beside dF: the recomputed BN-ReLU of its input (the widest is C_L - k),
+    // BC layers' ReLU2 output (and Y1, recomputed, in minimal), and chunk buffers.
     const int64_t widest_input = (c_total - k) * area;
-    int64_t layer = c_total * area + 2 * widest_input + k * area;
-    layer += bottleneck ? (mode == MemoryMode::kMinimal ? 3 : 2) * width * area : widest_input;
+    int64_t layer = c_total * area + widest_input + 3 * widest_input / kStageChunks + k * area;
+    if (bottleneck) layer += (mode == MemoryMode::kMinimal ? 2 : 1) * width * area;
     transient[b] = std::max(tail, layer);
   }
   // Backward runs from the last stage to the first; stage b's transients coexist with what
