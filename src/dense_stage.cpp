@@ -36,9 +36,11 @@ std::pair<Tensor, Tensor> conv2d_backward(const Tensor& grad_output, const Tenso
   return {std::get<0>(grads), std::get<1>(grads)};
 }
 
-// Convolutions run over chunks of the batch: oneDNN works on a reordered (blocked) copy of
-// its input and output gradient, and chunking keeps those copies at 1/kChunks of a block
-// buffer instead of a whole one.
+// Convolutions of backward (and the transition's in forward) run over chunks of the batch:
+// oneDNN works on a reordered (blocked) copy of its input and output gradient, and chunking
+// keeps those copies, and the input gradient before it is written back, at 1/kChunks of a
+// buffer, where the stage's peak is. Forward convolutions of the layers run whole: their
+// copies fall outside the peak, and whole-batch calls are faster.
 constexpr int64_t kChunks = 8;
 
 int64_t chunk_samples(int64_t batch) {
@@ -248,16 +250,16 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
     NormState norm2;
     Tensor kept_bottleneck;
     if (bottleneck) {
-      Tensor y1 = conv2d_chunked(normalized, p[2], 0);  // (N, B, H, W)
+      Tensor y1 = conv2d(normalized, p[2], 0);  // (N, B, H, W)
       Tensor mean2, var2;
       if (training) std::tie(mean2, var2) = kernels::channel_mean_var(y1);
       norm2 = prepare_norm(*layer.norm2, p[3], p[4], training, mean2, var2, count);
       Tensor r2 = torch::empty_like(y1);  // (N, B, H, W)
       kernels::bn_relu_forward(y1, norm2.mean, norm2.scale, norm2.beta, r2);
-      out = conv2d_chunked(r2, p[5], 1);
+      out = conv2d(r2, p[5], 1);
       if (keep && !state.minimal) kept_bottleneck = y1;
     } else {
-      out = conv2d_chunked(normalized, p[2], 1);
+      out = conv2d(normalized, p[2], 1);
     }
 
     Tensor mask;
