@@ -19,11 +19,8 @@ namespace densenet::cli {
 namespace {
 
 std::vector<OptionSpec> bench_specs() {
-  std::vector<OptionSpec> specs = model_option_specs();
-  specs.erase(std::remove_if(specs.begin(), specs.end(),
-                             [](const OptionSpec& s) { return s.name == "memory"; }),
-              specs.end());
-  specs.push_back({"memory", "LIST", "modes to measure (default naive,efficient,minimal)"});
+  std::vector<OptionSpec> specs =
+      model_option_specs("modes to measure (default naive,efficient,minimal)");
   specs.push_back({"batch", "LIST", "batch sizes, e.g. 64 or 32,64,128 (default 64)"});
   specs.push_back({"device", "DEV", "cpu (default) or cuda"});
   specs.push_back({"threads", "T", "intra-op threads (default: LibTorch's default)"});
@@ -34,14 +31,6 @@ std::vector<OptionSpec> bench_specs() {
   specs.push_back({"json", "", "one JSON object per line per (mode, batch)"});
   specs.push_back({"help", "", "show this help"});
   return specs;
-}
-
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream stream(text);
-  std::string item;
-  while (std::getline(stream, item, ',')) items.push_back(item);
-  return items;
 }
 
 }  // namespace
@@ -64,10 +53,8 @@ int bench_command(const std::vector<std::string>& raw_args) {
   }
   const std::string arch = args.value("arch").value_or("densenet-40");
   DenseNetOptions options = model_options_from(args, /*read_memory=*/false);
-  std::vector<MemoryMode> modes;
-  for (const auto& name : split(args.value("memory").value_or("naive,efficient,minimal"))) {
-    modes.push_back(parse_memory_mode(name));
-  }
+  const std::vector<MemoryMode> modes =
+      parse_memory_modes(args.value("memory").value_or("naive,efficient,minimal"));
   const std::vector<int64_t> batches = parse_int_list(args.value("batch").value_or("64"));
   const std::string device_name = args.value("device").value_or("cpu");
   TORCH_CHECK(device_name == "cpu" || device_name == "cuda", "unknown device '", device_name,

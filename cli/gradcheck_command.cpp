@@ -14,11 +14,8 @@ namespace densenet::cli {
 namespace {
 
 std::vector<OptionSpec> gradcheck_specs() {
-  std::vector<OptionSpec> specs;
-  for (auto& spec : model_option_specs()) {
-    if (spec.name != "memory") specs.push_back(spec);
-  }
-  specs.push_back({"memory", "LIST", "modes to check against naive (default efficient,minimal)"});
+  std::vector<OptionSpec> specs =
+      model_option_specs("modes to check against naive (default efficient,minimal)");
   specs.push_back({"dtype", "TYPE", "float32, float64 or both (default both)"});
   specs.push_back({"batch", "N", "batch size (default 4)"});
   specs.push_back({"mode", "WHICH", "train, eval or both (default both)"});
@@ -26,14 +23,6 @@ std::vector<OptionSpec> gradcheck_specs() {
   specs.push_back({"no-finite-differences", "", "skip the finite-difference check"});
   specs.push_back({"help", "", "show this help"});
   return specs;
-}
-
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream stream(text);
-  std::string item;
-  while (std::getline(stream, item, ',')) items.push_back(item);
-  return items;
 }
 
 void print_comparison(const ModeComparison& comparison) {
@@ -74,10 +63,8 @@ int gradcheck_command(const std::vector<std::string>& raw_args) {
                      "'");
   }
   const DenseNetOptions options = model_options_from(args, /*read_memory=*/false);
-  std::vector<MemoryMode> modes;
-  for (const auto& name : split(args.value("memory").value_or("efficient,minimal"))) {
-    modes.push_back(parse_memory_mode(name));
-  }
+  const std::vector<MemoryMode> modes =
+      parse_memory_modes(args.value("memory").value_or("efficient,minimal"));
   std::vector<torch::Dtype> dtypes;
   const std::string dtype = args.value("dtype").value_or("both");
   if (dtype == "float32" || dtype == "both") dtypes.push_back(torch::kFloat32);

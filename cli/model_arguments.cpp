@@ -2,10 +2,14 @@
 
 #include "densenet/presets.h"
 
+#include <c10/util/Exception.h>
+
+#include <sstream>
+
 namespace densenet::cli {
 
-std::vector<OptionSpec> model_option_specs() {
-  return {
+std::vector<OptionSpec> model_option_specs(const std::string& memory_list_help) {
+  std::vector<OptionSpec> specs = {
       {"arch", "NAME",
        "preset: densenet121|161|169|201|264, densenet-bc-100|190|250, densenet-40 (default)"},
       {"growth-rate", "K", "channels added per dense layer (k)"},
@@ -19,6 +23,17 @@ std::vector<OptionSpec> model_option_specs() {
       {"input-size", "S", "input height/width; <= 32 selects the small (CIFAR) stem"},
       {"memory", "MODE", "naive | efficient | minimal"},
   };
+  if (!memory_list_help.empty()) specs.back() = {"memory", "LIST", memory_list_help};
+  return specs;
+}
+
+std::vector<MemoryMode> parse_memory_modes(const std::string& text) {
+  std::vector<MemoryMode> modes;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) modes.push_back(parse_memory_mode(item));
+  TORCH_CHECK(!modes.empty(), "no memory mode given: use e.g. naive,efficient,minimal");
+  return modes;
 }
 
 DenseNetOptions model_options_from(const Arguments& args, bool read_memory) {

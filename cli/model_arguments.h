@@ -8,8 +8,13 @@
 
 namespace densenet::cli {
 
-/// --arch and the per-field overrides, with the original project's flag names.
-std::vector<OptionSpec> model_option_specs();
+/// --arch and the per-field overrides, with the original project's flag names. With
+/// `memory_help`, --memory takes a comma-separated list of modes described by it (bench,
+/// gradcheck); otherwise it names one mode.
+std::vector<OptionSpec> model_option_specs(const std::string& memory_list_help = "");
+
+/// "naive,efficient" -> the modes; throws c10::Error naming a bad one.
+std::vector<MemoryMode> parse_memory_modes(const std::string& text);
 
 /// The preset named by --arch (default densenet-40, the original's default network), with
 /// every given override applied. Validates the result. `--memory` names one mode unless
