@@ -1,6 +1,7 @@
 #include "densenet/benchmark.h"
 
 #include "densenet/densenet.h"
+#include "densenet/memory_plan.h"
 #include "densenet/memory_tracker.h"
 
 #include <c10/util/Exception.h>
@@ -148,10 +149,36 @@ int64_t find_max_batch(const DenseNetOptions& model_options, int64_t cap_bytes,
     }
   };
   if (!fits(1)) return 0;
-  int64_t good = 1, bad = 2;
-  while (fits(bad)) {
-    good = bad;
-    bad *= 2;
+  // Bracket around the batch the memory plan predicts (parameters, gradients and a little
+  // workspace aside), so that only a few steps run at the large sizes; then bisect.
+  const ArchitecturePlan architecture = plan_architecture(model_options);
+  const int64_t per_sample =
+      std::max<int64_t>(1, plan_memory(architecture, model_options.memory()).peak_bytes +
+                               model_options.in_channels() * model_options.input_size() *
+                                   model_options.input_size() * 4);
+  const int64_t fixed = 3 * architecture.num_parameters() * 4;
+  const int64_t guess = std::max<int64_t>(1, (cap_bytes - fixed) / per_sample);
+  int64_t good = 1, bad = 0;
+  int64_t probe = std::max<int64_t>(2, guess * 95 / 100);
+  if (fits(probe)) {
+    good = probe;
+    for (int64_t next = std::max(good + 1, good * 105 / 100);;
+         next = std::max(good + 1, good * 110 / 100)) {
+      if (!fits(next)) {
+        bad = next;
+        break;
+      }
+      good = next;
+    }
+  } else {
+    bad = probe;
+    for (int64_t next = probe * 85 / 100; next > 1; next = next * 85 / 100) {
+      if (fits(next)) {
+        good = next;
+        break;
+      }
+      bad = next;
+    }
   }
   while (bad - good > 1) {
     const int64_t middle = good + (bad - good) / 2;

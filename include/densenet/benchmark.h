@@ -36,7 +36,8 @@ BenchmarkResult benchmark_training_step(const DenseNetOptions& model, int64_t ba
                                         const BenchmarkOptions& options);
 
 /// The largest batch whose training step fits in `cap_bytes` of tracked CPU tensor memory
-/// (model included), found by doubling and bisection; 0 if not even batch 1 fits.
+/// (model included): bracketed around the batch the memory plan predicts, then bisected, so
+/// that only a few steps run at large batches; 0 if not even batch 1 fits.
 int64_t find_max_batch(const DenseNetOptions& model, int64_t cap_bytes,
                        const BenchmarkOptions& options);
 
