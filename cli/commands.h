@@ -9,5 +9,8 @@ namespace densenet::cli {
 int info_command(const std::vector<std::string>& args);
 int bench_command(const std::vector<std::string>& args);
 int gradcheck_command(const std::vector<std::string>& args);
+int convert_command(const std::vector<std::string>& args);
+int inspect_command(const std::vector<std::string>& args);
+int predict_command(const std::vector<std::string>& args);
 
 }  // namespace densenet::cli

@@ -23,6 +23,12 @@ const std::map<std::string, Command>& commands() {
       {"gradcheck",
        {densenet::cli::gradcheck_command, "check efficient/minimal modes against naive"}},
       {"bench", {densenet::cli::bench_command, "time a training step and measure its peak memory"}},
+      {"convert",
+       {densenet::cli::convert_command,
+        "rewrite a checkpoint's keys (torchvision, legacy, efficient-pytorch) as .pth or "
+        ".safetensors"}},
+      {"inspect", {densenet::cli::inspect_command, "list the tensors and values in a checkpoint"}},
+      {"predict", {densenet::cli::predict_command, "classify JPEG/PNG images with given weights"}},
   };
   return table;
 }
