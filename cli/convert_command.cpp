@@ -92,7 +92,7 @@ int convert_command(const std::vector<std::string>& raw_args) {
   if (args.has("arch")) {
     DenseNet model(model_options_from(args));
     try {
-      load_state_dict(*model, canonical, /*strict=*/true);
+      load_state_dict(*model, fit_final_norm_name(canonical, *model), /*strict=*/true);
     } catch (const c10::Error& error) {
       TORCH_CHECK(false, "'", *input, "' does not hold a ", *args.value("arch"),
                   " with these options: ", error.what_without_backtrace());

@@ -6,6 +6,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <regex>
 #include <sstream>
 
@@ -156,8 +157,37 @@ StateDict read_weights(const std::string& path) {
   return to_torchvision_keys(tensors_of(located.dict, path));
 }
 
+StateDict fit_final_norm_name(const StateDict& weights, const torch::nn::Module& model) {
+  // The original project names the final batch norm norm{blocks + 1}; torchvision always calls
+  // it norm5. With four blocks they agree; otherwise a torchvision file's norm5 is our norm{B+1}.
+  static const std::regex final_norm(R"(^features\.norm(\d+)\.)");
+  int expected = -1;
+  for (const auto& item : state_dict(model)) {
+    std::smatch match;
+    if (std::regex_search(item.key(), match, final_norm)) {
+      expected = std::max(expected, std::stoi(match[1].str()));
+    }
+  }
+  if (expected < 0 || expected == 5) return weights;
+  const std::string ours = "features.norm" + std::to_string(expected) + ".";
+  const std::string theirs = "features.norm5.";
+  bool has_ours = false, has_theirs = false;
+  for (const auto& item : weights) {
+    has_ours = has_ours || starts_with(item.key(), ours);
+    has_theirs = has_theirs || starts_with(item.key(), theirs);
+  }
+  if (has_ours || !has_theirs) return weights;
+  StateDict renamed;
+  for (const auto& item : weights) {
+    renamed.insert(starts_with(item.key(), theirs) ? ours + item.key().substr(theirs.size())
+                                                   : item.key(),
+                   item.value());
+  }
+  return renamed;
+}
+
 void load_weights(torch::nn::Module& model, const std::string& path, bool strict) {
-  const StateDict weights = read_weights(path);
+  const StateDict weights = fit_final_norm_name(read_weights(path), model);
   try {
     load_state_dict(model, weights, strict);
   } catch (const c10::Error& error) {

@@ -49,7 +49,12 @@ StateDict to_efficient_pytorch_keys(const StateDict& torchvision_state);
 /// to_torchvision_keys applied.
 StateDict read_weights(const std::string& path);
 
-/// read_weights + load_state_dict: strict by default, listing every missing, unexpected and
+/// torchvision calls the final batch norm features.norm5 whatever the number of blocks; the
+/// original project (and this library) calls it norm{blocks + 1}. Renames norm5 to the name
+/// `model` uses when the weights have only the former.
+StateDict fit_final_norm_name(const StateDict& weights, const torch::nn::Module& model);
+
+/// read_weights + fit_final_norm_name + load_state_dict: strict by default, listing every missing, unexpected and
 /// mismatched key in one error.
 void load_weights(torch::nn::Module& model, const std::string& path, bool strict = true);
 

@@ -11,7 +11,8 @@
   efficient-densenet-pytorch layout by its convert.py rule, wrapped as {epoch, state_dict};
   efficient_legacy_dataparallel.pth: the same with DataParallel's "module." prefix, legacy format.
 - malicious_*.pth: pickles that would run os.system / eval when loaded with plain pickle.
-- torchscript.pt, compressed.pth, text.pth, empty.pth: files that are not checkpoints.
+- torchscript.pt, compressed.pth, text.pth, empty.pth: files that are not checkpoints;
+  truncated_zip.pth, truncated_legacy.pth: two thirds of generic_*.pth.
 
 Run with Debian's python3-torch and python3-torchvision:
     /usr/bin/python3 tests/reference/make_checkpoints.py --out build/tests/checkpoints
@@ -161,6 +162,10 @@ def write_bad_files(out):
                             compression=zipfile.ZIP_DEFLATED) as target:
         for name in source.namelist():
             target.writestr(name, source.read(name))
+    for name in ["generic_zip", "generic_legacy"]:
+        data = open(os.path.join(out, name + ".pth"), "rb").read()
+        open(os.path.join(out, "truncated_%s.pth" % name.split("_")[1]), "wb").write(
+            data[: len(data) * 2 // 3])
     with open(os.path.join(out, "text.pth"), "w") as f:
         f.write("this is not a checkpoint\n")
     open(os.path.join(out, "empty.pth"), "wb").close()
