@@ -179,9 +179,9 @@ StateDict fit_final_norm_name(const StateDict& weights, const torch::nn::Module&
   if (has_ours || !has_theirs) return weights;
   StateDict renamed;
   for (const auto& item : weights) {
-    renamed.insert(starts_with(item.key(), theirs) ? ours + item.key().substr(theirs.size())
-                                                   : item.key(),
-                   item.value());
+    renamed.insert(
+        starts_with(item.key(), theirs) ? ours + item.key().substr(theirs.size()) : item.key(),
+        item.value());
   }
   return renamed;
 }

@@ -17,7 +17,9 @@
 namespace densenet {
 namespace {
 
-std::string image_dir() { return DENSENET_IMAGE_DIR; }
+std::string image_dir() {
+  return DENSENET_IMAGE_DIR;
+}
 
 torch::Tensor as_tensor(const Image& image) {
   return torch::from_blob(const_cast<uint8_t*>(image.pixels.data()),
@@ -74,9 +76,10 @@ TEST(ImageDecoding, BadFilesGiveOneClearError) {
   EXPECT_ERROR_CONTAINS(read_image(dir + "empty.png"), "the file is empty");
   EXPECT_ERROR_CONTAINS(read_image(dir + "missing.png"), "cannot read");
   // A PNG header claiming 100000 x 100000 pixels is refused before allocating 30 GB.
-  std::string bomb("\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x01\x86\xa0\x00\x01\x86\xa0\x08\x02"
-                   "\x00\x00\x00",
-                   33);
+  std::string bomb(
+      "\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x01\x86\xa0\x00\x01\x86\xa0\x08\x02"
+      "\x00\x00\x00",
+      33);
   EXPECT_ERROR_CONTAINS(decode_image(bomb + std::string(4, '\0'), "bomb.png"), "bomb.png");
 }
 

@@ -54,8 +54,8 @@ StateDict read_weights(const std::string& path);
 /// `model` uses when the weights have only the former.
 StateDict fit_final_norm_name(const StateDict& weights, const torch::nn::Module& model);
 
-/// read_weights + fit_final_norm_name + load_state_dict: strict by default, listing every missing, unexpected and
-/// mismatched key in one error.
+/// read_weights + fit_final_norm_name + load_state_dict: strict by default, listing every missing,
+/// unexpected and mismatched key in one error.
 void load_weights(torch::nn::Module& model, const std::string& path, bool strict = true);
 
 }  // namespace densenet
