@@ -10,6 +10,7 @@
 #include <torch/cuda.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -28,9 +29,27 @@ std::vector<OptionSpec> bench_specs() {
   specs.push_back({"iters", "K", "timed steps (default 3)"});
   specs.push_back({"max-batch", "", "also find the largest batch that trains within --memory-cap"});
   specs.push_back({"memory-cap", "SIZE", "cap for --max-batch, e.g. 4GiB (default 4GiB)"});
+  specs.push_back({"profile", "", "after timing, one more step: self time per operation"});
+  specs.push_back(
+      {"sgemm", "", "also measure the machine's SGEMM rate and each step's share of it"});
   specs.push_back({"json", "", "one JSON object per line per (mode, batch)"});
   specs.push_back({"help", "", "show this help"});
   return specs;
+}
+
+void print_profile(const std::vector<OpProfiler::Entry>& entries) {
+  double total = 0;
+  for (const auto& entry : entries) total += entry.self_ms;
+  std::printf("    %-44s %10s %7s %8s\n", "operation (one step, self time)", "ms", "%", "calls");
+  double shown = 0;
+  for (size_t i = 0; i < entries.size() && i < 16; ++i) {
+    shown += entries[i].self_ms;
+    std::printf("    %-44s %10.1f %6.1f%% %8lld\n", entries[i].name.substr(0, 44).c_str(),
+                entries[i].self_ms, 100 * entries[i].self_ms / total,
+                static_cast<long long>(entries[i].calls));
+  }
+  std::printf("    %-44s %10.1f %6.1f%%\n", "(others)", total - shown,
+              100 * (total - shown) / total);
 }
 
 }  // namespace
@@ -69,6 +88,7 @@ int bench_command(const std::vector<std::string>& raw_args) {
   bench.device(device_name == "cpu" ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA));
   bench.warmup(args.integer("warmup").value_or(1));
   bench.iterations(args.integer("iters").value_or(3));
+  bench.profile(args.flag("profile"));
   TORCH_CHECK(bench.warmup() >= 0 && bench.iterations() >= 1,
               "--warmup must be >= 0 and --iters >= 1");
   const bool max_batch = args.flag("max-batch");
@@ -76,6 +96,20 @@ int bench_command(const std::vector<std::string>& raw_args) {
   const bool json = args.flag("json");
   MemoryTracker::instance();
 
+  double sgemm = 0;
+  if (args.flag("sgemm")) {
+    for (const int64_t size : {1024, 2048})
+      sgemm = std::max(sgemm, measure_sgemm_gflops(size, bench.device()));
+    if (json) {
+      std::cout << nlohmann::ordered_json{{"sgemm_gflops", sgemm},
+                                          {"device", device_name},
+                                          {"threads", at::get_num_threads()}}
+                       .dump()
+                << std::endl;
+    } else {
+      std::printf("SGEMM (1024/2048 square, best): %.1f GFLOP/s\n", sgemm);
+    }
+  }
   if (!json) {
     std::printf("%s, %s, %d threads\n", arch.c_str(), device_name.c_str(), at::get_num_threads());
     std::printf("%-10s %6s %10s %10s %6s %9s %12s %12s%s\n", "memory", "batch", "fwd ms", "bwd ms",
@@ -103,6 +137,14 @@ int bench_command(const std::vector<std::string>& raw_args) {
           line["max_batch"] = largest;
           line["memory_cap_bytes"] = cap;
         }
+        if (sgemm > 0) line["sgemm_fraction"] = r.gflops() / sgemm;
+        if (bench.profile()) {
+          nlohmann::ordered_json ops = nlohmann::ordered_json::array();
+          for (const auto& entry : r.profile) {
+            ops.push_back({{"op", entry.name}, {"self_ms", entry.self_ms}, {"calls", entry.calls}});
+          }
+          line["profile"] = ops;
+        }
         std::cout << line.dump() << std::endl;
       } else {
         std::printf("%-10s %6lld %10.1f %10.1f %6.2f %9.1f %12s %12s", r.memory.c_str(),
@@ -111,7 +153,9 @@ int bench_command(const std::vector<std::string>& raw_args) {
                     format_bytes(r.rss_delta_bytes).c_str());
         if (max_batch)
           std::printf("   %lld in %s", static_cast<long long>(largest), format_bytes(cap).c_str());
+        if (sgemm > 0) std::printf("   %.0f%% of SGEMM", 100 * r.gflops() / sgemm);
         std::printf("\n");
+        if (bench.profile()) print_profile(r.profile);
         std::fflush(stdout);
       }
     }

@@ -17,6 +17,7 @@
 #define DENSENET_HAS_CUDA_ALLOCATOR 0
 #endif
 
+#include <algorithm>
 #include <chrono>
 
 namespace densenet {
@@ -124,7 +125,32 @@ BenchmarkResult benchmark_training_step(const DenseNetOptions& model_options, in
       (cuda ? cuda_allocated_bytes(options.device()).second : tracker.peak_bytes()) - live_before;
   result.rss_delta_bytes = cuda ? 0 : process_peak_rss_bytes() - rss_before;
   result.step_flops = 6.0 * static_cast<double>(model->plan.forward_macs()) * batch;
+  if (options.profile()) {
+    reset_gradients(model);
+    OpProfiler profiler;
+    training_step(model, input, target);
+    result.profile = profiler.entries();
+  }
   return result;
+}
+
+double measure_sgemm_gflops(int64_t size, torch::Device device) {
+  TORCH_CHECK(size >= 1, "matrix size must be >= 1");
+  const auto options = torch::TensorOptions().device(device);
+  const torch::Tensor a = torch::randn({size, size}, options);
+  const torch::Tensor b = torch::randn({size, size}, options);
+  torch::Tensor c = torch::empty({size, size}, options);
+  at::mm_out(c, a, b);  // warm-up: thread pools, BLAS buffers
+  double best = 1e300;
+  for (int i = 0; i < 5; ++i) {
+    if (device.is_cuda()) torch::cuda::synchronize();
+    const auto start = std::chrono::steady_clock::now();
+    at::mm_out(c, a, b);
+    if (device.is_cuda()) torch::cuda::synchronize();
+    best = std::min(
+        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return 2.0 * static_cast<double>(size) * size * size / best / 1e9;
 }
 
 int64_t find_max_batch(const DenseNetOptions& model_options, int64_t cap_bytes,

@@ -79,6 +79,44 @@ Tensor conv2d_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then_
   return grad_weight;
 }
 
+/// Backward of a 1x1 convolution on the CPU as GEMMs over each sample's channel planes, with
+/// the same interface as conv2d_backward_in_place. For sample n, with X_n (C, HW) and dY_n
+/// (B, HW) both read in place: dW += dY_n X_n^T, then dX_n = W^T dY_n overwrites X_n. No
+/// blocked-layout copies (which oneDNN makes of the input and output gradient, and which made
+/// the chunking necessary), and BLAS runs at its GEMM rate.
+template <typename GradOutputOf>
+Tensor conv1x1_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then_grad,
+                                 const Tensor& weight) {
+  const int64_t n = input_then_grad.size(0), c = input_then_grad.size(1);
+  const int64_t plane = input_then_grad.size(2) * input_then_grad.size(3);
+  const int64_t b = weight.size(0);
+  const Tensor w = weight.reshape({b, c});                 // (B, C)
+  Tensor grad_w = torch::zeros({b, c}, weight.options());  // (B, C)
+  const Tensor x = input_then_grad.view({n, c, plane});    // (N, C, HW)
+  const int64_t step = chunk_samples(n);
+  for (int64_t start = 0; start < n; start += step) {
+    const int64_t len = std::min(step, n - start);
+    const Tensor dy = grad_output_of(start, len).reshape({len, b, plane});  // (len, B, HW)
+    for (int64_t i = 0; i < len; ++i) {
+      Tensor x_n = x[start + i];  // (C, HW)
+      grad_w.addmm_(dy[i], x_n.t());
+      at::mm_out(x_n, w.t(), dy[i]);
+    }
+  }
+  return grad_w.view_as(weight);
+}
+
+/// The 1x1 convolution backward this build runs fastest: GEMMs on the CPU, the library's
+/// convolution (cuDNN) elsewhere.
+template <typename GradOutputOf>
+Tensor pointwise_conv_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then_grad,
+                                        const Tensor& weight) {
+  if (input_then_grad.is_cpu() && input_then_grad.is_contiguous()) {
+    return conv1x1_backward_in_place(grad_output_of, input_then_grad, weight);
+  }
+  return conv2d_backward_in_place(grad_output_of, input_then_grad, weight, 0);
+}
+
 /// One BatchNorm2d as the stage applies it: the statistics its forward used and the affine
 /// transform they give, (x - mean) * scale + beta with scale = gamma * invstd.
 struct NormState {
@@ -368,7 +406,8 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
                                        {0, 0}, /*ceil_mode=*/false, /*count_include_pad=*/true,
                                        /*divisor_override=*/c10::nullopt);
       };
-      grads[tail + 2] = conv2d_backward_in_place(grad_conv_of, normalized, params[tail + 2], 0);
+      grads[tail + 2] =
+          pointwise_conv_backward_in_place(grad_conv_of, normalized, params[tail + 2]);
       grad_features = normalized;
     } else {
       grad_features = (grad_result / static_cast<double>(h * w))
@@ -416,7 +455,7 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
       grads[first + 4] = grad_b2;
       y1.reset();
       auto grad_y1_of = [&](int64_t start, int64_t len) { return r2.narrow(0, start, len); };
-      grads[first + 2] = conv2d_backward_in_place(grad_y1_of, normalized, p[2], 0);
+      grads[first + 2] = pointwise_conv_backward_in_place(grad_y1_of, normalized, p[2]);
       grad_normalized = normalized;  // now dS
     } else {
       auto grad_out_of = [&](int64_t start, int64_t len) { return grad_out.narrow(0, start, len); };

@@ -1,10 +1,12 @@
 #pragma once
 
+#include "densenet/op_profiler.h"
 #include "densenet/options.h"
 
 #include <torch/types.h>
 
 #include <string>
+#include <vector>
 
 namespace densenet {
 
@@ -13,6 +15,9 @@ struct BenchmarkOptions {
   TORCH_ARG(int64_t, warmup) = 1;
   TORCH_ARG(int64_t, iterations) = 3;
   TORCH_ARG(uint64_t, seed) = 0;
+  /// After the timed steps, one more step under an OpProfiler (so that its overhead never
+  /// touches the timings): self time per operation.
+  TORCH_ARG(bool, profile) = false;
 };
 
 /// One training step (forward, cross-entropy, backward) measured after warm-up.
@@ -29,11 +34,17 @@ struct BenchmarkResult {
   int64_t rss_delta_bytes = 0;
   double step_flops = 0;  // 2 * 3 * forward multiply-adds * batch
   double gflops() const { return step_flops / ((forward_ms + backward_ms) * 1e6); }
+  std::vector<OpProfiler::Entry> profile;  // with BenchmarkOptions::profile, one step
 };
 
 /// Builds the model in `options.memory()` mode and measures it at `batch`.
 BenchmarkResult benchmark_training_step(const DenseNetOptions& model, int64_t batch,
                                         const BenchmarkOptions& options);
+
+/// The machine's single-precision GEMM rate in GFLOP/s through LibTorch's matmul (BLAS on the
+/// CPU), for square matrices of `size`: the best of a few timed products after a warm-up. The
+/// yardstick for a training step's GFLOP/s.
+double measure_sgemm_gflops(int64_t size, torch::Device device);
 
 /// The largest batch whose training step fits in `cap_bytes` of tracked CPU tensor memory
 /// (model included): bracketed around the batch the memory plan predicts, then bisected, so

@@ -1,6 +1,7 @@
 #include "kernels/bn_relu.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -157,6 +158,7 @@ torch::Tensor per_channel(const torch::Tensor& v) {
 }  // namespace
 
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x) {
+  RECORD_USER_SCOPE("densenet::channel_mean_var");
   TORCH_INTERNAL_ASSERT(x.dim() == 4, "channel_mean_var expects (N, C, H, W), got ", x.sizes());
   if (!use_cpu_kernel({&x})) return reference::channel_mean_var(x);
   const PlaneLayout s = layout_of(x);
@@ -189,6 +191,7 @@ std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x
 
 void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& scale,
                      const torch::Tensor& beta, torch::Tensor& out) {
+  RECORD_USER_SCOPE("densenet::bn_relu_forward");
   TORCH_INTERNAL_ASSERT(x.dim() == 4 && out.sizes() == x.sizes() && out.is_contiguous(),
                         "bn_relu_forward: x ", x.sizes(), ", out ", out.sizes());
   if (!use_cpu_kernel({&x, &mean, &scale, &beta, &out})) {
@@ -217,6 +220,7 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
     const torch::Tensor& grad_y, const torch::Tensor& x, const torch::Tensor& mean,
     const torch::Tensor& invstd, const torch::Tensor& gamma, const torch::Tensor& beta,
     bool training, torch::Tensor& grad_x, bool accumulate) {
+  RECORD_USER_SCOPE("densenet::bn_relu_backward");
   TORCH_INTERNAL_ASSERT(x.dim() == 4 && grad_y.sizes() == x.sizes() && grad_x.sizes() == x.sizes(),
                         "bn_relu_backward: grad_y ", grad_y.sizes(), ", x ", x.sizes(), ", grad_x ",
                         grad_x.sizes());
