@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <sstream>
 
 namespace densenet::kernels {
@@ -118,6 +119,51 @@ TEST(BnReluKernel, InPlaceBackwardOverwritesGradient) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, BnReluKernel, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return info.param.name(); });
+
+// The float kernels test the ReLU mask with a per-channel interval of floats; it must be
+// exactly the sign of the pre-activation evaluated in double, also within an ulp of the kink
+// and for negative, zero and extreme scales.
+TEST(BnReluKernel, FloatMaskIsTheExactSignAtTheKink) {
+  torch::manual_seed(11);
+  const int64_t channels = 6, count = 2000;
+  const torch::Tensor mean = torch::tensor({0.3f, -1.7f, 0.0f, 5.0f, 1e-3f, 2.0f});
+  const torch::Tensor scale = torch::tensor({1.3f, -0.7f, 0.0f, 3e4f, -2e-5f, 0.9f});
+  const torch::Tensor beta = torch::tensor({-0.2f, 0.4f, 0.5f, 1e-3f, 0.0f, -1e30f});
+  // Values clustered within a few ulps of each channel's kink, plus random ones.
+  torch::Tensor x = torch::empty({1, channels, 1, count});
+  for (int64_t c = 0; c < channels; ++c) {
+    const float m = mean[c].item<float>(), a = scale[c].item<float>(), b = beta[c].item<float>();
+    float kink = a != 0.0f ? static_cast<float>(m - static_cast<double>(b) / a) : 0.0f;
+    if (!std::isfinite(kink)) kink = 0.0f;
+    for (int64_t i = 0; i < count; ++i) {
+      float v = kink;
+      for (int64_t step = 0; step < i % 40; ++step) {
+        v = std::nextafter(v, i % 2 ? 1e38f : -1e38f);
+      }
+      x[0][c][0][i] = i < count / 2 ? v : torch::randn({}).item<float>() * 10;
+    }
+  }
+  const torch::Tensor invstd = torch::ones({channels});
+  torch::Tensor grad_x = torch::empty_like(x);
+  // Eval mode: dx = scale * dz, so dx != 0 exactly where the mask is on (gamma = scale).
+  bn_relu_backward(torch::ones_like(x), x, mean, invstd, scale, beta, /*training=*/false, grad_x,
+                   /*accumulate=*/false);
+  torch::Tensor out = torch::empty_like(x);
+  bn_relu_forward(x, mean, scale, beta, out);
+  int64_t checked = 0;
+  for (int64_t c = 0; c < channels; ++c) {
+    const double m = mean[c].item<float>(), a = scale[c].item<float>(), b = beta[c].item<float>();
+    for (int64_t i = 0; i < count; ++i) {
+      const double v = x[0][c][0][i].item<float>();
+      const bool active = (v - m) * a + b > 0.0;
+      const bool kernel = grad_x[0][c][0][i].item<float>() != 0.0f || (a == 0.0 && active);
+      ASSERT_EQ(kernel, active) << "channel " << c << " x " << v;
+      ASSERT_TRUE(active || out[0][c][0][i].item<float>() == 0.0f);
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, channels * count);
+}
 
 }  // namespace
 }  // namespace densenet::kernels

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
 
 // Hot loops are compiled for AVX2 as well as the baseline ISA and picked at load time, so one
 // binary is portable and still uses 8-wide float arithmetic where the machine has it.
@@ -60,45 +63,127 @@ DENSENET_MULTIVERSION double plane_squared_deviation(const T* x, int64_t n, doub
 // exact or nearly so there), for double with fma. Rounding x * scale and beta - mean * scale
 // separately would misplace ReLU kinks by up to an ulp of |mean * scale|, which flips masks of
 // near-zero pre-activations relative to ATen and to the exact result.
-inline float affine(float x, float mean, float scale, float beta) {
-  return static_cast<float>((static_cast<double>(x) - static_cast<double>(mean)) *
-                                static_cast<double>(scale) +
-                            static_cast<double>(beta));
-}
-inline double affine(double x, double mean, double scale, double beta) {
-  return std::fma(x - mean, scale, beta);
+inline double exact_affine(float x, float mean, float scale, float beta) {
+  return (static_cast<double>(x) - static_cast<double>(mean)) * static_cast<double>(scale) +
+         static_cast<double>(beta);
 }
 
-template <typename T>
-DENSENET_MULTIVERSION void plane_bn_relu(const T* x, T* out, int64_t n, T mean, T scale, T beta) {
-  for (int64_t i = 0; i < n; ++i) out[i] = std::max(affine(x[i], mean, scale, beta), T(0));
+// Floats ordered as integers: key(a) < key(b) iff a < b (no NaNs), -0 just below +0.
+int32_t order_key(float value) {
+  int32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  return bits >= 0 ? bits : bits ^ 0x7fffffff;
 }
 
-// Sums of dz and dz * (x - mean) over one plane, dz = grad_y where the ReLU was active.
+float from_order_key(int32_t key) {
+  const int32_t bits = key >= 0 ? key : key ^ 0x7fffffff;
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+// One channel's BN-ReLU. For double the mask is the sign of the fma-evaluated pre-activation.
+// For float, the double evaluation is monotone in x, so the floats where it is positive form an
+// interval [lo, hi], found once per channel by bisection over the floats: the hot loops then
+// test the mask with two float compares (8 lanes with AVX2) and get exactly the mask of the
+// double evaluation, while values are computed in float.
 template <typename T>
-DENSENET_MULTIVERSION void plane_backward_sums(const T* grad_y, const T* x, int64_t n, T scale,
-                                               T beta, T mean, double* sum_dz, double* sum_dz_xc) {
-  double lanes_dz[kLanes] = {};
-  double lanes_dz_xc[kLanes] = {};
+struct ChannelRelu;
+
+template <>
+struct ChannelRelu<double> {
+  double mean, scale, beta;
+  ChannelRelu(double m, double s, double b) : mean(m), scale(s), beta(b) {}
+  bool active(double x) const { return std::fma(x - mean, scale, beta) > 0.0; }
+  double value(double x) const { return std::max(std::fma(x - mean, scale, beta), 0.0); }
+};
+
+template <>
+struct ChannelRelu<float> {
+  float mean, scale, beta, lo, hi;
+  ChannelRelu(float m, float s, float b) : mean(m), scale(s), beta(b) {
+    const float infinity = std::numeric_limits<float>::infinity();
+    auto positive = [&](int64_t key) {
+      return exact_affine(from_order_key(static_cast<int32_t>(key)), m, s, b) > 0.0;
+    };
+    const int64_t bottom = order_key(-infinity), top = order_key(infinity);
+    lo = infinity;  // empty unless found below
+    hi = -infinity;
+    if (s > 0.0f) {  // increasing: the smallest positive key
+      if (!positive(top)) return;
+      int64_t below = bottom, at = top;  // positive(at); not positive(below)
+      if (positive(bottom)) {
+        at = bottom;
+      } else {
+        while (at - below > 1) {
+          const int64_t middle = below + (at - below) / 2;
+          (positive(middle) ? at : below) = middle;
+        }
+      }
+      lo = from_order_key(static_cast<int32_t>(at));
+      hi = infinity;
+    } else if (s < 0.0f) {  // decreasing: the largest positive key
+      if (!positive(bottom)) return;
+      int64_t at = bottom, above = top;  // positive(at); not positive(above)
+      if (positive(top)) {
+        at = top;
+      } else {
+        while (above - at > 1) {
+          const int64_t middle = at + (above - at) / 2;
+          (positive(middle) ? at : above) = middle;
+        }
+      }
+      lo = -infinity;
+      hi = from_order_key(static_cast<int32_t>(at));
+    } else if (exact_affine(0.0f, m, s, b) > 0.0) {  // constant pre-activation, positive
+      lo = -infinity;
+      hi = infinity;
+    }
+  }
+  // Branch-free (bitwise &, both sides always evaluated) so that the loops vectorise into
+  // compares and blends: a branch on a ReLU mask mispredicts about half the time.
+  bool active(float x) const { return (x >= lo) & (x <= hi); }
+  float value(float x) const {
+    const float v =
+        static_cast<float>(exact_affine(x, mean, scale, beta));  // a select, not a branch
+    const bool keep = active(x) & (v > 0.0f);
+    return keep ? v : 0.0f;
+  }
+};
+
+template <typename T>
+DENSENET_MULTIVERSION void plane_bn_relu(const T* x, T* out, int64_t n, ChannelRelu<T> relu) {
+  for (int64_t i = 0; i < n; ++i) out[i] = relu.value(x[i]);
+}
+
+// Sums of dz and dz * (x - mean) over one plane, dz = grad_y where the ReLU was active; lanes
+// in T, the plane's total added in double.
+template <typename T>
+DENSENET_MULTIVERSION void plane_backward_sums(const T* grad_y, const T* x, int64_t n,
+                                               ChannelRelu<T> relu, double* sum_dz,
+                                               double* sum_dz_xc) {
+  T lanes_dz[kLanes] = {};
+  T lanes_dz_xc[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int j = 0; j < kLanes; ++j) {
       const T v = x[i + j];
-      const T dz = affine(v, mean, scale, beta) > T(0) ? grad_y[i + j] : T(0);
-      lanes_dz[j] += static_cast<double>(dz);
-      lanes_dz_xc[j] += static_cast<double>(dz) * static_cast<double>(v - mean);
+      const T g = grad_y[i + j];  // loaded unconditionally: a select, not a branch
+      const T dz = relu.active(v) ? g : T(0);
+      lanes_dz[j] += dz;
+      lanes_dz_xc[j] += dz * (v - relu.mean);
     }
   }
   double s1 = 0, s2 = 0;
   for (; i < n; ++i) {
     const T v = x[i];
-    const T dz = affine(v, mean, scale, beta) > T(0) ? grad_y[i] : T(0);
+    const T dz = relu.active(v) ? grad_y[i] : T(0);
     s1 += static_cast<double>(dz);
-    s2 += static_cast<double>(dz) * static_cast<double>(v - mean);
+    s2 += static_cast<double>(dz) * static_cast<double>(v - relu.mean);
   }
   for (int j = 0; j < kLanes; ++j) {
-    s1 += lanes_dz[j];
-    s2 += lanes_dz_xc[j];
+    s1 += static_cast<double>(lanes_dz[j]);
+    s2 += static_cast<double>(lanes_dz_xc[j]);
   }
   *sum_dz += s1;
   *sum_dz_xc += s2;
@@ -107,11 +192,12 @@ DENSENET_MULTIVERSION void plane_backward_sums(const T* grad_y, const T* x, int6
 // dx = scale * dz + k1 + (x - mean) * k2, written or added to grad_x (which may be grad_y).
 template <typename T, bool kAccumulate>
 DENSENET_MULTIVERSION void plane_backward_dx(const T* grad_y, const T* x, T* grad_x, int64_t n,
-                                             T scale, T beta, T mean, T k1, T k2) {
+                                             ChannelRelu<T> relu, T k1, T k2) {
   for (int64_t i = 0; i < n; ++i) {
     const T v = x[i];
-    const T dz = affine(v, mean, scale, beta) > T(0) ? grad_y[i] : T(0);
-    const T dx = scale * dz + k1 + (v - mean) * k2;
+    const T g = grad_y[i];
+    const T dz = relu.active(v) ? g : T(0);
+    const T dx = relu.scale * dz + k1 + (v - relu.mean) * k2;
     if constexpr (kAccumulate) {
       grad_x[i] += dx;
     } else {
@@ -205,12 +291,15 @@ void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const to
     const scalar_t* m = mean.data_ptr<scalar_t>();
     const scalar_t* a = scale.data_ptr<scalar_t>();
     const scalar_t* b = beta.data_ptr<scalar_t>();
+    std::vector<ChannelRelu<scalar_t>> relus;
+    relus.reserve(static_cast<size_t>(s.channels));
+    for (int64_t c = 0; c < s.channels; ++c) relus.emplace_back(m[c], a[c], b[c]);
     at::parallel_for(0, s.batch * s.channels, grain_for(s.plane), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i / s.channels;
         const int64_t c = i % s.channels;
         plane_bn_relu(in + n * s.batch_stride + c * s.channel_stride, o + i * s.plane, s.plane,
-                      m[c], a[c], b[c]);
+                      relus[c]);
       }
     });
   });
@@ -249,12 +338,12 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
       for (int64_t c = begin; c < end; ++c) {
         // The same expressions as the forward (bn_relu_forward), so the ReLU mask agrees.
         const T scale = g[c] * is[c];
-        const T beta_c = b[c];
+        const ChannelRelu<T> relu(m[c], scale, b[c]);
         double sum_dz = 0, sum_dz_xc = 0;
         for (int64_t n = 0; n < s.batch; ++n) {
           plane_backward_sums(dy + n * gy.batch_stride + c * gy.channel_stride,
-                              in + n * s.batch_stride + c * s.channel_stride, s.plane, scale,
-                              beta_c, m[c], &sum_dz, &sum_dz_xc);
+                              in + n * s.batch_stride + c * s.channel_stride, s.plane, relu,
+                              &sum_dz, &sum_dz_xc);
         }
         const double inv = static_cast<double>(is[c]);
         dg[c] = static_cast<T>(sum_dz_xc * inv);
@@ -268,11 +357,9 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
           const T* x_plane = in + n * s.batch_stride + c * s.channel_stride;
           T* dx_plane = dx + n * gx.batch_stride + c * gx.channel_stride;
           if (accumulate) {
-            plane_backward_dx<T, true>(dy_plane, x_plane, dx_plane, s.plane, scale, beta_c, m[c],
-                                       k1, k2);
+            plane_backward_dx<T, true>(dy_plane, x_plane, dx_plane, s.plane, relu, k1, k2);
           } else {
-            plane_backward_dx<T, false>(dy_plane, x_plane, dx_plane, s.plane, scale, beta_c, m[c],
-                                        k1, k2);
+            plane_backward_dx<T, false>(dy_plane, x_plane, dx_plane, s.plane, relu, k1, k2);
           }
         }
       }
