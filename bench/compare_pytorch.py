@@ -54,6 +54,13 @@ def release_memory():
     libc.malloc_trim(0)
 
 
+def config_of(args):
+    cfg = dict(PRESETS[args.arch])
+    if args.block_config:
+        cfg["block_config"] = [int(x) for x in args.block_config.split(",")]
+    return cfg
+
+
 def build(impl, cfg):
     import torch.nn as nn
     import torch.utils.checkpoint as cp
@@ -110,7 +117,7 @@ def worker(args):
     import torch.nn.functional as F
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = PRESETS[args.arch]
+    cfg = config_of(args)
     model = build(args.impl, cfg)
     model.train()
     x = torch.randn(args.batch, cfg["in_channels"], cfg["input_size"], cfg["input_size"])
@@ -146,8 +153,10 @@ def worker(args):
 
 
 def run_ours(args, batch):
-    command = [args.densenet, "bench", "--arch", args.arch, "--batch", str(batch), "--threads",
+    command = [args.densenet, "bench", "--arch", args.arch, "--memory", args.memory, "--batch", str(batch), "--threads",
                str(args.threads), "--warmup", str(args.warmup), "--iters", str(args.iters), "--json"]
+    if args.block_config:
+        command += ["--block-config", args.block_config]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     rows = []
     for line in out.splitlines():
@@ -160,7 +169,7 @@ def run_ours(args, batch):
 def run_pytorch(args, impl, batch):
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--impl", impl, "--arch", args.arch,
                "--batch", str(batch), "--threads", str(args.threads), "--warmup", str(args.warmup),
-               "--iters", str(args.iters)]
+               "--iters", str(args.iters)] + (["--block-config", args.block_config] if args.block_config else [])
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write("%s failed:\n%s\n" % (impl, result.stderr[-2000:]))
@@ -176,6 +185,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--block-config", help="override the preset's layers per block, e.g. 41,41,41")
+    parser.add_argument("--memory", default="naive,efficient,minimal", help="our modes to run")
+    parser.add_argument("--impls", help="PyTorch implementations to run (default: all that apply)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--impl", help=argparse.SUPPRESS)
@@ -188,6 +200,8 @@ def main():
     impls = ["pytorch-plain", "pytorch-checkpoint"]
     if PRESETS[args.arch]["bn_size"] > 0:
         impls += ["torchvision", "torchvision-me"]
+    if args.impls:
+        impls = args.impls.split(",")
     for batch in [int(b) for b in args.batch.split(",")]:
         rows = run_ours(args, batch)
         theirs = [r for r in (run_pytorch(args, impl, batch) for impl in impls) if r]
@@ -206,7 +220,7 @@ def main():
         print("\nratios ours / PyTorch (time = training step; memory = RSS delta)")
         header = "%-20s" % "" + "".join("%22s" % t["impl"] for t in theirs)
         print(header)
-        for ours in rows[:3]:
+        for ours in rows[:len(args.memory.split(","))]:
             cells = []
             for t in theirs:
                 time_ratio = (ours["forward_ms"] + ours["backward_ms"]) / (t["forward_ms"] + t["backward_ms"])

@@ -3,6 +3,7 @@
 #include "arguments.h"
 #include "model_arguments.h"
 
+#include "densenet/architecture.h"
 #include "densenet/benchmark.h"
 #include "densenet/memory_tracker.h"
 
@@ -123,6 +124,8 @@ int bench_command(const std::vector<std::string>& raw_args) {
       const int64_t largest = max_batch ? find_max_batch(mode_options, cap, bench) : 0;
       if (json) {
         nlohmann::ordered_json line = {{"arch", arch},
+                                       {"depth", plan_architecture(mode_options).depth()},
+                                       {"block_config", mode_options.block_config()},
                                        {"memory", r.memory},
                                        {"batch", r.batch},
                                        {"device", device_name},
