@@ -6,7 +6,7 @@
   (pre-zip) format, legacy key names (denselayer1.norm.1.weight), no num_batches_tracked.
   {arch}_io.safetensors: an input and the eval-mode logits PyTorch computes with those weights.
 - generic_zip.pth / generic_legacy.pth: every dtype, views with offsets and strides, shared
-  storages, a Parameter, nested containers and scalars.
+  storages, a Parameter, an SGD optimizer's state_dict, nested containers and scalars.
 - efficient_zip.pth: torchvision densenet121 weights renamed to the original
   efficient-densenet-pytorch layout by its convert.py rule, wrapped as {epoch, state_dict};
   efficient_legacy_dataparallel.pth: the same with DataParallel's "module." prefix, legacy format.
@@ -104,8 +104,15 @@ def generic_contents():
         "transposed": base.t(),
         "expanded": base[0].expand(3, 8),  # stride 0
     }
+    # A real optimizer state: int keys, param_groups with floats, bools, None and lists.
+    torch.manual_seed(SEED)
+    layer = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    layer(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
     return {
         "state_dict": tensors,
+        "optimizer": optimizer.state_dict(),
         "views": views,
         "parameter": torch.nn.Parameter(torch.arange(4.0)),
         "nested": {
