@@ -3,7 +3,6 @@
 #include "arguments.h"
 #include "model_arguments.h"
 
-#include "densenet/atomic_file.h"
 #include "densenet/densenet.h"
 #include "densenet/pth_file.h"
 #include "densenet/safetensors.h"
@@ -31,17 +30,6 @@ std::vector<OptionSpec> convert_specs() {
 bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() &&
          text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-pth::Value as_state_dict_value(const StateDict& tensors, const pth::Value& attributes_from) {
-  pth::Value dict = pth::Value::dict({}, /*ordered=*/true);
-  for (const auto& item : tensors) {
-    dict.set_item(pth::Value::string(item.key()), pth::Value::tensor(item.value()));
-  }
-  if (attributes_from.is(pth::Value::Kind::Dict)) {
-    dict.attributes() = attributes_from.attributes();
-  }
-  return dict;
 }
 
 }  // namespace
@@ -75,17 +63,8 @@ int convert_command(const std::vector<std::string>& raw_args) {
   if (!output) throw UsageError("--output OUT is required");
   const KeyLayout layout = parse_key_layout(args.value("to").value_or("torchvision"));
 
-  const std::string bytes = read_file(*input);
-  pth::Value root;
-  std::string format;
-  if (bytes.size() >= 9 && bytes[8] == '{') {
-    root = as_state_dict_value(parse_safetensors(bytes, *input).tensors, pth::Value());
-    format = "safetensors";
-  } else {
-    const pth::Checkpoint checkpoint = pth::parse_checkpoint(bytes, *input);
-    root = checkpoint.root;
-    format = checkpoint.format == pth::Format::Zip ? "zip format" : "legacy format";
-  }
+  const WeightsFile file = read_weights_file(*input);
+  const pth::Value& root = file.root;
   const LocatedStateDict located = locate_state_dict(root, *input);
   const StateDict original = tensors_of(located.dict, *input);
   const StateDict canonical = to_torchvision_keys(original);
@@ -104,7 +83,7 @@ int convert_command(const std::vector<std::string>& raw_args) {
   if (ends_with(*output, ".safetensors")) {
     write_safetensors(*output, converted);
   } else {
-    pth::Value state = as_state_dict_value(converted, located.dict);
+    pth::Value state = state_dict_value(converted, located.dict);
     pth::Value out_root = state;
     if (!located.path.empty() && !args.flag("state-dict-only")) {
       // Keep the wrapper ({epoch, optimizer, ...}) with the converted state dict in its place.
@@ -121,7 +100,7 @@ int convert_command(const std::vector<std::string>& raw_args) {
   int64_t renamed = 0;
   for (const auto& item : converted) renamed += original.find(item.key()) == nullptr ? 1 : 0;
   std::printf("%s (%s, %zu tensors%s) -> %s (%s keys, %zu tensors, %lld renamed or added)\n",
-              input->c_str(), format.c_str(), original.size(),
+              input->c_str(), (file.format + " format").c_str(), original.size(),
               located.path.empty() ? "" : (" under '" + located.path + "'").c_str(),
               output->c_str(),
               layout == KeyLayout::Torchvision ? "torchvision" : "efficient-pytorch",

@@ -2,9 +2,7 @@
 
 #include "arguments.h"
 
-#include "densenet/atomic_file.h"
-#include "densenet/pth_file.h"
-#include "densenet/safetensors.h"
+#include "densenet/weights.h"
 
 #include <nlohmann/json.hpp>
 
@@ -148,19 +146,10 @@ int inspect_command(const std::vector<std::string>& raw_args) {
                      std::to_string(args.positionals().size()));
   }
   const std::string& path = args.positionals()[0];
-  const std::string bytes = read_file(path);
+  const WeightsFile file = read_weights_file(path);
+  const std::string& format = file.format;
   Listing listing;
-  std::string format;
-  if (bytes.size() >= 9 && bytes[8] == '{') {
-    format = "safetensors";
-    for (const auto& item : parse_safetensors(bytes, path).tensors) {
-      list_value(pth::Value::tensor(item.value()), item.key(), listing);
-    }
-  } else {
-    const pth::Checkpoint checkpoint = pth::parse_checkpoint(bytes, path);
-    format = checkpoint.format == pth::Format::Zip ? "zip" : "legacy";
-    list_value(checkpoint.root, "", listing);
-  }
+  list_value(file.root, "", listing);
   if (args.flag("json")) {
     nlohmann::ordered_json json = {{"file", path},
                                    {"format", format},

@@ -146,14 +146,26 @@ StateDict to_efficient_pytorch_keys(const StateDict& torchvision_state) {
   return renamed;
 }
 
-StateDict read_weights(const std::string& path) {
-  const std::string bytes = read_file(path);
-  // safetensors: an 8-byte header length, then the JSON header.
-  if (bytes.size() >= 9 && bytes[8] == '{') {
-    return to_torchvision_keys(parse_safetensors(bytes, path).tensors);
+pth::Value state_dict_value(const StateDict& tensors, const pth::Value& attributes_from) {
+  pth::Value dict = pth::Value::dict({}, /*ordered=*/true);
+  for (const auto& item : tensors) {
+    dict.set_item(pth::Value::string(item.key()), pth::Value::tensor(item.value()));
   }
-  const pth::Checkpoint checkpoint = pth::parse_checkpoint(bytes, path);
-  const LocatedStateDict located = locate_state_dict(checkpoint.root, path);
+  if (attributes_from.is(pth::Value::Kind::Dict)) dict.attributes() = attributes_from.attributes();
+  return dict;
+}
+
+WeightsFile read_weights_file(const std::string& path) {
+  const std::string bytes = read_file(path);
+  if (looks_like_safetensors(bytes)) {
+    return {state_dict_value(parse_safetensors(bytes, path).tensors), "safetensors"};
+  }
+  pth::Checkpoint checkpoint = pth::parse_checkpoint(bytes, path);
+  return {checkpoint.root, checkpoint.format == pth::Format::Zip ? "zip" : "legacy"};
+}
+
+StateDict read_weights(const std::string& path) {
+  const LocatedStateDict located = locate_state_dict(read_weights_file(path).root, path);
   return to_torchvision_keys(tensors_of(located.dict, path));
 }
 

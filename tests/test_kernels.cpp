@@ -156,7 +156,10 @@ TEST(BnReluKernel, FloatMaskIsTheExactSignAtTheKink) {
     for (int64_t i = 0; i < count; ++i) {
       const double v = x[0][c][0][i].item<float>();
       const bool active = (v - m) * a + b > 0.0;
-      const bool kernel = grad_x[0][c][0][i].item<float>() != 0.0f || (a == 0.0 && active);
+      // With scale 0 the gradient is 0 whatever the mask; the forward output (beta where
+      // active) shows the mask instead.
+      const bool kernel = a != 0.0 ? grad_x[0][c][0][i].item<float>() != 0.0f
+                                   : out[0][c][0][i].item<float>() > 0.0f;
       ASSERT_EQ(kernel, active) << "channel " << c << " x " << v;
       ASSERT_TRUE(active || out[0][c][0][i].item<float>() == 0.0f);
       ++checked;

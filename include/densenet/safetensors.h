@@ -21,6 +21,11 @@ struct TensorFile {
 /// with the data) is a c10::Error that says what is wrong; nothing is read out of bounds.
 TensorFile parse_safetensors(std::string_view bytes, const std::string& source);
 
+/// True when `bytes` starts like a safetensors file (an 8-byte length, then the JSON header).
+inline bool looks_like_safetensors(std::string_view bytes) {
+  return bytes.size() >= 9 && bytes[8] == '{';
+}
+
 TensorFile read_safetensors(const std::string& path);
 
 /// Serialises contiguous copies of `tensors` (any device; written from CPU) in order.

@@ -45,6 +45,18 @@ StateDict to_torchvision_keys(const StateDict& state);
 /// num_batches_tracked, so norm1.num_batches_tracked is dropped).
 StateDict to_efficient_pytorch_keys(const StateDict& torchvision_state);
 
+/// A state dict as the OrderedDict Value torch.save writes, attributes (`_metadata`) copied
+/// from `attributes_from` when it is a dict.
+pth::Value state_dict_value(const StateDict& tensors, const pth::Value& attributes_from = {});
+
+/// What a weights file holds, recognised by content: a .pth (zip or legacy) as loaded, or a
+/// .safetensors file as an OrderedDict of its tensors.
+struct WeightsFile {
+  pth::Value root;
+  std::string format;  // "zip", "legacy" or "safetensors"
+};
+WeightsFile read_weights_file(const std::string& path);
+
 /// The weights in `path` (.pth in zip or legacy format, or .safetensors), with
 /// to_torchvision_keys applied.
 StateDict read_weights(const std::string& path);

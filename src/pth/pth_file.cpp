@@ -1,6 +1,7 @@
 #include "densenet/pth_file.h"
 
 #include "densenet/atomic_file.h"
+#include "densenet/safetensors.h"
 #include "pth/pickler.h"
 #include "pth/unpickler.h"
 #include "pth/zip_archive.h"
@@ -42,7 +43,7 @@ torch::Tensor check_cached(const std::map<std::string, LoadedStorage>& cache,
                 "': it is in PyTorch's tar format (before 0.1.10), which is not supported; "
                 "re-save it with a newer PyTorch");
   }
-  if (bytes.size() >= 9 && bytes[8] == '{') {
+  if (looks_like_safetensors(bytes)) {
     TORCH_CHECK(false, "cannot load '", source,
                 "': it looks like a safetensors file, not a PyTorch .pth checkpoint");
   }
