@@ -14,8 +14,14 @@ Each PyTorch measurement runs in a fresh process. In every process (ours include
 is returned to the system at once (glibc mmap threshold 64 KiB, malloc_trim), then: warm-up
 steps, RSS before, the kernel's peak-RSS mark reset, timed steps; memory = peak RSS - RSS before.
 
+On CUDA (--device cuda) both sides synchronise the device around each timed step and memory is
+the caching allocator's peak allocated bytes above what was allocated before the timed steps
+(model, input), as torch.cuda.max_memory_allocated reports it. TF32 and cuDNN autotuning are
+left at PyTorch's defaults on both sides unless --cudnn-benchmark is given.
+
 usage: bench/compare_pytorch.py --densenet build/densenet --arch densenet-40 [--batch 64]
-                                [--threads 2] [--warmup 1] [--iters 3] [--json]
+                                [--threads 2] [--warmup 1] [--iters 3] [--device cpu|cuda]
+                                [--cudnn-benchmark] [--json]
 """
 import argparse
 import ctypes
@@ -117,19 +123,29 @@ def worker(args):
     import torch.nn.functional as F
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    cuda = args.device == "cuda"
+    device = torch.device(args.device)
+    if cuda:
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark
     cfg = config_of(args)
-    model = build(args.impl, cfg)
+    model = build(args.impl, cfg).to(device)
     model.train()
-    x = torch.randn(args.batch, cfg["in_channels"], cfg["input_size"], cfg["input_size"])
-    target = torch.randint(0, cfg["num_classes"], (args.batch,))
+    x = torch.randn(args.batch, cfg["in_channels"], cfg["input_size"], cfg["input_size"], device=device)
+    target = torch.randint(0, cfg["num_classes"], (args.batch,), device=device)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
 
     def step():
         for p in model.parameters():
             p.grad = None
         start = time.perf_counter()
         loss = F.cross_entropy(model(x), target)
+        sync()
         middle = time.perf_counter()
         loss.backward()
+        sync()
         end = time.perf_counter()
         return (middle - start) * 1e3, (end - middle) * 1e3
 
@@ -138,6 +154,9 @@ def worker(args):
     for p in model.parameters():
         p.grad = None
     release_memory()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        allocated_before = torch.cuda.memory_allocated()
     before = rss_bytes("VmRSS:")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -147,14 +166,19 @@ def worker(args):
         forward_ms += f_ms / args.iters
         backward_ms += b_ms / args.iters
     peak = rss_bytes("VmHWM:")
-    print(json.dumps(dict(impl=args.impl, arch=args.arch, batch=args.batch, threads=args.threads,
-                          forward_ms=forward_ms, backward_ms=backward_ms,
-                          rss_delta_bytes=peak - before, torch=torch.__version__)))
+    row = dict(impl=args.impl, arch=args.arch, batch=args.batch, threads=args.threads, device=args.device,
+               forward_ms=forward_ms, backward_ms=backward_ms, rss_delta_bytes=peak - before,
+               torch=torch.__version__)
+    if cuda:
+        row["peak_bytes"] = torch.cuda.max_memory_allocated() - allocated_before
+        row["gpu"] = torch.cuda.get_device_name()
+    print(json.dumps(row))
 
 
 def run_ours(args, batch):
     command = [args.densenet, "bench", "--arch", args.arch, "--memory", args.memory, "--batch", str(batch), "--threads",
-               str(args.threads), "--warmup", str(args.warmup), "--iters", str(args.iters), "--json"]
+               str(args.threads), "--warmup", str(args.warmup), "--iters", str(args.iters), "--json",
+               "--device", args.device] + (["--cudnn-benchmark"] if args.cudnn_benchmark else [])
     if args.block_config:
         command += ["--block-config", args.block_config]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -169,7 +193,9 @@ def run_ours(args, batch):
 def run_pytorch(args, impl, batch):
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--impl", impl, "--arch", args.arch,
                "--batch", str(batch), "--threads", str(args.threads), "--warmup", str(args.warmup),
-               "--iters", str(args.iters)] + (["--block-config", args.block_config] if args.block_config else [])
+               "--iters", str(args.iters), "--device", args.device] + \
+        (["--block-config", args.block_config] if args.block_config else []) + \
+        (["--cudnn-benchmark"] if args.cudnn_benchmark else [])
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write("%s failed:\n%s\n" % (impl, result.stderr[-2000:]))
@@ -188,7 +214,10 @@ def main():
     parser.add_argument("--block-config", help="override the preset's layers per block, e.g. 41,41,41")
     parser.add_argument("--memory", default="naive,efficient,minimal", help="our modes to run")
     parser.add_argument("--impls", help="PyTorch implementations to run (default: all that apply)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN autotune (both sides)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json-out", help="also append every row as a JSON line to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -206,25 +235,34 @@ def main():
         rows = run_ours(args, batch)
         theirs = [r for r in (run_pytorch(args, impl, batch) for impl in impls) if r]
         rows += theirs
+        if args.json_out:
+            with open(args.json_out, "a") as f:
+                for row in rows:
+                    f.write(json.dumps(dict(row, batch=batch)) + "\n")
         if args.json:
             for row in rows:
                 print(json.dumps(row))
             continue
-        print("\n%s, batch %d, %d threads, CPU (%s)" % (args.arch, batch, args.threads,
-                                                     theirs[0]["torch"] if theirs else "?"))
-        print("%-20s %10s %10s %10s %12s" % ("implementation", "fwd ms", "bwd ms", "step ms", "RSS delta"))
+        cuda = args.device == "cuda"
+        # Memory compared: RSS delta on the CPU, the CUDA allocator's peak above the start on a GPU.
+        memory_key = "peak_bytes" if cuda else "rss_delta_bytes"
+        where = (theirs[0].get("gpu", "CUDA") if theirs else "CUDA") if cuda else "%d threads, CPU" % args.threads
+        print("\n%s, batch %d, %s (%s)" % (args.arch, batch, where, theirs[0]["torch"] if theirs else "?"))
+        print("%-20s %10s %10s %10s %12s" % ("implementation", "fwd ms", "bwd ms", "step ms",
+                                             "GPU peak" if cuda else "RSS delta"))
         for r in rows:
-            print("%-20s %10.1f %10.1f %10.1f %9.0f MiB" % (
+            print("%-20s %10.2f %10.2f %10.2f %9.0f MiB" % (
                 r["impl"], r["forward_ms"], r["backward_ms"], r["forward_ms"] + r["backward_ms"],
-                r["rss_delta_bytes"] / 2**20))
-        print("\nratios ours / PyTorch (time = training step; memory = RSS delta)")
+                r[memory_key] / 2**20))
+        print("\nratios ours / PyTorch (time = training step; memory = %s)" %
+              ("GPU allocator peak" if cuda else "RSS delta"))
         header = "%-20s" % "" + "".join("%22s" % t["impl"] for t in theirs)
         print(header)
         for ours in rows[:len(args.memory.split(","))]:
             cells = []
             for t in theirs:
                 time_ratio = (ours["forward_ms"] + ours["backward_ms"]) / (t["forward_ms"] + t["backward_ms"])
-                memory_ratio = ours["rss_delta_bytes"] / max(1, t["rss_delta_bytes"])
+                memory_ratio = ours[memory_key] / max(1, t[memory_key])
                 cells.append("%22s" % ("t %.2f  m %.3f" % (time_ratio, memory_ratio)))
             print("%-20s" % ours["impl"] + "".join(cells))
 

@@ -25,6 +25,7 @@ std::vector<OptionSpec> bench_specs() {
       model_option_specs("modes to measure (default naive,efficient,minimal)");
   specs.push_back({"batch", "LIST", "batch sizes, e.g. 64 or 32,64,128 (default 64)"});
   specs.push_back({"device", "DEV", "cpu (default) or cuda"});
+  specs.push_back({"cudnn-benchmark", "", "CUDA: let cuDNN autotune its algorithms (default off)"});
   specs.push_back({"threads", "T", "intra-op threads (default: LibTorch's default)"});
   specs.push_back({"warmup", "W", "untimed steps first (default 1)"});
   specs.push_back({"iters", "K", "timed steps (default 3)"});
@@ -76,17 +77,15 @@ int bench_command(const std::vector<std::string>& raw_args) {
   const std::vector<MemoryMode> modes =
       parse_memory_modes(args.value("memory").value_or("naive,efficient,minimal"));
   const std::vector<int64_t> batches = parse_int_list(args.value("batch").value_or("64"));
-  const std::string device_name = args.value("device").value_or("cpu");
-  TORCH_CHECK(device_name == "cpu" || device_name == "cuda", "unknown device '", device_name,
-              "': use cpu or cuda");
-  TORCH_CHECK(device_name == "cpu" || torch::cuda::is_available(),
-              "--device cuda: no CUDA device is available to this LibTorch build");
+  const torch::Device device = device_from(args);
+  const std::string device_name = device.is_cuda() ? "cuda" : "cpu";
+  if (args.flag("cudnn-benchmark")) at::globalContext().setBenchmarkCuDNN(true);
   if (auto threads = args.integer("threads")) {
     TORCH_CHECK(*threads >= 1, "--threads must be >= 1, got ", *threads);
     at::set_num_threads(static_cast<int>(*threads));
   }
   BenchmarkOptions bench;
-  bench.device(device_name == "cpu" ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA));
+  bench.device(device);
   bench.warmup(args.integer("warmup").value_or(1));
   bench.iterations(args.integer("iters").value_or(3));
   bench.profile(args.flag("profile"));

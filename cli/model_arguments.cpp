@@ -1,5 +1,7 @@
 #include "model_arguments.h"
 
+#include <torch/cuda.h>
+
 #include "densenet/presets.h"
 
 #include <c10/util/Exception.h>
@@ -52,6 +54,14 @@ DenseNetOptions model_options_from(const Arguments& args, bool read_memory) {
   }
   validate(options);
   return options;
+}
+
+torch::Device device_from(const Arguments& args) {
+  const std::string name = args.value("device").value_or("cpu");
+  TORCH_CHECK(name == "cpu" || name == "cuda", "unknown device '", name, "': use cpu or cuda");
+  TORCH_CHECK(name == "cpu" || torch::cuda::is_available(),
+              "--device cuda: no CUDA device is available (or LibTorch was built without CUDA)");
+  return name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 }
 
 }  // namespace densenet::cli

@@ -4,6 +4,8 @@
 
 #include "densenet/options.h"
 
+#include <torch/types.h>
+
 #include <vector>
 
 namespace densenet::cli {
@@ -20,5 +22,8 @@ std::vector<MemoryMode> parse_memory_modes(const std::string& text);
 /// every given override applied. Validates the result. `--memory` names one mode unless
 /// `read_memory` is false (bench takes a list there).
 DenseNetOptions model_options_from(const Arguments& args, bool read_memory = true);
+
+/// --device: cpu (default) or cuda, checked against what this LibTorch build can reach.
+torch::Device device_from(const Arguments& args);
 
 }  // namespace densenet::cli

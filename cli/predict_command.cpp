@@ -112,12 +112,7 @@ int predict_command(const std::vector<std::string>& raw_args) {
   for (const double s : transform.std) TORCH_CHECK(s > 0, "--std values must be positive");
   const int64_t topk = args.integer("topk").value_or(5);
   TORCH_CHECK(topk >= 1, "--topk must be >= 1, got ", topk);
-  const std::string device_name = args.value("device").value_or("cpu");
-  TORCH_CHECK(device_name == "cpu" || device_name == "cuda", "unknown device '", device_name,
-              "': use cpu or cuda");
-  TORCH_CHECK(device_name == "cpu" || torch::cuda::is_available(),
-              "--device cuda: no CUDA device is available (or LibTorch was built without CUDA)");
-  const torch::Device device(device_name == "cuda" ? torch::kCUDA : torch::kCPU);
+  const torch::Device device = device_from(args);
   std::vector<std::string> labels;
   if (auto path = args.value("labels")) labels = read_labels(*path, options.num_classes());
 

@@ -1,11 +1,8 @@
 #include "densenet/dense_layer.h"
 
 #include <torch/nn/functional/activation.h>
-#include <torch/nn/functional/dropout.h>
 
 namespace densenet {
-
-namespace F = torch::nn::functional;
 
 DenseLayerImpl::DenseLayerImpl(const DenseLayerOptions& options_) : options(options_) {
   reset();
@@ -37,8 +34,12 @@ void DenseLayerImpl::pretty_print(std::ostream& stream) const {
 torch::Tensor DenseLayerImpl::forward(const torch::Tensor& input) {
   torch::Tensor out = conv1(torch::relu(norm1(input)));        // (N, B or k, H, W)
   if (has_bottleneck()) out = conv2(torch::relu(norm2(out)));  // (N, k, H, W)
-  if (options.drop_rate() > 0.0) {
-    out = F::dropout(out, F::DropoutFuncOptions().p(options.drop_rate()).training(is_training()));
+  if (options.drop_rate() > 0.0 && is_training()) {
+    // ATen's dropout on the CPU, spelled out: on CUDA torch::dropout draws through a fused
+    // kernel with its own random stream, and the efficient modes (which keep the mask as bytes)
+    // could not draw the same mask. Same distribution, same masks on every device.
+    const double keep = 1.0 - options.drop_rate();
+    out = out * torch::empty_like(out).bernoulli_(keep).div_(keep);
   }
   return out;
 }

@@ -1,3 +1,14 @@
+// GCC 13 with LibTorch 2.x: torch::autograd::Function::apply (instantiated below) reserves a
+// std::vector<bool>, and GCC reports a memmove in libstdc++'s vector<bool> copy that cannot go
+// out of bounds: -Warray-bounds, and -Wstringop-overflow for the same memmove once the first is
+// off; false positives both. A diagnostic pragma applies where the code it warns about is
+// written, here libstdc++'s headers, so it encloses the includes; the rest of this file keeps
+// both warnings.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 13
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#endif
 #include "dense_stage.h"
 
 #include "kernels/bn_relu.h"
@@ -8,6 +19,10 @@
 #include <torch/autograd.h>
 #include <torch/custom_class.h>
 #include <algorithm>
+
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 13
+#pragma GCC diagnostic pop
+#endif
 
 namespace densenet::detail {
 
@@ -36,20 +51,23 @@ std::pair<Tensor, Tensor> conv2d_backward(const Tensor& grad_output, const Tenso
   return {std::get<0>(grads), std::get<1>(grads)};
 }
 
-// Convolutions of backward (and the transition's in forward) run over chunks of the batch:
-// oneDNN works on a reordered (blocked) copy of its input and output gradient, and chunking
-// keeps those copies, and the input gradient before it is written back, at 1/kChunks of a
-// buffer, where the stage's peak is. Forward convolutions of the layers run whole: their
-// copies fall outside the peak, and whole-batch calls are faster.
-constexpr int64_t kChunks = 8;
+// Convolutions of backward (and the transition's in forward) run over chunks of the batch on
+// the CPU: oneDNN works on a reordered (blocked) copy of its input and output gradient, and
+// chunking keeps those copies, and the input gradient before it is written back, at 1/kChunks
+// of a buffer, where the stage's peak is. Forward convolutions of the layers run whole: their
+// copies fall outside the peak, and whole-batch calls are faster. cuDNN reads the buffers as
+// they are, and on a GPU each call costs a launch or more, so there the batch runs whole.
+constexpr int64_t kCpuChunks = 8;
 
-int64_t chunk_samples(int64_t batch) {
-  return std::max<int64_t>(1, (batch + kChunks - 1) / kChunks);
+int64_t chunk_samples(const Tensor& t) {
+  const int64_t batch = t.size(0);
+  if (!t.is_cpu()) return std::max<int64_t>(1, batch);
+  return std::max<int64_t>(1, (batch + kCpuChunks - 1) / kCpuChunks);
 }
 
 /// conv2d over chunks of the batch, (N, C_in, H, W) -> (N, C_out, H, W).
 Tensor conv2d_chunked(const Tensor& input, const Tensor& weight, int64_t padding) {
-  const int64_t n = input.size(0), step = chunk_samples(n);
+  const int64_t n = input.size(0), step = chunk_samples(input);
   if (step >= n) return conv2d(input, weight, padding);
   Tensor out = torch::empty({n, weight.size(0), input.size(2), input.size(3)}, input.options());
   for (int64_t start = 0; start < n; start += step) {
@@ -66,7 +84,7 @@ Tensor conv2d_chunked(const Tensor& input, const Tensor& weight, int64_t padding
 template <typename GradOutputOf>
 Tensor conv2d_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then_grad,
                                 const Tensor& weight, int64_t padding) {
-  const int64_t n = input_then_grad.size(0), step = chunk_samples(n);
+  const int64_t n = input_then_grad.size(0), step = chunk_samples(input_then_grad);
   Tensor grad_weight;
   for (int64_t start = 0; start < n; start += step) {
     const int64_t len = std::min(step, n - start);
@@ -93,7 +111,7 @@ Tensor conv1x1_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then
   const Tensor w = weight.reshape({b, c});                 // (B, C)
   Tensor grad_w = torch::zeros({b, c}, weight.options());  // (B, C)
   const Tensor x = input_then_grad.view({n, c, plane});    // (N, C, HW)
-  const int64_t step = chunk_samples(n);
+  const int64_t step = chunk_samples(input_then_grad);
   for (int64_t start = 0; start < n; start += step) {
     const int64_t len = std::min(step, n - start);
     const Tensor dy = grad_output_of(start, len).reshape({len, b, plane});  // (len, B, HW)
@@ -116,6 +134,13 @@ Tensor pointwise_conv_backward_in_place(GradOutputOf grad_output_of, Tensor& inp
   }
   return conv2d_backward_in_place(grad_output_of, input_then_grad, weight, 0);
 }
+
+/// Gradients of conv(relu(bn(x))), see norm_relu_conv_backward.
+struct NormReluConvGrads {
+  Tensor conv_weight;
+  Tensor gamma, beta;
+  Tensor input;  // dx, unless it was accumulated into a given tensor
+};
 
 /// One BatchNorm2d as the stage applies it: the statistics its forward used and the affine
 /// transform they give, (x - mean) * scale + beta with scale = gamma * invstd.
@@ -145,10 +170,41 @@ void update_running_stats(torch::nn::BatchNorm2dImpl& norm, const Tensor& batch_
           .to(dtype));
 }
 
-/// `batch_mean`, `batch_var` (double) are the batch statistics of the norm's input channels
-/// (training only). invstd is derived in double and rounded once, as in ATen.
+/// Per-channel batch statistics in the form this device's norms take them.
+/// CPU: mean and biased variance in double, as ATen's CPU batch norm keeps them before deriving
+/// invstd. CUDA: mean and invstd (formed with `eps`) in the accumulation type, from ATen's CUDA
+/// batch-norm kernels, which the fused running-statistics update takes as they are: on a GPU
+/// each small operation costs a kernel launch, and the double-precision bookkeeping of the CPU
+/// path (a dozen tiny operations per norm) made the forward pass launch-bound.
+struct ChannelStats {
+  Tensor mean;     // (C,)
+  Tensor spread;   // (C,) var (CPU) or invstd (CUDA)
+  double eps = 0;  // CUDA: the eps in invstd
+  Tensor counts;   // CUDA: (1,) values per channel, for batch_norm_gather_stats_with_counts
+
+  bool holds_invstd() const { return mean.is_cuda(); }
+  ChannelStats narrow(int64_t first, int64_t c) const {
+    return {mean.narrow(0, first, c), spread.narrow(0, first, c), eps, counts};
+  }
+};
+
+/// Statistics of x's channels over (N, H, W); `eps` is the eps of the norm(s) that will use
+/// them. CUDA: `counts` is (1,) N*H*W in the statistics' dtype, made once per stage.
+ChannelStats channel_stats(const Tensor& x, double eps, const Tensor& counts) {
+  if (x.is_cuda()) {
+    auto [mean, invstd] = at::batch_norm_stats(x, eps);
+    return {mean, invstd, eps, counts};
+  }
+  auto [mean, var] = kernels::channel_mean_var(x);
+  return {mean, var, eps, Tensor()};
+}
+
+/// `stats` are the batch statistics of the norm's input channels (training, or eval without
+/// running statistics; undefined otherwise). On the CPU invstd is derived in double and
+/// rounded once, as in ATen; on CUDA one fused kernel updates the running statistics and
+/// returns mean and invstd, as SyncBatchNorm does.
 NormState prepare_norm(torch::nn::BatchNorm2dImpl& norm, const Tensor& gamma, const Tensor& beta,
-                       bool training, const Tensor& batch_mean, const Tensor& batch_var,
+                       bool training, const ChannelStats& stats, const Tensor& input,
                        int64_t count) {
   const double eps = norm.options.eps();
   const bool batch_statistics = training || !norm.options.track_running_stats();
@@ -158,9 +214,25 @@ NormState prepare_norm(torch::nn::BatchNorm2dImpl& norm, const Tensor& gamma, co
                 "Expected more than 1 value per channel when training (batch x "
                 "height x width = ",
                 count, ")");
-    if (training) update_running_stats(norm, batch_mean, batch_var, count);
-    state.mean = batch_mean.to(gamma.scalar_type());
-    state.invstd = (batch_var + eps).rsqrt().to(gamma.scalar_type());
+    const bool fused_update = stats.holds_invstd() && training &&
+                              norm.options.track_running_stats() &&
+                              norm.options.momentum().has_value() && stats.eps == eps;
+    if (fused_update) {
+      norm.num_batches_tracked.add_(1);
+      auto [mean, invstd] = at::batch_norm_gather_stats_with_counts(
+          input, stats.mean.unsqueeze(0), stats.spread.unsqueeze(0), norm.running_mean,
+          norm.running_var, *norm.options.momentum(), eps, stats.counts);
+      state.mean = mean.to(gamma.scalar_type());
+      state.invstd = invstd.to(gamma.scalar_type());
+    } else {
+      const Tensor mean = stats.mean.to(torch::kDouble);
+      const Tensor var = stats.holds_invstd()
+                             ? stats.spread.to(torch::kDouble).pow(-2).sub_(stats.eps)
+                             : stats.spread;
+      if (training) update_running_stats(norm, mean, var, count);
+      state.mean = mean.to(gamma.scalar_type());
+      state.invstd = (var + eps).rsqrt().to(gamma.scalar_type());
+    }
   } else {
     // Copies: the running statistics may change before backward runs.
     state.mean = norm.running_mean.clone();
@@ -176,6 +248,43 @@ NormState prepare_norm(torch::nn::BatchNorm2dImpl& norm, const Tensor& gamma, co
 Tensor scratch_view(const Tensor& scratch, int64_t n, int64_t c, int64_t h, int64_t w) {
   TORCH_INTERNAL_ASSERT(n * c * h * w <= scratch.numel(), "scratch too small");
   return scratch.narrow(0, 0, n * c * h * w).view({n, c, h, w});
+}
+
+/// Backward of conv(relu(bn(x))) from the convolution's output gradient, where `activation`
+/// holds relu(bn(x)) (recomputed by the caller). dx is added to *accumulate_into when given,
+/// else returned in `input`.
+/// CPU: the convolution's input gradient overwrites `activation` (one buffer at the peak) and
+/// the BN-ReLU kernel recomputes the ReLU mask from x. CUDA: cuDNN writes the input gradient to
+/// a new buffer in any case (the batch runs whole, so that buffer is there at the peak either
+/// way); `activation` stays and gives the ReLU mask, which saves recomputing the pre-activation
+/// and copying the gradient back: three of the backward's passes over the layer input.
+template <typename GradOutputOf>
+NormReluConvGrads norm_relu_conv_backward(GradOutputOf grad_output_of, Tensor activation,
+                                          const Tensor& x, const NormState& norm,
+                                          const Tensor& gamma, const Tensor& beta,
+                                          const Tensor& weight, int64_t padding, bool training,
+                                          Tensor* accumulate_into) {
+  NormReluConvGrads grads;
+  const bool accumulate = accumulate_into != nullptr;
+  if (activation.is_cuda()) {
+    auto [grad_activation, grad_weight] = conv2d_backward(
+        grad_output_of(0, activation.size(0)), activation, weight, padding, /*input_grad=*/true);
+    grads.conv_weight = grad_weight;
+    Tensor& grad_x = accumulate ? *accumulate_into : grad_activation;
+    std::tie(grads.gamma, grads.beta) =
+        kernels::bn_relu_backward_given_output(grad_activation, activation, x, norm.mean,
+                                               norm.invstd, gamma, training, grad_x, accumulate);
+    if (!accumulate) grads.input = grad_activation;
+    return grads;
+  }
+  grads.conv_weight = weight.size(2) == 1 && padding == 0
+                          ? pointwise_conv_backward_in_place(grad_output_of, activation, weight)
+                          : conv2d_backward_in_place(grad_output_of, activation, weight, padding);
+  Tensor& grad_x = accumulate ? *accumulate_into : activation;  // activation now holds dA
+  std::tie(grads.gamma, grads.beta) = kernels::bn_relu_backward(
+      activation, x, norm.mean, norm.invstd, gamma, beta, training, grad_x, accumulate);
+  if (!accumulate) grads.input = activation;
+  return grads;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,13 +369,20 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
   features.narrow(1, 0, c0).copy_(input);
   // Per-channel batch statistics of F, filled as channels are written: every layer's norm1
   // sees the same batch statistics for the channels it shares with earlier layers.
-  Tensor feature_mean, feature_var;  // (C0 + L*k,) double
+  ChannelStats feature_stats;  // (C0 + L*k,) each
+  const double feature_eps = block.layers.empty() ? 1e-5 : block.layers[0]->norm1->options.eps();
+  Tensor counts;  // CUDA: (1,) N*H*W, shared by every norm of the stage
+  if (training && input.is_cuda()) {
+    const auto stats_type = input.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+    counts = torch::full({1}, static_cast<double>(count), input.options().dtype(stats_type));
+  }
   if (training) {
-    feature_mean = torch::empty({c_total}, input.options().dtype(torch::kDouble));
-    feature_var = torch::empty({c_total}, input.options().dtype(torch::kDouble));
-    auto [mean, var] = kernels::channel_mean_var(features.narrow(1, 0, c0));
-    feature_mean.narrow(0, 0, c0).copy_(mean);
-    feature_var.narrow(0, 0, c0).copy_(var);
+    ChannelStats first = channel_stats(features.narrow(1, 0, c0), feature_eps, counts);
+    feature_stats = first;
+    feature_stats.mean = torch::empty({c_total}, first.mean.options());
+    feature_stats.spread = torch::empty({c_total}, first.spread.options());
+    feature_stats.mean.narrow(0, 0, c0).copy_(first.mean);
+    feature_stats.spread.narrow(0, 0, c0).copy_(first.spread);
   }
   // Shared BN-ReLU output of the widest layer input (or of F for the tail).
   const int64_t widest = state.tail == StageTail::kNone ? c_total - k : c_total;
@@ -278,9 +394,9 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
     const Tensor* p = &params[l * state.index.per_layer];
     const int64_t c_in = c0 + l * k;
     const Tensor prefix = features.narrow(1, 0, c_in);  // (N, C_l, H, W), a view of F
-    NormState norm1 = prepare_norm(*layer.norm1, p[0], p[1], training,
-                                   training ? feature_mean.narrow(0, 0, c_in) : Tensor(),
-                                   training ? feature_var.narrow(0, 0, c_in) : Tensor(), count);
+    NormState norm1 =
+        prepare_norm(*layer.norm1, p[0], p[1], training,
+                     training ? feature_stats.narrow(0, c_in) : ChannelStats(), prefix, count);
     Tensor normalized = scratch_view(scratch, n, c_in, h, w);  // (N, C_l, H, W)
     kernels::bn_relu_forward(prefix, norm1.mean, norm1.scale, norm1.beta, normalized);
 
@@ -289,9 +405,9 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
     Tensor kept_bottleneck;
     if (bottleneck) {
       Tensor y1 = conv2d(normalized, p[2], 0);  // (N, B, H, W)
-      Tensor mean2, var2;
-      if (training) std::tie(mean2, var2) = kernels::channel_mean_var(y1);
-      norm2 = prepare_norm(*layer.norm2, p[3], p[4], training, mean2, var2, count);
+      const ChannelStats stats2 =
+          training ? channel_stats(y1, layer.norm2->options.eps(), counts) : ChannelStats();
+      norm2 = prepare_norm(*layer.norm2, p[3], p[4], training, stats2, y1, count);
       Tensor r2 = torch::empty_like(y1);  // (N, B, H, W)
       kernels::bn_relu_forward(y1, norm2.mean, norm2.scale, norm2.beta, r2);
       out = conv2d(r2, p[5], 1);
@@ -311,9 +427,9 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
     }
     features.narrow(1, c_in, k).copy_(out);
     if (training) {
-      auto [mean, var] = kernels::channel_mean_var(out);
-      feature_mean.narrow(0, c_in, k).copy_(mean);
-      feature_var.narrow(0, c_in, k).copy_(var);
+      const ChannelStats added = channel_stats(out, feature_eps, counts);
+      feature_stats.mean.narrow(0, c_in, k).copy_(added.mean);
+      feature_stats.spread.narrow(0, c_in, k).copy_(added.spread);
     }
     if (keep) {
       state.layers[l] = LayerState{norm1, norm2, kept_bottleneck, mask};
@@ -327,15 +443,15 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
   } else {
     torch::nn::BatchNorm2dImpl& norm =
         state.tail == StageTail::kTransition ? *state.transition->norm : *state.final_norm;
-    NormState tail_norm = prepare_norm(norm, tail_params[0], tail_params[1], training, feature_mean,
-                                       feature_var, count);
+    NormState tail_norm = prepare_norm(norm, tail_params[0], tail_params[1], training,
+                                       feature_stats, features, count);
     Tensor normalized = scratch_view(scratch, n, c_total, h, w);  // (N, C_L, H, W)
     kernels::bn_relu_forward(features, tail_norm.mean, tail_norm.scale, tail_norm.beta, normalized);
     if (state.tail == StageTail::kTransition) {
       // Convolution before pooling, in the naive order, so that results agree to rounding
       // (pooling first would save 3/4 of the transition's multiply-adds but move ReLU kinks).
       // Chunk by chunk, so the unpooled convolution output exists one chunk at a time.
-      const int64_t step = chunk_samples(n);
+      const int64_t step = chunk_samples(normalized);
       for (int64_t start = 0; start < n; start += step) {
         const int64_t len = std::min(step, n - start);
         Tensor pooled = at::avg_pool2d(conv2d(normalized.narrow(0, start, len), tail_params[2], 0),
@@ -440,34 +556,33 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
     kernels::bn_relu_forward(prefix, kept.norm1.mean, kept.norm1.scale, kept.norm1.beta,
                              normalized);
 
-    Tensor grad_normalized;  // (N, C_l, H, W)
+    Tensor grad_prefix = grad_features.narrow(1, 0, c_in);  // (N, C_l, H, W), a view of dF
+    auto grad_out_of = [&](int64_t start, int64_t len) { return grad_out.narrow(0, start, len); };
+    NormReluConvGrads layer_grads;
     if (bottleneck) {
       Tensor y1 = kept.bottleneck.defined() ? kept.bottleneck : conv2d_chunked(normalized, p[2], 0);
       Tensor r2 = torch::empty_like(y1);  // (N, B, H, W)
       kernels::bn_relu_forward(y1, kept.norm2.mean, kept.norm2.scale, kept.norm2.beta, r2);
-      auto grad_out_of = [&](int64_t start, int64_t len) { return grad_out.narrow(0, start, len); };
-      grads[first + 5] = conv2d_backward_in_place(grad_out_of, r2, p[5], 1);  // r2 holds dR2
-      // dY1 overwrites dR2 in place.
-      auto [grad_g2, grad_b2] = kernels::bn_relu_backward(
-          r2, y1, kept.norm2.mean, kept.norm2.invstd, p[3], p[4], training, r2,
-          /*accumulate=*/false);
-      grads[first + 3] = grad_g2;
-      grads[first + 4] = grad_b2;
+      const NormReluConvGrads grads2 =
+          norm_relu_conv_backward(grad_out_of, std::move(r2), y1, kept.norm2, p[3], p[4], p[5],
+                                  /*padding=*/1, training, /*accumulate_into=*/nullptr);
+      grads[first + 5] = grads2.conv_weight;
+      grads[first + 3] = grads2.gamma;
+      grads[first + 4] = grads2.beta;
       y1.reset();
-      auto grad_y1_of = [&](int64_t start, int64_t len) { return r2.narrow(0, start, len); };
-      grads[first + 2] = pointwise_conv_backward_in_place(grad_y1_of, normalized, p[2]);
-      grad_normalized = normalized;  // now dS
+      const Tensor& grad_y1 = grads2.input;  // (N, B, H, W)
+      auto grad_y1_of = [&](int64_t start, int64_t len) { return grad_y1.narrow(0, start, len); };
+      layer_grads =
+          norm_relu_conv_backward(grad_y1_of, std::move(normalized), prefix, kept.norm1, p[0], p[1],
+                                  p[2], /*padding=*/0, training, &grad_prefix);
     } else {
-      auto grad_out_of = [&](int64_t start, int64_t len) { return grad_out.narrow(0, start, len); };
-      grads[first + 2] = conv2d_backward_in_place(grad_out_of, normalized, p[2], 1);
-      grad_normalized = normalized;  // now dS
+      layer_grads =
+          norm_relu_conv_backward(grad_out_of, std::move(normalized), prefix, kept.norm1, p[0],
+                                  p[1], p[2], /*padding=*/1, training, &grad_prefix);
     }
-    Tensor grad_prefix = grad_features.narrow(1, 0, c_in);
-    auto [grad_g1, grad_b1] =
-        kernels::bn_relu_backward(grad_normalized, prefix, kept.norm1.mean, kept.norm1.invstd, p[0],
-                                  p[1], training, grad_prefix, /*accumulate=*/true);
-    grads[first] = grad_g1;
-    grads[first + 1] = grad_b1;
+    grads[first] = layer_grads.gamma;
+    grads[first + 1] = layer_grads.beta;
+    grads[first + 2] = layer_grads.conv_weight;
   }
 
   variable_list result;

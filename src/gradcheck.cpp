@@ -20,19 +20,21 @@ void randomize_norms(DenseNetImpl& model, torch::Generator& generator, int64_t i
   for (auto& module : model.modules(/*include_self=*/false)) {
     if (auto* norm = module->as<torch::nn::BatchNorm2d>()) {
       const int64_t c = norm->options.num_features();
-      const auto options = norm->weight.options();
+      // Drawn on the CPU (the generator's device) in the model's dtype, then copied over.
+      const auto options = torch::TensorOptions().dtype(norm->weight.scalar_type());
       norm->weight.copy_(torch::rand({c}, generator, options) + 0.5);
       norm->bias.copy_(torch::randn({c}, generator, options) * 0.1);
     }
   }
   const bool was_training = model.is_training();
   model.train();
-  const auto options = model.classifier->weight.options();
+  const auto options = torch::TensorOptions().dtype(model.classifier->weight.scalar_type());
   for (int pass = 0; pass < 3; ++pass) {
-    model.forward(
-        torch::randn({4, model.options.in_channels(), input_size, input_size}, generator, options) *
-            1.5 +
-        0.2);
+    model.forward((torch::randn({4, model.options.in_channels(), input_size, input_size}, generator,
+                                options) *
+                       1.5 +
+                   0.2)
+                      .to(model.classifier->weight.device()));
   }
   model.train(was_training);
 }
@@ -121,30 +123,33 @@ ModeComparison compare_memory_modes(const DenseNetOptions& model_options, Memory
   DenseNetOptions naive_options = model_options;
   naive_options.memory(MemoryMode::kNaive);
   DenseNet naive(naive_options);
-  naive->to(options.dtype());
+  naive->to(options.device(), options.dtype());
   const int64_t size = options.input_size() > 0 ? options.input_size() : model_options.input_size();
   randomize_norms(*naive, generator, size);
   DenseNetOptions mode_options = model_options;
   mode_options.memory(mode);
   DenseNet other(mode_options);
-  other->to(options.dtype());
+  other->to(options.device(), options.dtype());
   load_state_dict(*other, state_dict(*naive));
   StateDict initial_state;
   for (const auto& item : state_dict(*naive))
     initial_state.insert(item.key(), item.value().clone());
 
   const auto tensor_options = torch::TensorOptions().dtype(options.dtype());
-  const torch::Tensor input = torch::randn(
-      {options.batch(), model_options.in_channels(), size, size}, generator, tensor_options);
+  const torch::Tensor input =
+      torch::randn({options.batch(), model_options.in_channels(), size, size}, generator,
+                   tensor_options)
+          .to(options.device());
   const torch::Tensor loss_weights =
-      torch::randn({options.batch(), model_options.num_classes()}, generator, tensor_options);
+      torch::randn({options.batch(), model_options.num_classes()}, generator, tensor_options)
+          .to(options.device());
 
   const StepResult expected = run_step(naive, input, loss_weights, options.train(), options.seed());
   const StepResult actual = run_step(other, input, loss_weights, options.train(), options.seed());
   StepResult reference;
   if (options.dtype() != torch::kFloat64) {
     DenseNet naive64(naive_options);
-    naive64->to(torch::kFloat64);
+    naive64->to(options.device(), torch::kFloat64);
     load_state_dict(*naive64, initial_state);
     reference = run_step(naive64, input.to(torch::kFloat64), loss_weights.to(torch::kFloat64),
                          options.train(), options.seed());
@@ -174,6 +179,7 @@ ModeComparison compare_memory_modes(const DenseNetOptions& model_options, Memory
   description << memory_mode_name(mode) << " vs naive, " << (options.train() ? "train" : "eval")
               << ", " << options.dtype() << ", batch " << options.batch() << ", " << size << "x"
               << size;
+  if (!options.device().is_cpu()) description << ", " << options.device();
   comparison.description = description.str();
   for (GroupAccumulator* group : {&output, &input_grad, &param_grads, &state}) {
     group->summary.tolerance = tolerance;

@@ -96,6 +96,20 @@ TEST_P(BnReluKernel, MatchesReferenceInDouble) {
   EXPECT_TRUE(testing::tensors_close("grad_x", grad_x, ref_grad, k.tolerance()));
   EXPECT_TRUE(testing::tensors_close("grad_gamma", grad_gamma, ref_gamma, k.tolerance()));
   EXPECT_TRUE(testing::tensors_close("grad_beta", grad_beta, ref_beta, k.tolerance()));
+
+  // The variant that reads the mask from the forward output (the CUDA path's, here through its
+  // ATen composite): same gradients, grad_y overwritten with dz = grad_y * [y > 0].
+  torch::Tensor masked = grad_y.clone();
+  torch::Tensor given_buffer = initial.clone();
+  torch::Tensor given_grad_x = given_buffer.narrow(1, 0, k.c);
+  auto [given_gamma, given_beta] = bn_relu_backward_given_output(
+      masked, out, x, mean, invstd, gamma, k.training, given_grad_x, k.accumulate);
+  EXPECT_TRUE(testing::tensors_identical("dz", masked, grad_y * out.gt(0)));
+  EXPECT_TRUE(testing::tensors_close("given-output grad_x", given_grad_x, ref_grad, k.tolerance()));
+  EXPECT_TRUE(
+      testing::tensors_close("given-output grad_gamma", given_gamma, ref_gamma, k.tolerance()));
+  EXPECT_TRUE(
+      testing::tensors_close("given-output grad_beta", given_beta, ref_beta, k.tolerance()));
   if (k.extra_channels > 0) {
     EXPECT_TRUE(testing::tensors_identical("channels past the prefix are untouched",
                                            grad_buffer.narrow(1, k.c, k.extra_channels),

@@ -56,6 +56,10 @@ struct ModeComparisonOptions {
   TORCH_ARG(torch::Dtype, dtype) = torch::kFloat32;
   TORCH_ARG(bool, train) = true;
   TORCH_ARG(uint64_t, seed) = 0;
+  /// Where both models run. On CUDA the caller should turn TF32 off (see gradcheck_command):
+  /// with it on, cuDNN rounds convolution inputs to 10-bit mantissas and float32 results
+  /// differ by ~1e-3 between any two implementations.
+  TORCH_ARG(torch::Device, device) = torch::kCPU;
 };
 
 /// Relative tolerance of a mode comparison for `dtype`: 1e-5 of a tensor's scale in float32,

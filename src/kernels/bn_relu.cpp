@@ -246,6 +246,7 @@ torch::Tensor per_channel(const torch::Tensor& v) {
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x) {
   RECORD_USER_SCOPE("densenet::channel_mean_var");
   TORCH_INTERNAL_ASSERT(x.dim() == 4, "channel_mean_var expects (N, C, H, W), got ", x.sizes());
+  if (x.is_cuda()) return cuda::channel_mean_var(x);
   if (!use_cpu_kernel({&x})) return reference::channel_mean_var(x);
   const PlaneLayout s = layout_of(x);
   torch::Tensor mean = torch::empty({s.channels}, x.options().dtype(torch::kDouble));
@@ -280,6 +281,10 @@ void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const to
   RECORD_USER_SCOPE("densenet::bn_relu_forward");
   TORCH_INTERNAL_ASSERT(x.dim() == 4 && out.sizes() == x.sizes() && out.is_contiguous(),
                         "bn_relu_forward: x ", x.sizes(), ", out ", out.sizes());
+  if (x.is_cuda()) {
+    cuda::bn_relu_forward(x, mean, scale, beta, out);
+    return;
+  }
   if (!use_cpu_kernel({&x, &mean, &scale, &beta, &out})) {
     reference::bn_relu_forward(x, mean, scale, beta, out);
     return;
@@ -313,6 +318,10 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
   TORCH_INTERNAL_ASSERT(x.dim() == 4 && grad_y.sizes() == x.sizes() && grad_x.sizes() == x.sizes(),
                         "bn_relu_backward: grad_y ", grad_y.sizes(), ", x ", x.sizes(), ", grad_x ",
                         grad_x.sizes());
+  if (x.is_cuda()) {
+    return cuda::bn_relu_backward(grad_y, x, mean, invstd, gamma, beta, training, grad_x,
+                                  accumulate);
+  }
   if (!use_cpu_kernel({&grad_y, &x, &mean, &invstd, &gamma, &beta, &grad_x})) {
     return reference::bn_relu_backward(grad_y, x, mean, invstd, gamma, beta, training, grad_x,
                                        accumulate);
@@ -368,6 +377,79 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
   return {grad_gamma, grad_beta};
 }
 
+std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward_given_output(
+    torch::Tensor& grad_y, const torch::Tensor& y, const torch::Tensor& x,
+    const torch::Tensor& mean, const torch::Tensor& invstd, const torch::Tensor& gamma,
+    bool training, torch::Tensor& grad_x, bool accumulate) {
+  RECORD_USER_SCOPE("densenet::bn_relu_backward_given_output");
+  TORCH_INTERNAL_ASSERT(x.dim() == 4 && grad_y.sizes() == x.sizes() && y.sizes() == x.sizes() &&
+                            grad_x.sizes() == x.sizes(),
+                        "bn_relu_backward_given_output: grad_y ", grad_y.sizes(), ", y ", y.sizes(),
+                        ", x ", x.sizes(), ", grad_x ", grad_x.sizes());
+  at::threshold_backward_out(grad_y, grad_y, y, 0);  // dz, in place
+  if (x.is_cuda()) {
+    return cuda::norm_backward(grad_y, x, mean, invstd, gamma, training, grad_x, accumulate);
+  }
+  return reference::norm_backward(grad_y, x, mean, invstd, gamma, training, grad_x, accumulate);
+}
+
+namespace cuda {
+
+// ATen's CUDA batch-norm pieces (those SyncBatchNorm is built from) read the strided channel
+// prefix in place and fuse what the reference spells out in several passes: one pass for the
+// statistics, one for normalise (+ one for ReLU), two for backward. Float accumulation, as
+// cuDNN's batch norm in the naive mode; no double copies of block-sized tensors.
+
+std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x) {
+  auto [var, mean] = torch::var_mean(x, {0, 2, 3}, /*unbiased=*/false);
+  return {mean.to(torch::kDouble), var.to(torch::kDouble)};
+}
+
+void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& scale,
+                     const torch::Tensor& beta, torch::Tensor& out) {
+  // (x - mean) * invstd * weight + bias with weight = 1 and invstd = scale.
+  at::batch_norm_elemt_out(out, x, /*weight=*/c10::nullopt, beta, mean, scale, /*eps=*/0.0);
+  out.clamp_min_(0);
+}
+
+std::tuple<torch::Tensor, torch::Tensor> norm_backward(const torch::Tensor& dz,
+                                                       const torch::Tensor& x,
+                                                       const torch::Tensor& mean,
+                                                       const torch::Tensor& invstd,
+                                                       const torch::Tensor& gamma, bool training,
+                                                       torch::Tensor& grad_x, bool accumulate) {
+  // sum dz and sum dz * (x - mean), and from them the affine gradients.
+  auto [sum_dz, sum_dz_xmu, grad_gamma, grad_beta] = at::batch_norm_backward_reduce(
+      dz, x, mean, invstd, gamma, /*input_g=*/true, /*weight_g=*/true, /*bias_g=*/true);
+  torch::Tensor dx;
+  if (training) {
+    const torch::Tensor count =
+        torch::full({1}, x.size(0) * x.size(2) * x.size(3), x.options().dtype(torch::kInt));
+    dx = at::batch_norm_backward_elemt(dz, x, mean, invstd, gamma, sum_dz, sum_dz_xmu, count);
+  } else {
+    dx = dz * per_channel(gamma * invstd);
+  }
+  if (accumulate) {
+    grad_x.add_(dx);
+  } else {
+    grad_x.copy_(dx);
+  }
+  return {grad_gamma, grad_beta};
+}
+
+std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
+    const torch::Tensor& grad_y, const torch::Tensor& x, const torch::Tensor& mean,
+    const torch::Tensor& invstd, const torch::Tensor& gamma, const torch::Tensor& beta,
+    bool training, torch::Tensor& grad_x, bool accumulate) {
+  // dz = grad_y where the recomputed pre-activation is positive: the same elementwise kernel
+  // as forward, so the mask is exactly the one forward applied.
+  torch::Tensor dz = at::batch_norm_elemt(x, c10::nullopt, beta, mean, gamma * invstd, 0.0);
+  at::threshold_backward_out(dz, grad_y, dz, 0);
+  return norm_backward(dz, x, mean, invstd, gamma, training, grad_x, accumulate);
+}
+
+}  // namespace cuda
+
 namespace reference {
 
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x) {
@@ -391,12 +473,13 @@ void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const to
   out.copy_(affine_of(x, mean, scale, beta).clamp_min(0));
 }
 
-std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
-    const torch::Tensor& grad_y, const torch::Tensor& x, const torch::Tensor& mean,
-    const torch::Tensor& invstd, const torch::Tensor& gamma, const torch::Tensor& beta,
-    bool training, torch::Tensor& grad_x, bool accumulate) {
+std::tuple<torch::Tensor, torch::Tensor> norm_backward(const torch::Tensor& dz,
+                                                       const torch::Tensor& x,
+                                                       const torch::Tensor& mean,
+                                                       const torch::Tensor& invstd,
+                                                       const torch::Tensor& gamma, bool training,
+                                                       torch::Tensor& grad_x, bool accumulate) {
   const torch::Tensor scale = gamma * invstd;
-  const torch::Tensor dz = grad_y * affine_of(x, mean, scale, beta).gt(0);
   const torch::Tensor xhat = (x - per_channel(mean)) * per_channel(invstd);
   const torch::Tensor grad_beta = dz.sum({0, 2, 3});
   const torch::Tensor grad_gamma = (dz * xhat).sum({0, 2, 3});
@@ -412,6 +495,14 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
     grad_x.copy_(dx);
   }
   return {grad_gamma, grad_beta};
+}
+
+std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
+    const torch::Tensor& grad_y, const torch::Tensor& x, const torch::Tensor& mean,
+    const torch::Tensor& invstd, const torch::Tensor& gamma, const torch::Tensor& beta,
+    bool training, torch::Tensor& grad_x, bool accumulate) {
+  const torch::Tensor dz = grad_y * affine_of(x, mean, gamma * invstd, beta).gt(0);
+  return norm_backward(dz, x, mean, invstd, gamma, training, grad_x, accumulate);
 }
 
 }  // namespace reference

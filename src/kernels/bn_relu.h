@@ -7,9 +7,9 @@
 // batch stride may be larger than C*H*W: it is a channel prefix of a (N, C_total, H, W) block
 // buffer, read in place. Outputs are contiguous (N, C, H, W) unless stated otherwise.
 //
-// Each operation has a vectorised, multi-threaded CPU kernel for float and double and a
-// reference composed of ATen operations, used for every other device and dtype (CUDA through
-// ATen) and by the op tests as ground truth.
+// Each operation has a vectorised, multi-threaded CPU kernel for float and double, a CUDA path
+// through ATen's fused batch-norm kernels, and a reference composed of ATen operations, used
+// for every other device and dtype and by the op tests as ground truth.
 
 #include <torch/types.h>
 
@@ -41,6 +41,33 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
     const torch::Tensor& invstd, const torch::Tensor& gamma, const torch::Tensor& beta,
     bool training, torch::Tensor& grad_x, bool accumulate);
 
+/// bn_relu_backward with the ReLU mask read from y = relu(bn(x)), the forward's output, instead
+/// of recomputed from x: for devices where keeping y costs nothing extra (CUDA, where the
+/// convolution's input gradient is a new buffer anyway). grad_y is overwritten with
+/// dz = grad_y * [y > 0]; grad_x may be grad_y. Returns (grad_gamma, grad_beta).
+std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward_given_output(
+    torch::Tensor& grad_y, const torch::Tensor& y, const torch::Tensor& x,
+    const torch::Tensor& mean, const torch::Tensor& invstd, const torch::Tensor& gamma,
+    bool training, torch::Tensor& grad_x, bool accumulate);
+
+namespace cuda {
+// The same operations from ATen's fused CUDA batch-norm kernels (CUDA tensors only).
+std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x);
+void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& scale,
+                     const torch::Tensor& beta, torch::Tensor& out);
+std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
+    const torch::Tensor& grad_y, const torch::Tensor& x, const torch::Tensor& mean,
+    const torch::Tensor& invstd, const torch::Tensor& gamma, const torch::Tensor& beta,
+    bool training, torch::Tensor& grad_x, bool accumulate);
+/// The norm's part of the backward given dz (the gradient at the pre-activation).
+std::tuple<torch::Tensor, torch::Tensor> norm_backward(const torch::Tensor& dz,
+                                                       const torch::Tensor& x,
+                                                       const torch::Tensor& mean,
+                                                       const torch::Tensor& invstd,
+                                                       const torch::Tensor& gamma, bool training,
+                                                       torch::Tensor& grad_x, bool accumulate);
+}  // namespace cuda
+
 namespace reference {
 // The same operations in ATen composites (any device, any floating dtype).
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x);
@@ -50,6 +77,12 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
     const torch::Tensor& grad_y, const torch::Tensor& x, const torch::Tensor& mean,
     const torch::Tensor& invstd, const torch::Tensor& gamma, const torch::Tensor& beta,
     bool training, torch::Tensor& grad_x, bool accumulate);
+std::tuple<torch::Tensor, torch::Tensor> norm_backward(const torch::Tensor& dz,
+                                                       const torch::Tensor& x,
+                                                       const torch::Tensor& mean,
+                                                       const torch::Tensor& invstd,
+                                                       const torch::Tensor& gamma, bool training,
+                                                       torch::Tensor& grad_x, bool accumulate);
 }  // namespace reference
 
 }  // namespace densenet::kernels
