@@ -11,9 +11,11 @@
 #endif
 #include "dense_stage.h"
 
+#include "blas_threads.h"
 #include "kernels/bn_relu.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <c10/util/Exception.h>
 #include <torch/autograd.h>
@@ -101,27 +103,34 @@ Tensor conv2d_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then_
 /// the same interface as conv2d_backward_in_place. For sample n, with X_n (C, HW) and dY_n
 /// (B, HW) both read in place: dW += dY_n X_n^T, then dX_n = W^T dY_n overwrites X_n. No
 /// blocked-layout copies (which oneDNN makes of the input and output gradient, and which made
-/// the chunking necessary), and BLAS runs at its GEMM rate.
+/// the chunking necessary), and BLAS runs at its GEMM rate. Samples run in parallel, one
+/// single-threaded GEMM pair each, with a dW per thread summed at the end: the GEMMs are small
+/// (B = 4k rows). BLAS is single-threaded here (the stage holds a SingleThreadedBlas).
 template <typename GradOutputOf>
 Tensor conv1x1_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then_grad,
                                  const Tensor& weight) {
   const int64_t n = input_then_grad.size(0), c = input_then_grad.size(1);
   const int64_t plane = input_then_grad.size(2) * input_then_grad.size(3);
   const int64_t b = weight.size(0);
-  const Tensor w = weight.reshape({b, c});                 // (B, C)
-  Tensor grad_w = torch::zeros({b, c}, weight.options());  // (B, C)
-  const Tensor x = input_then_grad.view({n, c, plane});    // (N, C, HW)
+  const Tensor w = weight.reshape({b, c});               // (B, C)
+  const Tensor x = input_then_grad.view({n, c, plane});  // (N, C, HW)
+  // One partial dW per worker thread, (T, B, C); summed in a fixed order.
+  const int64_t workers = at::get_num_threads();
+  Tensor partial_grad_w = torch::zeros({workers, b, c}, weight.options());
   const int64_t step = chunk_samples(input_then_grad);
   for (int64_t start = 0; start < n; start += step) {
     const int64_t len = std::min(step, n - start);
     const Tensor dy = grad_output_of(start, len).reshape({len, b, plane});  // (len, B, HW)
-    for (int64_t i = 0; i < len; ++i) {
-      Tensor x_n = x[start + i];  // (C, HW)
-      grad_w.addmm_(dy[i], x_n.t());
-      at::mm_out(x_n, w.t(), dy[i]);
-    }
+    at::parallel_for(0, len, /*grain_size=*/1, [&](int64_t begin, int64_t end) {
+      Tensor grad_w = partial_grad_w[at::get_thread_num()];  // (B, C)
+      for (int64_t i = begin; i < end; ++i) {
+        Tensor x_n = x[start + i];  // (C, HW)
+        grad_w.addmm_(dy[i], x_n.t());
+        at::mm_out(x_n, w.t(), dy[i]);
+      }
+    });
   }
-  return grad_w.view_as(weight);
+  return partial_grad_w.sum(0).view_as(weight);
 }
 
 /// The 1x1 convolution backward this build runs fastest: GEMMs on the CPU, the library's
@@ -355,6 +364,9 @@ std::vector<Tensor> stage_parameters(DenseBlockImpl& block, StageTail tail,
 Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<Tensor>& params,
                      bool keep) {
   torch::NoGradGuard no_grad;
+  // Chunked convolutions may take ATen's im2col path, which runs GEMMs inside its own
+  // parallel loop over samples.
+  SingleThreadedBlas single_threaded_blas;
   DenseBlockImpl& block = *state.block;
   const int64_t n = input.size(0), c0 = input.size(1), h = input.size(2), w = input.size(3);
   const int64_t k = block.options.growth_rate();
@@ -483,6 +495,9 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
 variable_list stage_backward(StageState& state, const Tensor& grad_result,
                              const std::vector<Tensor>& params) {
   torch::NoGradGuard no_grad;
+  // Every GEMM of backward runs inside a parallel loop over samples: ours (1x1 convolutions)
+  // or ATen's im2col path (small chunks of 3x3 convolutions).
+  SingleThreadedBlas single_threaded_blas;
   DenseBlockImpl& block = *state.block;
   const Tensor& features = state.features;  // (N, C_L, H, W)
   TORCH_CHECK(features._version() == state.features_version,
