@@ -10,9 +10,14 @@ PyTorch implementations (Debian's python3-torch / python3-torchvision):
                       configuration's stem (BC configurations only)
   torchvision-me      the same with memory_efficient=True
 
-Each PyTorch measurement runs in a fresh process. In every process (ours included) freed memory
-is returned to the system at once (glibc mmap threshold 64 KiB, malloc_trim), then: warm-up
-steps, RSS before, the kernel's peak-RSS mark reset, timed steps; memory = peak RSS - RSS before.
+Each PyTorch measurement runs in a fresh process, measured as `densenet bench` measures ours.
+Memory first, with freed memory returned to the system at once (mmap threshold 64 KiB,
+malloc_trim) from the start of the process: warm-up steps, RSS before, the kernel's peak-RSS
+mark reset, one step; memory = peak RSS - RSS before. Then time: glibc's heap switched to its
+usual steady state (mmap threshold 32 MiB, trim threshold 64 MiB, what its dynamic thresholds
+settle at) so freed tensors are reused as in training, warm-up steps, timed steps. (The other
+order fails: blocks the timed steps freed stay in the heap, are handed out again and stay
+resident, so RSS would count dead memory; `densenet bench` measures RSS in a child process.)
 
 On CUDA (--device cuda) both sides synchronise the device around each timed step and memory is
 the caching allocator's peak allocated bytes above what was allocated before the timed steps
@@ -54,9 +59,15 @@ def rss_bytes(field):
     return 0
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
 def release_memory():
+    """From here on freed memory goes back to the system at once, so RSS tracks live memory."""
     gc.collect()
     libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(M_MMAP_THRESHOLD, 64 << 10)
+    libc.mallopt(M_TRIM_THRESHOLD, 128 << 10)
     libc.malloc_trim(0)
 
 
@@ -117,8 +128,7 @@ def checkpointed_forward(layer, cp):
 
 def worker(args):
     """One PyTorch measurement in this (fresh) process; prints one JSON line."""
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: freed memory returns to the system at once
+    release_memory()  # memory is measured first, before the heap holds any large block
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(args.threads)
@@ -149,25 +159,38 @@ def worker(args):
         end = time.perf_counter()
         return (middle - start) * 1e3, (end - middle) * 1e3
 
+    def clear_gradients():
+        for p in model.parameters():
+            p.grad = None
+
+    rss_delta = 0
+    if not cuda:
+        for _ in range(max(1, args.warmup)):
+            step()
+        clear_gradients()
+        release_memory()
+        before = rss_bytes("VmRSS:")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        step()
+        rss_delta = rss_bytes("VmHWM:") - before
+        clear_gradients()
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)  # timing: the heap's usual steady state
+        libc.mallopt(M_TRIM_THRESHOLD, 64 << 20)
     for _ in range(args.warmup):
         step()
-    for p in model.parameters():
-        p.grad = None
-    release_memory()
+    clear_gradients()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         allocated_before = torch.cuda.memory_allocated()
-    before = rss_bytes("VmRSS:")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
     forward_ms = backward_ms = 0.0
     for _ in range(args.iters):
         f_ms, b_ms = step()
         forward_ms += f_ms / args.iters
         backward_ms += b_ms / args.iters
-    peak = rss_bytes("VmHWM:")
     row = dict(impl=args.impl, arch=args.arch, batch=args.batch, threads=args.threads, device=args.device,
-               forward_ms=forward_ms, backward_ms=backward_ms, rss_delta_bytes=peak - before,
+               forward_ms=forward_ms, backward_ms=backward_ms, rss_delta_bytes=rss_delta,
                torch=torch.__version__)
     if cuda:
         row["peak_bytes"] = torch.cuda.max_memory_allocated() - allocated_before

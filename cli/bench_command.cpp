@@ -1,6 +1,7 @@
 #include "commands.h"
 
 #include "arguments.h"
+#include "child_process.h"
 #include "model_arguments.h"
 
 #include "densenet/architecture.h"
@@ -35,6 +36,8 @@ std::vector<OptionSpec> bench_specs() {
   specs.push_back(
       {"sgemm", "", "also measure the machine's SGEMM rate and each step's share of it"});
   specs.push_back({"json", "", "one JSON object per line per (mode, batch)"});
+  specs.push_back({"rss-probe", "",
+                   "internal: print the RSS increase of one step (one mode and batch) and exit"});
   specs.push_back({"help", "", "show this help"});
   return specs;
 }
@@ -65,7 +68,9 @@ int bench_command(const std::vector<std::string>& raw_args) {
                  "[--warmup W] [--iters K] [--max-batch --memory-cap 4GiB] [--json]\n\n"
                  "Measures a training step (forward, cross-entropy, backward): mean forward and\n"
                  "backward ms, R = B/F, achieved GFLOP/s, peak tensor memory above the model and\n"
-                 "the input, and the process peak RSS increase.\n\n"
+                 "the input, and the process peak RSS increase (measured in a child process with\n"
+                 "freed memory returned to the system at once; the timed steps reuse freed memory\n"
+                 "as glibc's heap does in training).\n\n"
               << format_options(specs);
     return 0;
   }
@@ -92,6 +97,35 @@ int bench_command(const std::vector<std::string>& raw_args) {
   TORCH_CHECK(bench.warmup() >= 0 && bench.iterations() >= 1,
               "--warmup must be >= 0 and --iters >= 1");
   const bool max_batch = args.flag("max-batch");
+  if (args.flag("rss-probe")) {
+    TORCH_CHECK(modes.size() == 1 && batches.size() == 1,
+                "--rss-probe measures one mode at one batch size");
+    DenseNetOptions probe_options = options;
+    probe_options.memory(modes[0]);
+    std::printf("%lld\n",
+                static_cast<long long>(measure_step_rss(probe_options, batches[0], bench)));
+    return 0;
+  }
+  // The process RSS of a step is measured in a child process per (mode, batch): this one's
+  // heap keeps the blocks that the timed steps freed (see measure_step_rss).
+  auto rss_delta_of = [&](MemoryMode mode, int64_t batch) -> int64_t {
+    if (!device.is_cpu()) return 0;
+    std::vector<std::string> child_args = {"bench"};
+    for (size_t i = 0; i < raw_args.size(); ++i) {  // all but --memory and --batch
+      const std::string& arg = raw_args[i];
+      if (arg == "--memory" || arg == "--batch") {
+        ++i;
+      } else if (arg.rfind("--memory=", 0) != 0 && arg.rfind("--batch=", 0) != 0) {
+        child_args.push_back(arg);
+      }
+    }
+    for (const std::string& extra :
+         {std::string("--memory"), memory_mode_name(mode), std::string("--batch"),
+          std::to_string(batch), std::string("--rss-probe")}) {
+      child_args.push_back(extra);
+    }
+    return std::stoll(run_this_program(child_args));
+  };
   const int64_t cap = parse_byte_size(args.value("memory-cap").value_or("4GiB"));
   const bool json = args.flag("json");
   MemoryTracker::instance();
@@ -119,7 +153,8 @@ int bench_command(const std::vector<std::string>& raw_args) {
     DenseNetOptions mode_options = options;
     mode_options.memory(mode);
     for (int64_t batch : batches) {
-      const BenchmarkResult r = benchmark_training_step(mode_options, batch, bench);
+      BenchmarkResult r = benchmark_training_step(mode_options, batch, bench);
+      r.rss_delta_bytes = rss_delta_of(mode, batch);
       const int64_t largest = max_batch ? find_max_batch(mode_options, cap, bench) : 0;
       if (json) {
         nlohmann::ordered_json line = {{"arch", arch},

@@ -32,8 +32,8 @@ void DenseLayerImpl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor DenseLayerImpl::forward(const torch::Tensor& input) {
-  torch::Tensor out = conv1(torch::relu(norm1(input)));        // (N, B or k, H, W)
-  if (has_bottleneck()) out = conv2(torch::relu(norm2(out)));  // (N, k, H, W)
+  torch::Tensor out = conv1(norm1(input).relu_());        // (N, B or k, H, W)
+  if (has_bottleneck()) out = conv2(norm2(out).relu_());  // (N, k, H, W)
   if (options.drop_rate() > 0.0 && is_training()) {
     // ATen's dropout on the CPU, spelled out: on CUDA torch::dropout draws through a fused
     // kernel with its own random stream, and the efficient modes (which keep the mask as bytes)

@@ -118,8 +118,8 @@ torch::Tensor DenseNetImpl::forward(const torch::Tensor& input) {
   // Checked here rather than left to pooling so that the message names the cause.
   plan_architecture(options, smaller_side);
   if (options.memory() == MemoryMode::kNaive) {
-    torch::Tensor out = features->forward(input);                           // (N, C_final, h, w)
-    out = torch::adaptive_avg_pool2d(torch::relu(out), {1, 1}).flatten(1);  // (N, C_final)
+    torch::Tensor out = features->forward(input);                      // (N, C_final, h, w)
+    out = torch::adaptive_avg_pool2d(out.relu_(), {1, 1}).flatten(1);  // (N, C_final)
     return classifier(out);
   }
   return classifier(forward_stages(forward_stem(input)));

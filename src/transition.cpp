@@ -22,7 +22,7 @@ void TransitionImpl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor TransitionImpl::forward(const torch::Tensor& input) {
-  return torch::avg_pool2d(conv(torch::relu(norm(input))), /*kernel_size=*/{2, 2},
+  return torch::avg_pool2d(conv(norm(input).relu_()), /*kernel_size=*/{2, 2},
                            /*stride=*/{2, 2});
 }
 

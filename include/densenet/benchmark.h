@@ -30,7 +30,8 @@ struct BenchmarkResult {
   /// buffers and the input batch); gradients allocated by the step count. CPU: the tracking
   /// allocator; CUDA: the caching allocator's peak.
   int64_t peak_bytes = 0;
-  /// Process peak RSS during the measured steps minus RSS before them (CPU).
+  /// CPU: process peak RSS increase during a step, from measure_step_rss (the caller fills it
+  /// in: it needs a fresh process); 0 when not measured.
   int64_t rss_delta_bytes = 0;
   double step_flops = 0;  // 2 * 3 * forward multiply-adds * batch
   double gflops() const { return step_flops / ((forward_ms + backward_ms) * 1e6); }
@@ -44,6 +45,15 @@ BenchmarkResult benchmark_training_step(const DenseNetOptions& model, int64_t ba
 /// The machine's single-precision GEMM rate in GFLOP/s through LibTorch's matmul (BLAS on the
 /// CPU), for square matrices of `size`: the best of a few timed products after a warm-up. The
 /// yardstick for a training step's GFLOP/s.
+/// CPU: peak RSS increase of the process during one training step after warm-up, with freed
+/// memory returned to the system at once so that RSS tracks live memory. Call it in a process
+/// that has not yet run steps in the timing regime of benchmark_training_step: glibc keeps the
+/// blocks such steps freed in its heap and hands them out again, and those then stay resident
+/// when freed, so RSS would count memory that is no longer live. `densenet bench` runs it in a
+/// child process per measurement; bench/compare_pytorch.py does the same for PyTorch.
+int64_t measure_step_rss(const DenseNetOptions& model, int64_t batch,
+                         const BenchmarkOptions& options);
+
 double measure_sgemm_gflops(int64_t size, torch::Device device);
 
 /// The largest batch whose training step fits in `cap_bytes` of tracked CPU tensor memory
