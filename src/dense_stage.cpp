@@ -553,6 +553,11 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
     grads[tail + 1] = grad_beta;
   }
 
+  // One buffer for every layer's recomputed input, sized for the widest (the first one
+  // backward visits, so the peak is unchanged): a fresh block-sized tensor per layer would be
+  // above glibc's mmap threshold and page-faulted and zeroed afresh each time.
+  Tensor layer_scratch =
+      num_layers > 0 ? torch::empty({n * (c_total - k) * h * w}, features.options()) : Tensor();
   for (int64_t l = num_layers - 1; l >= 0; --l) {
     const LayerState& kept = state.layers[l];
     const int64_t first = l * state.index.per_layer;
@@ -567,7 +572,7 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
     }
 
     // Recompute the BN-ReLU of the layer input.
-    Tensor normalized = torch::empty({n, c_in, h, w}, features.options());  // (N, C_l, H, W)
+    Tensor normalized = scratch_view(layer_scratch, n, c_in, h, w);  // (N, C_l, H, W)
     kernels::bn_relu_forward(prefix, kept.norm1.mean, kept.norm1.scale, kept.norm1.beta,
                              normalized);
 

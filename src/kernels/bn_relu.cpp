@@ -343,32 +343,49 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
     const T* b = beta.data_ptr<T>();
     T* dg = grad_gamma.data_ptr<T>();
     T* db = grad_beta.data_ptr<T>();
+    // Each task takes a range of channels and walks it sample by sample: within a sample the
+    // range's planes are adjacent in memory, so reads stream (one channel across the batch
+    // would jump a block buffer's sample stride, page after page). Per channel the planes are
+    // still summed in batch order, as before.
     at::parallel_for(0, s.channels, grain_for(s.batch * s.plane), [&](int64_t begin, int64_t end) {
+      const int64_t width = end - begin;
+      std::vector<ChannelRelu<T>> relus;
+      relus.reserve(static_cast<size_t>(width));
       for (int64_t c = begin; c < end; ++c) {
         // The same expressions as the forward (bn_relu_forward), so the ReLU mask agrees.
-        const T scale = g[c] * is[c];
-        const ChannelRelu<T> relu(m[c], scale, b[c]);
-        double sum_dz = 0, sum_dz_xc = 0;
-        for (int64_t n = 0; n < s.batch; ++n) {
+        relus.emplace_back(m[c], g[c] * is[c], b[c]);
+      }
+      std::vector<double> sum_dz(static_cast<size_t>(width), 0.0);
+      std::vector<double> sum_dz_xc(static_cast<size_t>(width), 0.0);
+      for (int64_t n = 0; n < s.batch; ++n) {
+        for (int64_t c = begin; c < end; ++c) {
           plane_backward_sums(dy + n * gy.batch_stride + c * gy.channel_stride,
-                              in + n * s.batch_stride + c * s.channel_stride, s.plane, relu,
-                              &sum_dz, &sum_dz_xc);
+                              in + n * s.batch_stride + c * s.channel_stride, s.plane,
+                              relus[c - begin], &sum_dz[c - begin], &sum_dz_xc[c - begin]);
         }
+      }
+      std::vector<T> k1(static_cast<size_t>(width)), k2(static_cast<size_t>(width));
+      for (int64_t c = begin; c < end; ++c) {
+        const size_t j = static_cast<size_t>(c - begin);
+        const double scale = static_cast<double>(relus[j].scale);
         const double inv = static_cast<double>(is[c]);
-        dg[c] = static_cast<T>(sum_dz_xc * inv);
-        db[c] = static_cast<T>(sum_dz);
-        const T k1 = training ? static_cast<T>(-static_cast<double>(scale) * sum_dz / count) : T(0);
-        const T k2 =
-            training ? static_cast<T>(-static_cast<double>(scale) * inv * inv * sum_dz_xc / count)
-                     : T(0);
-        for (int64_t n = 0; n < s.batch; ++n) {
+        dg[c] = static_cast<T>(sum_dz_xc[j] * inv);
+        db[c] = static_cast<T>(sum_dz[j]);
+        k1[j] = training ? static_cast<T>(-scale * sum_dz[j] / count) : T(0);
+        k2[j] = training ? static_cast<T>(-scale * inv * inv * sum_dz_xc[j] / count) : T(0);
+      }
+      for (int64_t n = 0; n < s.batch; ++n) {
+        for (int64_t c = begin; c < end; ++c) {
+          const size_t j = static_cast<size_t>(c - begin);
           const T* dy_plane = dy + n * gy.batch_stride + c * gy.channel_stride;
           const T* x_plane = in + n * s.batch_stride + c * s.channel_stride;
           T* dx_plane = dx + n * gx.batch_stride + c * gx.channel_stride;
           if (accumulate) {
-            plane_backward_dx<T, true>(dy_plane, x_plane, dx_plane, s.plane, relu, k1, k2);
+            plane_backward_dx<T, true>(dy_plane, x_plane, dx_plane, s.plane, relus[j], k1[j],
+                                       k2[j]);
           } else {
-            plane_backward_dx<T, false>(dy_plane, x_plane, dx_plane, s.plane, relu, k1, k2);
+            plane_backward_dx<T, false>(dy_plane, x_plane, dx_plane, s.plane, relus[j], k1[j],
+                                        k2[j]);
           }
         }
       }
