@@ -3,7 +3,8 @@
 # machine's pip LibTorch (CUDA), checks the CUDA code paths against the naive mode, then measures
 # our three modes and PyTorch's DenseNets in the same run. Logs and JSON rows go to $OUT.
 #   here:  bash bench/gpu/make_devdeps.sh        (then carry .devdeps with the call)
-#   there: bash bench/gpu/device_check.sh [short]   (short: without the autotuned and profile runs)
+#   there: bash bench/gpu/device_check.sh [short|verify]
+#          (short: without the autotuned and profile runs; verify: build and gradchecks only)
 set -u -o pipefail
 MODE=${1:-full}
 OUT=${OUT:-$PWD/gpu-out}
@@ -57,6 +58,11 @@ compare() {  # same-run comparison with PyTorch; table here, rows in $OUT/gpu-ro
 
 check bc100 --arch densenet-bc-100
 check d40-dropout --arch densenet-40 --block-config 4,4,4 --drop-rate 0.2
+if [ "$MODE" = verify ]; then
+  "$B" bench --arch densenet-bc-100 --device cuda --batch 64 --warmup 3 --iters 10
+  stamp done
+  exit 0
+fi
 compare --arch densenet-bc-100 --batch 64,256 --warmup 3 --iters 20 \
   --impls pytorch-plain,torchvision,torchvision-me
 compare --arch densenet121 --batch 64 --warmup 3 --iters 10 --impls torchvision,torchvision-me
