@@ -13,9 +13,9 @@ PyTorch implementations (Debian's python3-torch / python3-torchvision):
 Each PyTorch measurement runs in a fresh process, measured as `densenet bench` measures ours.
 Memory first, with freed memory returned to the system at once (mmap threshold 64 KiB,
 malloc_trim) from the start of the process: warm-up steps, RSS before, the kernel's peak-RSS
-mark reset, one step; memory = peak RSS - RSS before. Then time: glibc's heap switched to its
-usual steady state (mmap threshold 32 MiB, trim threshold 64 MiB, what its dynamic thresholds
-settle at) so freed tensors are reused as in training, warm-up steps, timed steps. (The other
+mark reset, one step; memory = peak RSS - RSS before. Then time: freed memory kept in the heap
+for reuse (no mmap, no trimming, as a caching allocator would), so steps time the computation
+rather than page faults; warm-up steps, timed steps. (The other
 order fails: blocks the timed steps freed stay in the heap, are handed out again and stay
 resident, so RSS would count dead memory; `densenet bench` measures RSS in a child process.)
 
@@ -59,13 +59,14 @@ def rss_bytes(field):
     return 0
 
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # glibc's mallopt parameters
 
 
 def release_memory():
     """From here on freed memory goes back to the system at once, so RSS tracks live memory."""
     gc.collect()
     libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(M_MMAP_MAX, 65536)  # glibc's default
     libc.mallopt(M_MMAP_THRESHOLD, 64 << 10)
     libc.mallopt(M_TRIM_THRESHOLD, 128 << 10)
     libc.malloc_trim(0)
@@ -176,8 +177,8 @@ def worker(args):
         rss_delta = rss_bytes("VmHWM:") - before
         clear_gradients()
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)  # timing: the heap's usual steady state
-        libc.mallopt(M_TRIM_THRESHOLD, 64 << 20)
+        libc.mallopt(M_MMAP_MAX, 0)  # timing: freed memory stays in the heap for reuse
+        libc.mallopt(M_TRIM_THRESHOLD, -1)
     for _ in range(args.warmup):
         step()
     clear_gradients()

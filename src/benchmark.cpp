@@ -71,20 +71,22 @@ StepTimes training_step(DenseNet& model, const torch::Tensor& input, const torch
   return {forward_ms, milliseconds_since(middle)};
 }
 
-// Two regimes of glibc's allocator. Timing: its steady state in a program that frees and
-// reallocates large blocks (the dynamic thresholds settle at 32 MiB for mmap, 64 MiB for
-// trimming), so that freed tensors are reused from the heap as they are in training.
+// Two regimes of glibc's allocator. Timing: freed memory stays in the heap for reuse (no mmap
+// for large blocks, no trimming), as a caching allocator keeps it, so that steps measure the
+// computation rather than page faults. glibc's defaults would mmap every block above 32 MiB and
+// trim the heap's top above 64 MiB free, which page-faults and zeroes tensors afresh on every
+// step by the luck of allocation order (our naive mode ran 2.43 s against 1.96 s retained,
+// densenet-bc-100 batch 64), and the RSS regime below page-faults everything (6.1 s).
 // Measuring memory: freed memory goes back to the system at once (mmap threshold 64 KiB,
-// malloc_trim), so that RSS measures live memory. Timing in the second regime page-faults
-// every tensor afresh on every step: PyTorch and our modes all ran about 1.5-2x slower that way
-// (densenet-bc-100, batch 64, naive 6.1 s against 3.1 s). The two cannot share a process in
-// that order (see measure_step_rss). bench/compare_pytorch.py does the same for PyTorch.
+// malloc_trim), so that RSS measures live memory. The two cannot share a process in that
+// order (see measure_step_rss). bench/compare_pytorch.py does the same for PyTorch.
 void use_timing_allocator() {
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, -1);
 }
 
 void release_freed_memory() {
+  mallopt(M_MMAP_MAX, 65536);  // glibc's default
   mallopt(M_MMAP_THRESHOLD, 64 << 10);
   mallopt(M_TRIM_THRESHOLD, 128 << 10);
   malloc_trim(0);
