@@ -92,6 +92,29 @@ void release_freed_memory() {
   malloc_trim(0);
 }
 
+/// A freshly initialised model in training mode with a random batch and targets, on `device`;
+/// the same seed gives the same model and data in every measurement.
+struct TrainingSetup {
+  DenseNet model;
+  torch::Tensor input;   // (N, C_in, S, S)
+  torch::Tensor target;  // (N,) class indices
+};
+
+TrainingSetup make_training_setup(const DenseNetOptions& model_options, int64_t batch,
+                                  uint64_t seed, torch::Device device) {
+  torch::manual_seed(seed);
+  DenseNet model(model_options);
+  model->to(device);
+  model->train();
+  const int64_t size = model_options.input_size();
+  const auto tensor_options = torch::TensorOptions().device(device);
+  torch::Tensor input =
+      torch::randn({batch, model_options.in_channels(), size, size}, tensor_options);
+  torch::Tensor target =
+      torch::randint(model_options.num_classes(), {batch}, tensor_options.dtype(torch::kLong));
+  return {model, input, target};
+}
+
 }  // namespace
 
 BenchmarkResult benchmark_training_step(const DenseNetOptions& model_options, int64_t batch,
@@ -100,16 +123,8 @@ BenchmarkResult benchmark_training_step(const DenseNetOptions& model_options, in
   TORCH_CHECK(options.iterations() >= 1, "iterations must be >= 1");
   MemoryTracker& tracker = MemoryTracker::instance();
   use_timing_allocator();
-  torch::manual_seed(options.seed());
-  DenseNet model(model_options);
-  model->to(options.device());
-  model->train();
-  const int64_t size = model_options.input_size();
-  const auto tensor_options = torch::TensorOptions().device(options.device());
-  const torch::Tensor input =
-      torch::randn({batch, model_options.in_channels(), size, size}, tensor_options);
-  const torch::Tensor target =
-      torch::randint(model_options.num_classes(), {batch}, tensor_options.dtype(torch::kLong));
+  auto [model, input, target] =
+      make_training_setup(model_options, batch, options.seed(), options.device());
 
   for (int64_t i = 0; i < options.warmup(); ++i) {
     reset_gradients(model);
@@ -150,12 +165,8 @@ int64_t measure_step_rss(const DenseNetOptions& model_options, int64_t batch,
   TORCH_CHECK(batch >= 1, "batch must be >= 1, got ", batch);
   TORCH_CHECK(options.device().is_cpu(), "RSS is measured for CPU training steps");
   release_freed_memory();
-  torch::manual_seed(options.seed());
-  DenseNet model(model_options);
-  model->train();
-  const int64_t size = model_options.input_size();
-  const torch::Tensor input = torch::randn({batch, model_options.in_channels(), size, size});
-  const torch::Tensor target = torch::randint(model_options.num_classes(), {batch});
+  auto [model, input, target] =
+      make_training_setup(model_options, batch, options.seed(), torch::kCPU);
   for (int64_t i = 0; i < std::max<int64_t>(1, options.warmup()); ++i) {
     reset_gradients(model);
     training_step(model, input, target);
@@ -196,12 +207,8 @@ int64_t find_max_batch(const DenseNetOptions& model_options, int64_t cap_bytes,
     release_freed_memory();
     ScopedMemoryLimit cap(MemoryTracker::instance().current_bytes() + cap_bytes);
     try {
-      torch::manual_seed(options.seed());
-      DenseNet model(model_options);
-      model->train();
-      const int64_t size = model_options.input_size();
-      const torch::Tensor input = torch::randn({batch, model_options.in_channels(), size, size});
-      const torch::Tensor target = torch::randint(model_options.num_classes(), {batch});
+      auto [model, input, target] =
+          make_training_setup(model_options, batch, options.seed(), torch::kCPU);
       training_step(model, input, target);
       return true;
     } catch (const c10::OutOfMemoryError&) {

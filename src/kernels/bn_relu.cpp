@@ -241,6 +241,15 @@ torch::Tensor per_channel(const torch::Tensor& v) {
   return v.view({1, -1, 1, 1});
 }
 
+/// grad_x += dx, or grad_x = dx.
+void write_gradient(torch::Tensor& grad_x, const torch::Tensor& dx, bool accumulate) {
+  if (accumulate) {
+    grad_x.add_(dx);
+  } else {
+    grad_x.copy_(dx);
+  }
+}
+
 }  // namespace
 
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x) {
@@ -446,11 +455,7 @@ std::tuple<torch::Tensor, torch::Tensor> norm_backward(const torch::Tensor& dz,
   } else {
     dx = dz * per_channel(gamma * invstd);
   }
-  if (accumulate) {
-    grad_x.add_(dx);
-  } else {
-    grad_x.copy_(dx);
-  }
+  write_gradient(grad_x, dx, accumulate);
   return {grad_gamma, grad_beta};
 }
 
@@ -506,11 +511,7 @@ std::tuple<torch::Tensor, torch::Tensor> norm_backward(const torch::Tensor& dz,
     dx = dx - per_channel(scale * grad_beta / count) -
          xhat * per_channel(scale * grad_gamma / count);
   }
-  if (accumulate) {
-    grad_x.add_(dx);
-  } else {
-    grad_x.copy_(dx);
-  }
+  write_gradient(grad_x, dx, accumulate);
   return {grad_gamma, grad_beta};
 }
 
