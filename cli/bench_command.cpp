@@ -7,6 +7,7 @@
 #include "densenet/architecture.h"
 #include "densenet/benchmark.h"
 #include "densenet/memory_tracker.h"
+#include "densenet/threads.h"
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
@@ -87,7 +88,7 @@ int bench_command(const std::vector<std::string>& raw_args) {
   if (args.flag("cudnn-benchmark")) at::globalContext().setBenchmarkCuDNN(true);
   if (auto threads = args.integer("threads")) {
     TORCH_CHECK(*threads >= 1, "--threads must be >= 1, got ", *threads);
-    at::set_num_threads(static_cast<int>(*threads));
+    set_num_threads(static_cast<int>(*threads));
   }
   BenchmarkOptions bench;
   bench.device(device);

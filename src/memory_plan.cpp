@@ -60,16 +60,21 @@ MemoryPlan plan_memory(const ArchitecturePlan& plan, MemoryMode mode, int64_t el
     // released after use; convolutions run over kStageChunks chunks of the batch, so oneDNN's
     // reordered copies of a convolution's input and output gradient, and its input gradient
     // before it is written back, exist one chunk at a time (~3 input-sized chunk buffers).
-    // The tail: the recomputed BN-ReLU of F, which becomes dF in place, plus the transition's
-    // chunk buffers.
-    const int64_t c_out = block.transition_out_channels;
-    const int64_t tail =
-        last ? c_total * area : c_total * area + 3 * (c_total + c_out) * area / kStageChunks;
-    // Then per layer, beside dF: the recomputed BN-ReLU of its input (the widest is C_L - k),
-    // BC layers' ReLU2 output (and Y1, recomputed, in minimal), and chunk buffers.
-    const int64_t widest_input = (c_total - k) * area;
-    int64_t layer = c_total * area + widest_input + 3 * widest_input / kStageChunks + k * area;
-    if (bottleneck) layer += (mode == MemoryMode::kMinimal ? 2 : 1) * width * area;
+    // The tail: dF. The transition's BN-ReLU and convolution run fused a sample at a time
+    // (kernels/norm_relu_conv1x1.h), so nothing else block-sized exists.
+    const int64_t tail = c_total * area;
+    // Then per layer, beside dF: BC layers run their BN-ReLU and 1x1 convolution fused, so only
+    // the ReLU2 output (and Y1, recomputed, in minimal) and the 3x3 convolution's chunk buffers
+    // are there; plain layers have the recomputed BN-ReLU of their input (the widest is
+    // C_L - k) and chunk buffers of it.
+    int64_t layer = c_total * area + k * area;
+    if (bottleneck) {
+      layer +=
+          (mode == MemoryMode::kMinimal ? 2 : 1) * width * area + 3 * width * area / kStageChunks;
+    } else {
+      const int64_t widest_input = (c_total - k) * area;
+      layer += widest_input + 3 * widest_input / kStageChunks;
+    }
     transient[b] = std::max(tail, layer);
   }
   // Backward runs from the last stage to the first; stage b's transients coexist with what

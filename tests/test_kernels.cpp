@@ -1,8 +1,9 @@
 // One harness for the BN-ReLU kernels (ggml test-backend-ops style): every case is named by
 // its parameters, runs the CPU kernel and compares it with the ATen reference in double,
 // on contiguous and strided inputs, odd sizes, both dtypes, train and eval, write and
-// accumulate.
+// accumulate. The same cases check the BN-ReLU fused with a 1x1 convolution.
 #include "kernels/bn_relu.h"
+#include "kernels/norm_relu_conv1x1.h"
 
 #include "tensor_compare.h"
 
@@ -129,6 +130,101 @@ TEST(BnReluKernel, InPlaceBackwardOverwritesGradient) {
   torch::Tensor in_place = grad_y.clone();
   bn_relu_backward(in_place, x, m, invstd, gamma, beta, true, in_place, false);
   EXPECT_TRUE(testing::tensors_identical("in place", in_place, separate));
+}
+
+/// Reference of conv1x1(relu(bn(x))) and its backward in double: ATen composites.
+struct FusedReference {
+  torch::Tensor out, grad_x, grad_weight, grad_gamma, grad_beta;
+};
+
+FusedReference fused_reference(const torch::Tensor& x, const torch::Tensor& mean,
+                               const torch::Tensor& invstd, const torch::Tensor& gamma,
+                               const torch::Tensor& beta, const torch::Tensor& weight,
+                               const torch::Tensor& grad_out, const torch::Tensor& initial_grad_x,
+                               bool training, bool accumulate) {
+  auto d = [](const torch::Tensor& t) { return t.to(torch::kDouble); };
+  const torch::Tensor w = d(weight).flatten(1);  // (B, C)
+  torch::Tensor activation = torch::empty(x.sizes(), torch::kDouble);
+  reference::bn_relu_forward(d(x), d(mean), d(gamma) * d(invstd), d(beta), activation);
+  FusedReference ref;
+  ref.out = torch::einsum("bc,nchw->nbhw", {w, activation});
+  ref.grad_weight = torch::einsum("nbhw,nchw->bc", {d(grad_out), activation}).view_as(weight);
+  const torch::Tensor grad_activation = torch::einsum("bc,nbhw->nchw", {w, d(grad_out)});
+  ref.grad_x = d(initial_grad_x);
+  std::tie(ref.grad_gamma, ref.grad_beta) =
+      reference::bn_relu_backward(grad_activation, d(x), d(mean), d(invstd), d(gamma), d(beta),
+                                  training, ref.grad_x, accumulate);
+  return ref;
+}
+
+/// Runs the fused kernels on x (a channel prefix of `buffer`) and compares with the reference.
+void check_fused_conv1x1(const torch::Tensor& buffer, int64_t c, int64_t b, bool training,
+                         bool accumulate, double tolerance) {
+  const auto options = buffer.options();
+  const int64_t n = buffer.size(0), h = buffer.size(2), w = buffer.size(3);
+  const torch::Tensor x = buffer.narrow(1, 0, c);
+  const torch::Tensor gamma = torch::rand({c}, options) + 0.5;
+  const torch::Tensor beta = torch::randn({c}, options) * 0.2;
+  const torch::Tensor weight = torch::randn({b, c, 1, 1}, options);
+  auto [batch_mean, batch_var] = channel_mean_var(x);
+  const torch::Tensor mean = batch_mean.to(options.dtype());
+  const torch::Tensor invstd = (batch_var + 1e-5).rsqrt().to(options.dtype());
+  const torch::Tensor grad_out = torch::randn({n, b, h, w}, options);
+  // grad_x inside a wider buffer too (dF's prefix), so its strides differ from a plain tensor's.
+  const torch::Tensor initial = torch::randn({n, c + 3, h, w}, options);
+  torch::Tensor grad_buffer = initial.clone();
+  torch::Tensor grad_x = grad_buffer.narrow(1, 0, c);
+  const FusedReference ref =
+      fused_reference(x, mean, invstd, gamma, beta, weight, grad_out, grad_x, training, accumulate);
+
+  ASSERT_TRUE(norm_relu_conv1x1_supported(x, weight));
+  torch::Tensor out = torch::empty({n, b, h, w}, options);
+  norm_relu_conv1x1_forward(x, mean, gamma * invstd, beta, weight, out);
+  EXPECT_TRUE(testing::tensors_close("fused forward", out, ref.out, tolerance));
+
+  const NormReluConv1x1Grads grads =
+      norm_relu_conv1x1_backward([&](int64_t i) { return grad_out[i]; }, x, mean, invstd, gamma,
+                                 beta, weight, training, grad_x, accumulate);
+  EXPECT_TRUE(testing::tensors_close("fused grad_x", grad_x, ref.grad_x, tolerance));
+  EXPECT_TRUE(
+      testing::tensors_close("fused grad_weight", grads.weight, ref.grad_weight, tolerance));
+  EXPECT_TRUE(testing::tensors_close("fused grad_gamma", grads.gamma, ref.grad_gamma, tolerance));
+  EXPECT_TRUE(testing::tensors_close("fused grad_beta", grads.beta, ref.grad_beta, tolerance));
+  EXPECT_TRUE(testing::tensors_identical("channels past the prefix are untouched",
+                                         grad_buffer.narrow(1, c, 3), initial.narrow(1, c, 3)));
+}
+
+TEST_P(BnReluKernel, FusedWithConv1x1MatchesReference) {
+  const KernelCase k = GetParam();
+  torch::manual_seed(static_cast<uint64_t>(k.n * 1000 + k.c * 10 + k.h + 7));
+  const torch::Tensor buffer =
+      torch::randn({k.n, k.c + k.extra_channels, k.h, k.w}, torch::TensorOptions().dtype(k.dtype)) *
+          2 +
+      0.3;
+  // GEMM sums add a few roundings per output: float at 1e-5 of the scale is kept.
+  check_fused_conv1x1(buffer, k.c, /*b=*/5, k.training, k.accumulate, k.tolerance());
+}
+
+TEST(BnReluKernel, FusedWithConv1x1InColumnTiles) {
+  // Planes larger than the per-thread buffer (4 MiB) run in tiles of columns, the last one
+  // shorter: 8 channels of 400x400 floats are 5 MB.
+  torch::manual_seed(5);
+  for (torch::Dtype dtype : {torch::kFloat, torch::kDouble}) {
+    const torch::Tensor buffer =
+        torch::randn({2, 10, 400, 400}, torch::TensorOptions().dtype(dtype)) * 2 + 0.3;
+    check_fused_conv1x1(buffer, /*c=*/8, /*b=*/3, /*training=*/true, /*accumulate=*/true,
+                        dtype == torch::kFloat ? 1e-5 : 1e-12);
+  }
+}
+
+TEST(BnReluKernel, FusedWithConv1x1TakesOnlyWhatItSupports) {
+  const torch::Tensor x = torch::randn({2, 4, 3, 3});
+  EXPECT_TRUE(norm_relu_conv1x1_supported(x, torch::randn({6, 4, 1, 1})));
+  EXPECT_FALSE(norm_relu_conv1x1_supported(x, torch::randn({6, 4, 3, 3})));  // not 1x1
+  EXPECT_FALSE(norm_relu_conv1x1_supported(x, torch::randn({6, 5, 1, 1})));  // channels
+  EXPECT_FALSE(norm_relu_conv1x1_supported(x, torch::randn({6, 4, 1, 1}, torch::kDouble)));
+  EXPECT_FALSE(norm_relu_conv1x1_supported(x.to(torch::kHalf), torch::randn({6, 4, 1, 1})));
+  EXPECT_FALSE(norm_relu_conv1x1_supported(x.transpose(2, 3), torch::randn({6, 4, 1, 1})));
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, BnReluKernel, ::testing::ValuesIn(cases()),

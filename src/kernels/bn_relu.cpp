@@ -1,4 +1,5 @@
 #include "kernels/bn_relu.h"
+#include "kernels/channel_relu.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
@@ -10,17 +11,11 @@
 #include <limits>
 #include <vector>
 
-// Hot loops are compiled for AVX2 as well as the baseline ISA and picked at load time, so one
-// binary is portable and still uses 8-wide float arithmetic where the machine has it.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define DENSENET_MULTIVERSION __attribute__((target_clones("avx2", "default")))
-#else
-#define DENSENET_MULTIVERSION
-#endif
-
 namespace densenet::kernels {
 
 namespace {
+
+using detail::ChannelRelu;
 
 // Independent partial sums so the compiler can vectorise reductions without reassociating
 // (which it may not do for floating point without -ffast-math).
@@ -57,99 +52,6 @@ DENSENET_MULTIVERSION double plane_squared_deviation(const T* x, int64_t n, doub
   for (int j = 0; j < kLanes; ++j) sum += lanes[j];
   return sum;
 }
-
-// The pre-activation (x - mean) * scale + beta, evaluated so that its sign is right even when
-// it nearly cancels: for float in double (every float product and difference involved is
-// exact or nearly so there), for double with fma. Rounding x * scale and beta - mean * scale
-// separately would misplace ReLU kinks by up to an ulp of |mean * scale|, which flips masks of
-// near-zero pre-activations relative to ATen and to the exact result.
-inline double exact_affine(float x, float mean, float scale, float beta) {
-  return (static_cast<double>(x) - static_cast<double>(mean)) * static_cast<double>(scale) +
-         static_cast<double>(beta);
-}
-
-// Floats ordered as integers: key(a) < key(b) iff a < b (no NaNs), -0 just below +0.
-int32_t order_key(float value) {
-  int32_t bits;
-  std::memcpy(&bits, &value, sizeof(bits));
-  return bits >= 0 ? bits : bits ^ 0x7fffffff;
-}
-
-float from_order_key(int32_t key) {
-  const int32_t bits = key >= 0 ? key : key ^ 0x7fffffff;
-  float value;
-  std::memcpy(&value, &bits, sizeof(value));
-  return value;
-}
-
-// One channel's BN-ReLU. For double the mask is the sign of the fma-evaluated pre-activation.
-// For float, the double evaluation is monotone in x, so the floats where it is positive form an
-// interval [lo, hi], found once per channel by bisection over the floats: the hot loops then
-// test the mask with two float compares (8 lanes with AVX2) and get exactly the mask of the
-// double evaluation, while values are computed in float.
-template <typename T>
-struct ChannelRelu;
-
-template <>
-struct ChannelRelu<double> {
-  double mean, scale, beta;
-  ChannelRelu(double m, double s, double b) : mean(m), scale(s), beta(b) {}
-  bool active(double x) const { return std::fma(x - mean, scale, beta) > 0.0; }
-  double value(double x) const { return std::max(std::fma(x - mean, scale, beta), 0.0); }
-};
-
-template <>
-struct ChannelRelu<float> {
-  float mean, scale, beta, lo, hi;
-  ChannelRelu(float m, float s, float b) : mean(m), scale(s), beta(b) {
-    const float infinity = std::numeric_limits<float>::infinity();
-    auto positive = [&](int64_t key) {
-      return exact_affine(from_order_key(static_cast<int32_t>(key)), m, s, b) > 0.0;
-    };
-    const int64_t bottom = order_key(-infinity), top = order_key(infinity);
-    lo = infinity;  // empty unless found below
-    hi = -infinity;
-    if (s > 0.0f) {  // increasing: the smallest positive key
-      if (!positive(top)) return;
-      int64_t below = bottom, at = top;  // positive(at); not positive(below)
-      if (positive(bottom)) {
-        at = bottom;
-      } else {
-        while (at - below > 1) {
-          const int64_t middle = below + (at - below) / 2;
-          (positive(middle) ? at : below) = middle;
-        }
-      }
-      lo = from_order_key(static_cast<int32_t>(at));
-      hi = infinity;
-    } else if (s < 0.0f) {  // decreasing: the largest positive key
-      if (!positive(bottom)) return;
-      int64_t at = bottom, above = top;  // positive(at); not positive(above)
-      if (positive(top)) {
-        at = top;
-      } else {
-        while (above - at > 1) {
-          const int64_t middle = at + (above - at) / 2;
-          (positive(middle) ? at : above) = middle;
-        }
-      }
-      lo = -infinity;
-      hi = from_order_key(static_cast<int32_t>(at));
-    } else if (exact_affine(0.0f, m, s, b) > 0.0) {  // constant pre-activation, positive
-      lo = -infinity;
-      hi = infinity;
-    }
-  }
-  // Branch-free (bitwise &, both sides always evaluated) so that the loops vectorise into
-  // compares and blends: a branch on a ReLU mask mispredicts about half the time.
-  bool active(float x) const { return (x >= lo) & (x <= hi); }
-  float value(float x) const {
-    const float v =
-        static_cast<float>(exact_affine(x, mean, scale, beta));  // a select, not a branch
-    const bool keep = active(x) & (v > 0.0f);
-    return keep ? v : 0.0f;
-  }
-};
 
 template <typename T>
 DENSENET_MULTIVERSION void plane_bn_relu(const T* x, T* out, int64_t n, ChannelRelu<T> relu) {

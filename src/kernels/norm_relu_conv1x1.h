@@ -1,0 +1,51 @@
+#pragma once
+
+// conv1x1(relu(bn(x))) on the CPU with the BN-ReLU formed one sample at a time in a per-thread
+// buffer that the GEMMs read while it is still in cache. The unfused path writes the BN-ReLU
+// of the whole layer input (a block-sized tensor) and reads it back for the convolution, in
+// forward and again in backward; here that tensor never exists: fewer passes over memory and
+// one block-sized buffer less at the backward peak.
+//
+// x is (N, C, H, W) with contiguous H*W planes and any batch stride (a channel prefix of a
+// block buffer, read in place); weight (B, C, 1, 1). CPU, float or double
+// (norm_relu_conv1x1_supported); results agree with bn_relu_forward + convolution and with
+// bn_relu_backward to rounding, with the same ReLU mask.
+
+#include <torch/types.h>
+
+#include <functional>
+
+namespace densenet::kernels {
+
+/// Whether the kernels below take these tensors.
+bool norm_relu_conv1x1_supported(const torch::Tensor& x, const torch::Tensor& weight);
+
+/// out[n] = W relu((x[n] - mean) * scale + beta) per sample, W = weight as (B, C); mean, scale,
+/// beta (C,) as for bn_relu_forward. out: contiguous (N, B, H, W), written completely.
+void norm_relu_conv1x1_forward(const torch::Tensor& x, const torch::Tensor& mean,
+                               const torch::Tensor& scale, const torch::Tensor& beta,
+                               const torch::Tensor& weight, torch::Tensor& out);
+
+struct NormReluConv1x1Grads {
+  torch::Tensor weight;  // (B, C, 1, 1)
+  torch::Tensor gamma;   // (C,)
+  torch::Tensor beta;    // (C,)
+};
+
+/// Backward of out = conv1x1(relu(bn(x))) with bn as in bn_relu_backward (mean, invstd, gamma,
+/// beta; batch statistics when `training`). `grad_output_of(n)` returns sample n's output
+/// gradient, a contiguous (B, H, W) tensor; it is called once per sample, possibly from
+/// several threads at once. dx is added to grad_x when `accumulate`, else written; grad_x has
+/// x's layout rules and must not overlap x.
+///
+/// Per sample, in a per-thread buffer A (C, H*W): A = relu(bn(x[n])); dW += dY A^T; A = W^T dY;
+/// then dz = A where the ReLU was active, the batch sums of dz and dz * (x - mean), and
+/// grad_x[n] (+)= scale * dz. Training then adds the batch-statistics terms in a second pass
+/// over x and grad_x.
+NormReluConv1x1Grads norm_relu_conv1x1_backward(
+    const std::function<torch::Tensor(int64_t)>& grad_output_of, const torch::Tensor& x,
+    const torch::Tensor& mean, const torch::Tensor& invstd, const torch::Tensor& gamma,
+    const torch::Tensor& beta, const torch::Tensor& weight, bool training, torch::Tensor& grad_x,
+    bool accumulate);
+
+}  // namespace densenet::kernels
