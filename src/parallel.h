@@ -13,6 +13,11 @@ namespace densenet::detail {
 /// be a different one from LibTorch's (whose thread count at::get_num_threads() reports).
 int64_t max_parallel_threads();
 
+/// How many threads one of this library's at::parallel_for loops runs on now (a loop of
+/// `items` items, grain 1). For the test that the library was compiled with OpenMP: without
+/// it, the loops compile to serial code and this is 1 whatever at::set_num_threads says.
+int64_t threads_in_parallel_loop(int64_t items);
+
 /// at::parallel_for whose body runs with the calling thread's thread-local state (grad mode,
 /// profiler, dispatch keys) on every worker: OpenMP's worker threads do not inherit it, and a
 /// body that calls ATen operators (the per-sample GEMMs) must see the caller's NoGradGuard.

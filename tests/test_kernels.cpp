@@ -4,6 +4,9 @@
 // accumulate. The same cases check the BN-ReLU fused with a 1x1 convolution.
 #include "kernels/bn_relu.h"
 #include "kernels/norm_relu_conv1x1.h"
+#include "parallel.h"
+
+#include "densenet/threads.h"
 
 #include "tensor_compare.h"
 
@@ -225,6 +228,18 @@ TEST(BnReluKernel, FusedWithConv1x1TakesOnlyWhatItSupports) {
   EXPECT_FALSE(norm_relu_conv1x1_supported(x, torch::randn({6, 4, 1, 1}, torch::kDouble)));
   EXPECT_FALSE(norm_relu_conv1x1_supported(x.to(torch::kHalf), torch::randn({6, 4, 1, 1})));
   EXPECT_FALSE(norm_relu_conv1x1_supported(x.transpose(2, 3), torch::randn({6, 4, 1, 1})));
+}
+
+TEST(ParallelLoops, RunOnTheThreadsAsked) {
+  // The library's kernels parallelise with at::parallel_for, a header template that runs
+  // serially unless its caller was compiled with OpenMP; this caught a build where every
+  // kernel ran on one thread.
+  const int previous = at::get_num_threads();
+  set_num_threads(2);
+  EXPECT_EQ(densenet::detail::threads_in_parallel_loop(64), 2);
+  set_num_threads(1);
+  EXPECT_EQ(densenet::detail::threads_in_parallel_loop(64), 1);
+  set_num_threads(previous);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, BnReluKernel, ::testing::ValuesIn(cases()),

@@ -60,6 +60,15 @@ check bc100 --arch densenet-bc-100
 check d40-dropout --arch densenet-40 --block-config 4,4,4 --drop-rate 0.2
 if [ "$MODE" = verify ]; then
   "$B" bench --arch densenet-bc-100 --device cuda --batch 64 --warmup 3 --iters 10
+  # The CPU kernels under LibTorch 2.x, whose wheel bundles its own libgomp beside the one
+  # this build's OpenMP flags link: which runtimes are loaded, gradients, threads honoured.
+  stamp "cpu under LibTorch 2.x"
+  ldd "$B" | grep -i gomp
+  timeout 200 "$B" gradcheck --arch densenet-bc-100 --block-config 4,4,4 --batch 4 \
+    --no-finite-differences >"$OUT/gradcheck-cpu.txt" 2>&1
+  echo "exit $?"
+  grep -E 'vs naive|FAIL' "$OUT/gradcheck-cpu.txt" | head -20
+  timeout 200 "$B" bench --arch densenet-bc-100 --batch 64 --threads 4 --warmup 1 --iters 2
   stamp done
   exit 0
 fi
