@@ -62,11 +62,16 @@ std::pair<Tensor, Tensor> conv2d_backward(const Tensor& grad_output, const Tenso
 // copies fall outside the peak, and whole-batch calls are faster. cuDNN reads the buffers as
 // they are, and on a GPU each call costs a launch or more, so there the batch runs whole.
 constexpr int64_t kCpuChunks = 8;
+// The 3x3 convolution of a BC layer reads the bottleneck (B = 4k channels, a fraction of the
+// block buffer), so its copies weigh less: in efficient mode it runs in 2 chunks (backward
+// bc-100 b64 -4%, densenet121 96 px b32 -16%, peak unchanged in both). Minimal keeps 8 (2 cost
+// densenet121 +6% peak); plain layers keep 8 (densenet-40 b64: 2 chunks +22% peak, and slower).
+constexpr int64_t kCpuBottleneckChunks = 2;
 
-int64_t chunk_samples(const Tensor& t) {
+int64_t chunk_samples(const Tensor& t, int64_t chunks = kCpuChunks) {
   const int64_t batch = t.size(0);
   if (!t.is_cpu()) return std::max<int64_t>(1, batch);
-  return std::max<int64_t>(1, (batch + kCpuChunks - 1) / kCpuChunks);
+  return std::max<int64_t>(1, (batch + chunks - 1) / chunks);
 }
 
 /// conv2d over chunks of the batch, (N, C_in, H, W) -> (N, C_out, H, W).
@@ -87,8 +92,9 @@ Tensor conv2d_chunked(const Tensor& input, const Tensor& weight, int64_t padding
 /// the output gradient of a chunk, so that it too is formed a chunk at a time.
 template <typename GradOutputOf>
 Tensor conv2d_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then_grad,
-                                const Tensor& weight, int64_t padding) {
-  const int64_t n = input_then_grad.size(0), step = chunk_samples(input_then_grad);
+                                const Tensor& weight, int64_t padding,
+                                int64_t chunks = kCpuChunks) {
+  const int64_t n = input_then_grad.size(0), step = chunk_samples(input_then_grad, chunks);
   Tensor grad_weight;
   for (int64_t start = 0; start < n; start += step) {
     const int64_t len = std::min(step, n - start);
@@ -263,7 +269,7 @@ Tensor scratch_view(const Tensor& scratch, int64_t n, int64_t c, int64_t h, int6
 
 /// Backward of conv(relu(bn(x))) from the convolution's output gradient, where `activation`
 /// holds relu(bn(x)) (recomputed by the caller). dx is added to *accumulate_into when given,
-/// else returned in `input`.
+/// else returned in `input`. `chunks`: batch chunks of the CPU's convolution backward.
 /// CPU: the convolution's input gradient overwrites `activation` (one buffer at the peak) and
 /// the BN-ReLU kernel recomputes the ReLU mask from x. CUDA: cuDNN writes the input gradient to
 /// a new buffer in any case (the batch runs whole, so that buffer is there at the peak either
@@ -274,7 +280,7 @@ NormReluConvGrads norm_relu_conv_backward(GradOutputOf grad_output_of, Tensor ac
                                           const Tensor& x, const NormState& norm,
                                           const Tensor& gamma, const Tensor& beta,
                                           const Tensor& weight, int64_t padding, bool training,
-                                          Tensor* accumulate_into) {
+                                          Tensor* accumulate_into, int64_t chunks = kCpuChunks) {
   NormReluConvGrads grads;
   const bool accumulate = accumulate_into != nullptr;
   if (activation.is_cuda()) {
@@ -288,9 +294,10 @@ NormReluConvGrads norm_relu_conv_backward(GradOutputOf grad_output_of, Tensor ac
     if (!accumulate) grads.input = grad_activation;
     return grads;
   }
-  grads.conv_weight = weight.size(2) == 1 && padding == 0
-                          ? pointwise_conv_backward_in_place(grad_output_of, activation, weight)
-                          : conv2d_backward_in_place(grad_output_of, activation, weight, padding);
+  grads.conv_weight =
+      weight.size(2) == 1 && padding == 0
+          ? pointwise_conv_backward_in_place(grad_output_of, activation, weight)
+          : conv2d_backward_in_place(grad_output_of, activation, weight, padding, chunks);
   Tensor& grad_x = accumulate ? *accumulate_into : activation;  // activation now holds dA
   std::tie(grads.gamma, grads.beta) = kernels::bn_relu_backward(
       activation, x, norm.mean, norm.invstd, gamma, beta, training, grad_x, accumulate);
@@ -647,7 +654,8 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
       kernels::bn_relu_forward(y1, kept.norm2.mean, kept.norm2.scale, kept.norm2.beta, r2);
       const NormReluConvGrads grads2 =
           norm_relu_conv_backward(grad_out_of, std::move(r2), y1, kept.norm2, p[3], p[4], p[5],
-                                  /*padding=*/1, training, /*accumulate_into=*/nullptr);
+                                  /*padding=*/1, training, /*accumulate_into=*/nullptr,
+                                  state.minimal ? kCpuChunks : kCpuBottleneckChunks);
       grads[first + 5] = grads2.conv_weight;
       grads[first + 3] = grads2.gamma;
       grads[first + 4] = grads2.beta;

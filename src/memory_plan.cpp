@@ -8,6 +8,7 @@ namespace {
 
 // As in src/dense_stage.cpp: convolutions of a stage run over this many chunks of the batch.
 constexpr int64_t kStageChunks = 8;
+constexpr int64_t kBottleneckChunks = 2;  // a BC layer's 3x3 convolution backward, efficient
 
 /// Elements per sample kept by the stem between forward and backward. The small stem keeps
 /// nothing but the input; the ImageNet stem keeps conv0's output (for norm0), the ReLU output
@@ -69,8 +70,9 @@ MemoryPlan plan_memory(const ArchitecturePlan& plan, MemoryMode mode, int64_t el
     // C_L - k) and chunk buffers of it.
     int64_t layer = c_total * area + k * area;
     if (bottleneck) {
-      layer +=
-          (mode == MemoryMode::kMinimal ? 2 : 1) * width * area + 3 * width * area / kStageChunks;
+      // The 3x3 convolution backward runs in 8 chunks in minimal, 2 in efficient.
+      const int64_t chunks = mode == MemoryMode::kMinimal ? kStageChunks : kBottleneckChunks;
+      layer += (mode == MemoryMode::kMinimal ? 2 : 1) * width * area + 3 * width * area / chunks;
     } else {
       const int64_t widest_input = (c_total - k) * area;
       layer += widest_input + 3 * widest_input / kStageChunks;
