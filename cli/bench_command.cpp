@@ -33,7 +33,10 @@ std::vector<OptionSpec> bench_specs() {
   specs.push_back({"iters", "K", "timed steps (default 3)"});
   specs.push_back({"max-batch", "", "also find the largest batch that trains within --memory-cap"});
   specs.push_back({"memory-cap", "SIZE", "cap for --max-batch, e.g. 4GiB (default 4GiB)"});
-  specs.push_back({"profile", "", "after timing, one more step: self time per operation"});
+  specs.push_back({"profile", "",
+                   "after timing, one more step: self time per operation, summed over threads "
+                   "(work inside parallel loops, such as the per-sample GEMMs, counts on every "
+                   "thread that ran it)"});
   specs.push_back(
       {"sgemm", "", "also measure the machine's SGEMM rate and each step's share of it"});
   specs.push_back({"json", "", "one JSON object per line per (mode, batch)"});
@@ -46,7 +49,8 @@ std::vector<OptionSpec> bench_specs() {
 void print_profile(const std::vector<OpProfiler::Entry>& entries) {
   double total = 0;
   for (const auto& entry : entries) total += entry.self_ms;
-  std::printf("    %-44s %10s %7s %8s\n", "operation (one step, self time)", "ms", "%", "calls");
+  std::printf("    %-44s %10s %7s %8s\n", "operation (one step, self time, all threads)", "ms", "%",
+              "calls");
   double shown = 0;
   for (size_t i = 0; i < entries.size() && i < 16; ++i) {
     shown += entries[i].self_ms;
