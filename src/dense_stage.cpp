@@ -557,6 +557,17 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
   // dLoss/dF, (N, C_L, H, W). For a tail, the gradient of relu(norm(F)) is formed in this
   // buffer and turned into dF in place, so no second block-sized buffer exists at once.
   Tensor grad_features;
+  // CPU: the fused BN-ReLU + 1x1 backward owes the batch-statistics terms of its norm to dF
+  // until the next pass over those channels (kernels/norm_relu_conv1x1.h); a layer's output
+  // channels are settled before they are read, the stage input's at the end. One pass over
+  // the layer input fewer per BC layer.
+  kernels::DeferredNormTerms owed(features.is_cpu() ? c_total : 0);
+  auto settle = [&](int64_t first_channel, int64_t channels) {
+    if (owed.channels() == 0) return;
+    Tensor grad_channels = grad_features.narrow(1, first_channel, channels);
+    kernels::apply_deferred_norm_terms(features.narrow(1, first_channel, channels), grad_channels,
+                                       owed, first_channel);
+  };
   const int64_t tail = state.index.tail_first;
   if (state.tail == StageTail::kNone) {
     grad_features = grad_result.clone(torch::MemoryFormat::Contiguous);
@@ -580,7 +591,7 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
         const kernels::NormReluConv1x1Grads tail_grads = kernels::norm_relu_conv1x1_backward(
             [&](int64_t i) { return grad_conv_of(i, 1)[0]; }, features, norm.mean, norm.invstd,
             params[tail], params[tail + 1], conv_weight, training, grad_features,
-            /*accumulate=*/false);
+            /*accumulate=*/false, &owed);
         grads[tail] = tail_grads.gamma;
         grads[tail + 1] = tail_grads.beta;
         grads[tail + 2] = tail_grads.weight;
@@ -621,6 +632,7 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
     const Tensor prefix = features.narrow(1, 0, c_in);  // (N, C_l, H, W)
 
     // Gradient of this layer's output; complete now, since only later layers read it.
+    settle(c_in, k);
     Tensor grad_out = grad_features.narrow(1, c_in, k);  // (N, k, H, W), a view of dF
     if (kept.dropout_mask.defined()) {
       grad_out = grad_out * kept.dropout_mask.to(grad_out.scalar_type()).div_(1.0 - drop_rate);
@@ -664,7 +676,7 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
       if (fused) {
         const kernels::NormReluConv1x1Grads grads1 = kernels::norm_relu_conv1x1_backward(
             [&](int64_t i) { return grad_y1[i]; }, prefix, kept.norm1.mean, kept.norm1.invstd, p[0],
-            p[1], p[2], training, grad_prefix, /*accumulate=*/true);
+            p[1], p[2], training, grad_prefix, /*accumulate=*/true, &owed);
         layer_grads.gamma = grads1.gamma;
         layer_grads.beta = grads1.beta;
         layer_grads.conv_weight = grads1.weight;
@@ -684,6 +696,7 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
     grads[first + 2] = layer_grads.conv_weight;
   }
 
+  settle(0, c0);
   variable_list result;
   result.reserve(params.size() + 2);
   result.push_back(grad_features.narrow(1, 0, c0).contiguous());  // frees dF on return

@@ -220,6 +220,55 @@ TEST(BnReluKernel, FusedWithConv1x1InColumnTiles) {
   }
 }
 
+TEST(BnReluKernel, FusedWithConv1x1DefersTheStatisticsTerms) {
+  // With `deferred`, the backward adds what was owed to its channels in its own pass and owes
+  // its batch-statistics terms instead of adding them; settling afterwards must give what the
+  // plain call gives after the owed terms were added first.
+  torch::manual_seed(9);
+  for (torch::Dtype dtype : {torch::kFloat, torch::kDouble}) {
+    const auto options = torch::TensorOptions().dtype(dtype);
+    const int64_t n = 3, c = 7, b = 4, h = 5, w = 6, wide = c + 2;
+    const torch::Tensor buffer = torch::randn({n, wide, h, w}, options) * 2 + 0.3;
+    const torch::Tensor x = buffer.narrow(1, 0, c);
+    const torch::Tensor gamma = torch::rand({c}, options) + 0.5, beta = torch::randn({c}, options);
+    const torch::Tensor weight = torch::randn({b, c, 1, 1}, options);
+    auto [batch_mean, batch_var] = channel_mean_var(buffer);
+    const torch::Tensor mean = batch_mean.to(dtype).narrow(0, 0, c);
+    const torch::Tensor invstd = (batch_var + 1e-5).rsqrt().to(dtype).narrow(0, 0, c);
+    const torch::Tensor grad_out = torch::randn({n, b, h, w}, options);
+    const torch::Tensor initial = torch::randn({n, wide, h, w}, options);
+    auto grad_output_of = [&](int64_t i) { return grad_out[i]; };
+    // Owed before the call: random terms on all `wide` channels, with the block's means.
+    DeferredNormTerms owed(wide);
+    for (int64_t ch = 0; ch < wide; ++ch) {
+      owed.offset[ch] = torch::randn({}).item<double>();
+      owed.slope[ch] = torch::randn({}).item<double>();
+      owed.mean[ch] = batch_mean[ch].item<double>();
+    }
+    DeferredNormTerms owed_copy = owed;
+
+    torch::Tensor expected = initial.clone();
+    apply_deferred_norm_terms(buffer, expected, owed_copy, 0);
+    torch::Tensor expected_x = expected.narrow(1, 0, c);
+    const NormReluConv1x1Grads plain = norm_relu_conv1x1_backward(
+        grad_output_of, x, mean, invstd, gamma, beta, weight, /*training=*/true, expected_x,
+        /*accumulate=*/true);
+    for (int64_t ch = 0; ch < wide; ++ch) EXPECT_EQ(owed_copy.offset[ch], 0.0) << "settled";
+
+    torch::Tensor actual = initial.clone();
+    torch::Tensor actual_x = actual.narrow(1, 0, c);
+    const NormReluConv1x1Grads deferring = norm_relu_conv1x1_backward(
+        grad_output_of, x, mean, invstd, gamma, beta, weight, /*training=*/true, actual_x,
+        /*accumulate=*/true, &owed);
+    EXPECT_NE(owed.slope[0], 0.0) << "owes its own terms";
+    apply_deferred_norm_terms(buffer, actual, owed, 0);
+    const double tolerance = dtype == torch::kFloat ? 1e-5 : 1e-12;
+    EXPECT_TRUE(testing::tensors_close("deferred grad_x", actual, expected, tolerance));
+    EXPECT_TRUE(testing::tensors_identical("grad_gamma", deferring.gamma, plain.gamma));
+    EXPECT_TRUE(testing::tensors_identical("grad_weight", deferring.weight, plain.weight));
+  }
+}
+
 TEST(BnReluKernel, FusedWithConv1x1TakesOnlyWhatItSupports) {
   const torch::Tensor x = torch::randn({2, 4, 3, 3});
   EXPECT_TRUE(norm_relu_conv1x1_supported(x, torch::randn({6, 4, 1, 1})));

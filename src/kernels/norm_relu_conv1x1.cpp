@@ -24,13 +24,19 @@ DENSENET_MULTIVERSION void plane_bn_relu(const T* x, T* out, int64_t n, ChannelR
   for (int64_t i = 0; i < n; ++i) out[i] = relu.value(x[i]);
 }
 
+// Deferred batch-statistics terms of one channel, in T: offset + (x - mean) * slope.
+template <typename T>
+struct PendingTerms {
+  T offset = 0, mean = 0, slope = 0;
+};
+
 // dz = da where the ReLU was active; adds sum dz and sum dz * (x - mean) to the channel's sums
 // (lanes in T, the plane's total in double, as bn_relu_backward) and writes or adds
-// scale * dz to grad_x.
+// scale * dz, plus the channel's pending terms, to grad_x.
 template <typename T, bool kAccumulate>
 DENSENET_MULTIVERSION void plane_scaled_dz_and_sums(const T* da, const T* x, T* grad_x, int64_t n,
-                                                    ChannelRelu<T> relu, double* sum_dz,
-                                                    double* sum_dz_xc) {
+                                                    ChannelRelu<T> relu, PendingTerms<T> pending,
+                                                    double* sum_dz, double* sum_dz_xc) {
   T lanes_dz[kLanes] = {};
   T lanes_dz_xc[kLanes] = {};
   auto step = [&](int64_t i, T& acc_dz, T& acc_dz_xc) {
@@ -39,10 +45,11 @@ DENSENET_MULTIVERSION void plane_scaled_dz_and_sums(const T* da, const T* x, T* 
     const T dz = relu.active(v) ? g : T(0);
     acc_dz += dz;
     acc_dz_xc += dz * (v - relu.mean);
+    const T dx = relu.scale * dz + (pending.offset + (v - pending.mean) * pending.slope);
     if constexpr (kAccumulate) {
-      grad_x[i] += relu.scale * dz;
+      grad_x[i] += dx;
     } else {
-      grad_x[i] = relu.scale * dz;
+      grad_x[i] = dx;
     }
   };
   int64_t i = 0;
@@ -146,7 +153,7 @@ NormReluConv1x1Grads norm_relu_conv1x1_backward(
     const std::function<torch::Tensor(int64_t)>& grad_output_of, const torch::Tensor& x,
     const torch::Tensor& mean, const torch::Tensor& invstd, const torch::Tensor& gamma,
     const torch::Tensor& beta, const torch::Tensor& weight, bool training, torch::Tensor& grad_x,
-    bool accumulate) {
+    bool accumulate, DeferredNormTerms* deferred) {
   RECORD_USER_SCOPE("densenet::norm_relu_conv1x1_backward");
   TORCH_INTERNAL_ASSERT(norm_relu_conv1x1_supported(x, weight) &&
                             cpu_float_or_double_planes(grad_x) && grad_x.sizes() == x.sizes() &&
@@ -154,6 +161,8 @@ NormReluConv1x1Grads norm_relu_conv1x1_backward(
                         "norm_relu_conv1x1_backward: x ", x.sizes(), ", weight ", weight.sizes(),
                         ", grad_x ", grad_x.sizes());
   const int64_t n = x.size(0), c = x.size(1), plane = x.size(2) * x.size(3);
+  TORCH_INTERNAL_ASSERT(deferred == nullptr || deferred->channels() >= c,
+                        "norm_relu_conv1x1_backward: deferred terms for too few channels");
   const int64_t b = weight.size(0);
   const torch::Tensor w = weight.view({b, c});  // (B, C)
   const torch::Tensor m = mean.contiguous(), is = invstd.contiguous(), g = gamma.contiguous(),
@@ -179,6 +188,16 @@ NormReluConv1x1Grads norm_relu_conv1x1_backward(
     std::vector<ChannelRelu<T>> relus;
     relus.reserve(static_cast<size_t>(c));
     for (int64_t ch = 0; ch < c; ++ch) relus.emplace_back(mp[ch], gp[ch] * isp[ch], bp[ch]);
+    // Terms deferred by earlier calls are added in this pass, and taken off the books.
+    std::vector<PendingTerms<T>> pending(static_cast<size_t>(c));
+    if (deferred != nullptr) {
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const size_t j = static_cast<size_t>(ch);
+        pending[j] = {static_cast<T>(deferred->offset[j]), static_cast<T>(deferred->mean[j]),
+                      static_cast<T>(deferred->slope[j])};
+        deferred->offset[j] = deferred->slope[j] = 0.0;
+      }
+    }
     const T* in = x.data_ptr<T>();
     T* gx = grad_x.data_ptr<T>();
     const int64_t x_batch = x.stride(0), x_channel = x.stride(1);
@@ -211,11 +230,12 @@ NormReluConv1x1Grads norm_relu_conv1x1_backward(
                 const ChannelRelu<T>& relu = relus[static_cast<size_t>(ch)];
                 const T* x_row = x_i + ch * x_channel + first;
                 T* gx_row = gx_i + ch * gx_channel + first;
+                const PendingTerms<T> terms = pending[static_cast<size_t>(ch)];
                 if (accumulate) {
-                  plane_scaled_dz_and_sums<T, true>(a + ch * len, x_row, gx_row, len, relu,
+                  plane_scaled_dz_and_sums<T, true>(a + ch * len, x_row, gx_row, len, relu, terms,
                                                     &sum_dz[ch], &sum_dz_xc[ch]);
                 } else {
-                  plane_scaled_dz_and_sums<T, false>(a + ch * len, x_row, gx_row, len, relu,
+                  plane_scaled_dz_and_sums<T, false>(a + ch * len, x_row, gx_row, len, relu, terms,
                                                      &sum_dz[ch], &sum_dz_xc[ch]);
                 }
               }
@@ -226,7 +246,7 @@ NormReluConv1x1Grads norm_relu_conv1x1_backward(
     T* dg = grads.gamma.data_ptr<T>();
     T* db = grads.beta.data_ptr<T>();
     const double count = static_cast<double>(n * plane);
-    std::vector<T> k1(static_cast<size_t>(c)), k2(static_cast<size_t>(c));
+    std::vector<double> k1(static_cast<size_t>(c)), k2(static_cast<size_t>(c));
     for (int64_t ch = 0; ch < c; ++ch) {
       double s1 = 0, s2 = 0;
       for (int64_t t = 0; t < workers; ++t) {
@@ -237,10 +257,18 @@ NormReluConv1x1Grads norm_relu_conv1x1_backward(
       const double inv = static_cast<double>(isp[ch]);
       dg[ch] = static_cast<T>(s2 * inv);
       db[ch] = static_cast<T>(s1);
-      k1[static_cast<size_t>(ch)] = static_cast<T>(-scale * s1 / count);
-      k2[static_cast<size_t>(ch)] = static_cast<T>(-scale * inv * inv * s2 / count);
+      k1[static_cast<size_t>(ch)] = -scale * s1 / count;
+      k2[static_cast<size_t>(ch)] = -scale * inv * inv * s2 / count;
     }
-    if (training) {
+    if (training && deferred != nullptr) {
+      // This norm's batch-statistics terms wait for the next pass over these channels.
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const size_t j = static_cast<size_t>(ch);
+        deferred->offset[j] = k1[j];
+        deferred->slope[j] = k2[j];
+        deferred->mean[j] = static_cast<double>(mp[ch]);
+      }
+    } else if (training) {
       at::parallel_for(0, n * c, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, plane)),
                        [&](int64_t begin, int64_t end) {
                          for (int64_t item = begin; item < end; ++item) {
@@ -248,13 +276,59 @@ NormReluConv1x1Grads norm_relu_conv1x1_backward(
                            const size_t j = static_cast<size_t>(ch);
                            plane_add_statistics_terms(in + i * x_batch + ch * x_channel,
                                                       gx + i * gx_batch + ch * gx_channel, plane,
-                                                      mp[ch], k1[j], k2[j]);
+                                                      mp[ch], static_cast<T>(k1[j]),
+                                                      static_cast<T>(k2[j]));
                          }
                        });
     }
   });
   grads.weight = partial_grad_w_t.sum(0).t().contiguous().view_as(weight);
   return grads;
+}
+
+DeferredNormTerms::DeferredNormTerms(int64_t channels)
+    : offset(static_cast<size_t>(channels), 0.0),
+      slope(static_cast<size_t>(channels), 0.0),
+      mean(static_cast<size_t>(channels), 0.0) {}
+
+void apply_deferred_norm_terms(const torch::Tensor& x, torch::Tensor& grad_x,
+                               DeferredNormTerms& deferred, int64_t first_channel) {
+  RECORD_USER_SCOPE("densenet::apply_deferred_norm_terms");
+  const int64_t c = x.size(1);
+  TORCH_INTERNAL_ASSERT(first_channel >= 0 && first_channel + c <= deferred.channels(),
+                        "apply_deferred_norm_terms: channels ", first_channel, "+", c, " of ",
+                        deferred.channels());
+  bool any = false;  // only the fused kernel owes terms, so other layouts and dtypes owe none
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const size_t j = static_cast<size_t>(first_channel + ch);
+    any = any || deferred.offset[j] != 0.0 || deferred.slope[j] != 0.0;
+  }
+  if (!any) return;
+  TORCH_INTERNAL_ASSERT(cpu_float_or_double_planes(x) && cpu_float_or_double_planes(grad_x) &&
+                            x.sizes() == grad_x.sizes() && x.scalar_type() == grad_x.scalar_type(),
+                        "apply_deferred_norm_terms: x ", x.sizes(), ", grad_x ", grad_x.sizes());
+  const int64_t n = x.size(0), plane = x.size(2) * x.size(3);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "apply_deferred_norm_terms", [&] {
+    using T = scalar_t;
+    const T* in = x.data_ptr<T>();
+    T* gx = grad_x.data_ptr<T>();
+    at::parallel_for(0, n * c, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, plane)),
+                     [&](int64_t begin, int64_t end) {
+                       for (int64_t item = begin; item < end; ++item) {
+                         const int64_t i = item / c, ch = item % c;
+                         const size_t j = static_cast<size_t>(first_channel + ch);
+                         plane_add_statistics_terms(
+                             in + i * x.stride(0) + ch * x.stride(1),
+                             gx + i * grad_x.stride(0) + ch * grad_x.stride(1), plane,
+                             static_cast<T>(deferred.mean[j]), static_cast<T>(deferred.offset[j]),
+                             static_cast<T>(deferred.slope[j]));
+                       }
+                     });
+  });
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const size_t j = static_cast<size_t>(first_channel + ch);
+    deferred.offset[j] = deferred.slope[j] = 0.0;
+  }
 }
 
 }  // namespace densenet::kernels

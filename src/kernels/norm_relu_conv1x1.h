@@ -14,6 +14,7 @@
 #include <torch/types.h>
 
 #include <functional>
+#include <vector>
 
 namespace densenet::kernels {
 
@@ -25,6 +26,26 @@ bool norm_relu_conv1x1_supported(const torch::Tensor& x, const torch::Tensor& we
 void norm_relu_conv1x1_forward(const torch::Tensor& x, const torch::Tensor& mean,
                                const torch::Tensor& scale, const torch::Tensor& beta,
                                const torch::Tensor& weight, torch::Tensor& out);
+
+/// Batch-statistics terms of norm backward passes not yet added to a gradient buffer: channel
+/// c of the buffer is owed offset[c] + (x[:, c] - mean[c]) * slope[c]. Every norm in a dense
+/// block normalises channel c with the same batch mean, so the terms that successive layers owe
+/// a channel add up; the fused backward adds what is owed while it passes over the channels
+/// anyway, and owes its own terms in turn, instead of a pass over the layer input of its own.
+/// Whoever reads the buffer first settles it (apply_deferred_norm_terms).
+struct DeferredNormTerms {
+  explicit DeferredNormTerms(int64_t channels);
+  int64_t channels() const { return static_cast<int64_t>(offset.size()); }
+  std::vector<double> offset;  // (C,)
+  std::vector<double> slope;   // (C,)
+  std::vector<double> mean;    // (C,)
+};
+
+/// Adds what `deferred` holds for channels [first_channel, first_channel + C) to grad_x and
+/// clears it; x and grad_x are those channels of the block buffer and of its gradient,
+/// (N, C, H, W) with contiguous planes.
+void apply_deferred_norm_terms(const torch::Tensor& x, torch::Tensor& grad_x,
+                               DeferredNormTerms& deferred, int64_t first_channel);
 
 struct NormReluConv1x1Grads {
   torch::Tensor weight;  // (B, C, 1, 1)
@@ -41,11 +62,12 @@ struct NormReluConv1x1Grads {
 /// Per sample, in a per-thread buffer A (C, H*W): A = relu(bn(x[n])); dW += dY A^T; A = W^T dY;
 /// then dz = A where the ReLU was active, the batch sums of dz and dz * (x - mean), and
 /// grad_x[n] (+)= scale * dz. Training then adds the batch-statistics terms in a second pass
-/// over x and grad_x.
+/// over x and grad_x, or, given `deferred`, owes them there (channels [0, C)): the terms it
+/// already held for those channels are added in the first pass.
 NormReluConv1x1Grads norm_relu_conv1x1_backward(
     const std::function<torch::Tensor(int64_t)>& grad_output_of, const torch::Tensor& x,
     const torch::Tensor& mean, const torch::Tensor& invstd, const torch::Tensor& gamma,
     const torch::Tensor& beta, const torch::Tensor& weight, bool training, torch::Tensor& grad_x,
-    bool accumulate);
+    bool accumulate, DeferredNormTerms* deferred = nullptr);
 
 }  // namespace densenet::kernels
