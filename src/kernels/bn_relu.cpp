@@ -16,10 +16,9 @@ namespace densenet::kernels {
 namespace {
 
 using detail::ChannelRelu;
-
-// Independent partial sums so the compiler can vectorise reductions without reassociating
-// (which it may not do for floating point without -ffast-math).
-constexpr int kLanes = 8;
+using detail::grain_for;
+using detail::has_contiguous_planes;
+using detail::kLanes;
 
 template <typename T>
 DENSENET_MULTIVERSION double plane_sum(const T* x, int64_t n) {
@@ -113,10 +112,6 @@ struct PlaneLayout {
   int64_t batch, channels, plane, batch_stride, channel_stride;
 };
 
-bool has_contiguous_planes(const torch::Tensor& t) {
-  return t.dim() == 4 && t.stride(3) == 1 && (t.size(2) <= 1 || t.stride(2) == t.size(3));
-}
-
 PlaneLayout layout_of(const torch::Tensor& t) {
   return {t.size(0), t.size(1), t.size(2) * t.size(3), t.stride(0), t.stride(1)};
 }
@@ -132,11 +127,6 @@ bool use_cpu_kernel(std::initializer_list<const torch::Tensor*> tensors) {
     if (t->dim() == 1 && !t->is_contiguous()) return false;
   }
   return true;
-}
-
-int64_t grain_for(int64_t work_per_item) {
-  // Enough work per task that thread start-up does not dominate (about 32k elements).
-  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work_per_item));
 }
 
 torch::Tensor per_channel(const torch::Tensor& v) {

@@ -2,7 +2,10 @@
 
 // The BN-ReLU of one channel as the CPU kernels evaluate it (bn_relu.cpp and the fused
 // BN-ReLU + 1x1 convolution in norm_relu_conv1x1.cpp): both must apply exactly the same ReLU
-// mask, so both take it from here. Internal to the kernels.
+// mask, so both take it from here, with the loop conventions they share. Internal to the
+// kernels.
+
+#include <torch/types.h>
 
 #include <algorithm>
 #include <cmath>
@@ -19,6 +22,21 @@
 #endif
 
 namespace densenet::kernels::detail {
+
+// Independent partial sums so the compiler can vectorise reductions without reassociating
+// (which it may not do for floating point without -ffast-math).
+constexpr int kLanes = 8;
+
+/// Items per parallel task: enough work per task that thread start-up does not dominate
+/// (about 32k elements).
+inline int64_t grain_for(int64_t work_per_item) {
+  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work_per_item));
+}
+
+/// (N, C, H, W) whose H*W plane of each (n, c) is contiguous; batch and channel strides free.
+inline bool has_contiguous_planes(const torch::Tensor& t) {
+  return t.dim() == 4 && t.stride(3) == 1 && (t.size(2) <= 1 || t.stride(2) == t.size(3));
+}
 
 // The pre-activation (x - mean) * scale + beta, evaluated so that its sign is right even when
 // it nearly cancels: for float in double (every float product and difference involved is

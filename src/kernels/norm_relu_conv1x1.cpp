@@ -16,8 +16,8 @@ namespace densenet::kernels {
 namespace {
 
 using detail::ChannelRelu;
-
-constexpr int kLanes = 8;  // independent partial sums, as in bn_relu.cpp
+using detail::grain_for;
+using detail::kLanes;
 
 template <typename T>
 DENSENET_MULTIVERSION void plane_bn_relu(const T* x, T* out, int64_t n, ChannelRelu<T> relu) {
@@ -75,9 +75,9 @@ DENSENET_MULTIVERSION void plane_add_statistics_terms(const T* x, T* grad_x, int
 }
 
 bool cpu_float_or_double_planes(const torch::Tensor& t) {
-  return t.device().is_cpu() && t.dim() == 4 &&
+  return t.device().is_cpu() &&
          (t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kDouble) &&
-         t.stride(3) == 1 && (t.size(2) <= 1 || t.stride(2) == t.size(3));
+         detail::has_contiguous_planes(t);
 }
 
 // The per-thread BN-ReLU buffer holds a sample's whole (C, H*W) when it is at most this size,
@@ -185,9 +185,9 @@ NormReluConv1x1Grads norm_relu_conv1x1_backward(
     const T* bp = bt.data_ptr<T>();
     // scale = gamma * invstd in T: the same expression as the forward's (NormState::scale), so
     // the ReLU mask is the forward's.
-    std::vector<ChannelRelu<T>> relus;
-    relus.reserve(static_cast<size_t>(c));
-    for (int64_t ch = 0; ch < c; ++ch) relus.emplace_back(mp[ch], gp[ch] * isp[ch], bp[ch]);
+    std::vector<T> scale(static_cast<size_t>(c));
+    for (int64_t ch = 0; ch < c; ++ch) scale[static_cast<size_t>(ch)] = gp[ch] * isp[ch];
+    const auto relus = channel_relus(mp, scale.data(), bp, c);
     // Terms deferred by earlier calls are added in this pass, and taken off the books.
     std::vector<PendingTerms<T>> pending(static_cast<size_t>(c));
     if (deferred != nullptr) {
@@ -269,17 +269,15 @@ NormReluConv1x1Grads norm_relu_conv1x1_backward(
         deferred->mean[j] = static_cast<double>(mp[ch]);
       }
     } else if (training) {
-      at::parallel_for(0, n * c, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, plane)),
-                       [&](int64_t begin, int64_t end) {
-                         for (int64_t item = begin; item < end; ++item) {
-                           const int64_t i = item / c, ch = item % c;
-                           const size_t j = static_cast<size_t>(ch);
-                           plane_add_statistics_terms(in + i * x_batch + ch * x_channel,
-                                                      gx + i * gx_batch + ch * gx_channel, plane,
-                                                      mp[ch], static_cast<T>(k1[j]),
-                                                      static_cast<T>(k2[j]));
-                         }
-                       });
+      at::parallel_for(0, n * c, grain_for(plane), [&](int64_t begin, int64_t end) {
+        for (int64_t item = begin; item < end; ++item) {
+          const int64_t i = item / c, ch = item % c;
+          const size_t j = static_cast<size_t>(ch);
+          plane_add_statistics_terms(in + i * x_batch + ch * x_channel,
+                                     gx + i * gx_batch + ch * gx_channel, plane, mp[ch],
+                                     static_cast<T>(k1[j]), static_cast<T>(k2[j]));
+        }
+      });
     }
   });
   grads.weight = partial_grad_w_t.sum(0).t().contiguous().view_as(weight);
@@ -312,18 +310,17 @@ void apply_deferred_norm_terms(const torch::Tensor& x, torch::Tensor& grad_x,
     using T = scalar_t;
     const T* in = x.data_ptr<T>();
     T* gx = grad_x.data_ptr<T>();
-    at::parallel_for(0, n * c, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, plane)),
-                     [&](int64_t begin, int64_t end) {
-                       for (int64_t item = begin; item < end; ++item) {
-                         const int64_t i = item / c, ch = item % c;
-                         const size_t j = static_cast<size_t>(first_channel + ch);
-                         plane_add_statistics_terms(
-                             in + i * x.stride(0) + ch * x.stride(1),
-                             gx + i * grad_x.stride(0) + ch * grad_x.stride(1), plane,
-                             static_cast<T>(deferred.mean[j]), static_cast<T>(deferred.offset[j]),
-                             static_cast<T>(deferred.slope[j]));
-                       }
-                     });
+    at::parallel_for(0, n * c, grain_for(plane), [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t i = item / c, ch = item % c;
+        const size_t j = static_cast<size_t>(first_channel + ch);
+        plane_add_statistics_terms(in + i * x.stride(0) + ch * x.stride(1),
+                                   gx + i * grad_x.stride(0) + ch * grad_x.stride(1), plane,
+                                   static_cast<T>(deferred.mean[j]),
+                                   static_cast<T>(deferred.offset[j]),
+                                   static_cast<T>(deferred.slope[j]));
+      }
+    });
   });
   for (int64_t ch = 0; ch < c; ++ch) {
     const size_t j = static_cast<size_t>(first_channel + ch);
