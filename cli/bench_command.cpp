@@ -4,10 +4,10 @@
 #include "child_process.h"
 #include "model_arguments.h"
 
-#include "densenet/architecture.h"
-#include "densenet/benchmark.h"
-#include "densenet/memory_tracker.h"
-#include "densenet/threads.h"
+#include "densenet/model/architecture.h"
+#include "densenet/tools/benchmark.h"
+#include "densenet/tools/memory_tracker.h"
+#include "densenet/util/threads.h"
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>

@@ -3,10 +3,10 @@
 #include "arguments.h"
 #include "model_arguments.h"
 
-#include "densenet/densenet.h"
-#include "densenet/pth_file.h"
-#include "densenet/safetensors.h"
-#include "densenet/weights.h"
+#include "densenet/io/pth_file.h"
+#include "densenet/io/safetensors.h"
+#include "densenet/io/weights.h"
+#include "densenet/model/densenet.h"
 
 #include <cstdio>
 #include <iostream>
@@ -77,8 +77,7 @@ int convert_command(const std::vector<std::string>& raw_args) {
                   " with these options: ", error.what_without_backtrace());
     }
   }
-  const StateDict converted =
-      layout == KeyLayout::Torchvision ? canonical : to_efficient_pytorch_keys(canonical);
+  const StateDict converted = from_torchvision_keys(canonical, layout);
 
   if (ends_with(*output, ".safetensors")) {
     write_safetensors(*output, converted);
@@ -102,9 +101,8 @@ int convert_command(const std::vector<std::string>& raw_args) {
   std::printf("%s (%s, %zu tensors%s) -> %s (%s keys, %zu tensors, %lld renamed or added)\n",
               input->c_str(), (file.format + " format").c_str(), original.size(),
               located.path.empty() ? "" : (" under '" + located.path + "'").c_str(),
-              output->c_str(),
-              layout == KeyLayout::Torchvision ? "torchvision" : "efficient-pytorch",
-              converted.size(), static_cast<long long>(renamed));
+              output->c_str(), key_layout_name(layout), converted.size(),
+              static_cast<long long>(renamed));
   return 0;
 }
 

@@ -3,7 +3,7 @@
 #include "arguments.h"
 #include "model_arguments.h"
 
-#include "densenet/gradcheck.h"
+#include "densenet/tools/gradcheck.h"
 
 #include <cstdio>
 #include <iostream>

@@ -3,12 +3,12 @@
 #include "arguments.h"
 #include "model_arguments.h"
 
-#include "densenet/architecture.h"
-#include "densenet/densenet.h"
-#include "densenet/memory_plan.h"
-#include "densenet/memory_tracker.h"
-#include "densenet/presets.h"
-#include "densenet/state_dict.h"
+#include "densenet/io/state_dict.h"
+#include "densenet/model/architecture.h"
+#include "densenet/model/densenet.h"
+#include "densenet/model/memory_plan.h"
+#include "densenet/model/presets.h"
+#include "densenet/tools/memory_tracker.h"
 
 #include <nlohmann/json.hpp>
 

@@ -2,7 +2,7 @@
 
 #include "arguments.h"
 
-#include "densenet/weights.h"
+#include "densenet/io/weights.h"
 
 #include <nlohmann/json.hpp>
 

@@ -2,7 +2,7 @@
 
 #include <torch/cuda.h>
 
-#include "densenet/presets.h"
+#include "densenet/model/presets.h"
 
 #include <c10/util/Exception.h>
 

@@ -2,7 +2,7 @@
 
 #include "arguments.h"
 
-#include "densenet/options.h"
+#include "densenet/model/options.h"
 
 #include <torch/types.h>
 

@@ -3,10 +3,10 @@
 #include "arguments.h"
 #include "model_arguments.h"
 
-#include "densenet/densenet.h"
-#include "densenet/image.h"
-#include "densenet/image_transform.h"
-#include "densenet/weights.h"
+#include "densenet/data/image.h"
+#include "densenet/data/image_transform.h"
+#include "densenet/io/weights.h"
+#include "densenet/model/densenet.h"
 
 #include <c10/util/Exception.h>
 #include <torch/torch.h>

@@ -2,8 +2,8 @@
 // c10::Error; a crash, hang, leak, sanitizer report or uncaught exception is a bug. What loads
 // must also survive the rest of the weights path and a write/read round trip.
 
-#include "densenet/pth_file.h"
-#include "densenet/weights.h"
+#include "densenet/io/pth_file.h"
+#include "densenet/io/weights.h"
 
 #include <c10/util/Exception.h>
 

@@ -2,8 +2,8 @@
 // Python test can check that what C++ writes is what Python wrote.
 // usage: pth_rewrite IN OUT [--zip64]   (--zip64 forces zip64 records on every entry)
 
-#include "densenet/atomic_file.h"
-#include "densenet/pth_file.h"
+#include "densenet/io/atomic_file.h"
+#include "densenet/io/pth_file.h"
 
 #include <c10/util/Exception.h>
 

@@ -1,61 +1,8 @@
 #pragma once
 
-#include "densenet/architecture.h"
-#include "densenet/dense_block.h"
-#include "densenet/options.h"
-#include "densenet/transition.h"
-
-#include <torch/nn/module.h>
-#include <torch/nn/modules/container/sequential.h>
-#include <torch/nn/modules/linear.h>
-#include <torch/nn/pimpl.h>
-
-#include <vector>
-
-namespace densenet {
-
-/// DenseNet / DenseNet-BC with torchvision's module tree, so that state-dict keys, shapes and
-/// numerics match `torchvision.models.DenseNet` (and the original project's small-input
-/// variant) and weights move both ways:
-///   features.conv0, [features.norm0],
-///   features.denseblock{b}.denselayer{l}.{norm1,conv1,norm2,conv2},
-///   features.transition{t}.{norm,conv}, features.norm{B+1}, classifier.
-class DenseNetImpl : public torch::nn::Cloneable<DenseNetImpl> {
- public:
-  explicit DenseNetImpl(const DenseNetOptions& options = {});
-
-  /// Builds the modules and initialises them as torchvision does: convolutions
-  /// kaiming_normal_ (fan_in, gain sqrt(2)), BN weight 1 and bias 0, classifier bias 0.
-  void reset() override;
-  void pretty_print(std::ostream& stream) const override;
-
-  /// input: (N, in_channels, H, W) -> logits (N, num_classes).
-  torch::Tensor forward(const torch::Tensor& input);
-
-  /// Converts parameters and floating-point buffers only, as PyTorch's Module.to does:
-  /// LibTorch's default would also turn the int64 `num_batches_tracked` counters into floats,
-  /// and checkpoints would no longer match PyTorch's.
-  using torch::nn::Module::to;
-  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
-  void to(torch::Dtype dtype, bool non_blocking = false) override;
-
-  DenseNetOptions options;
-  ArchitecturePlan plan;
-  torch::nn::Sequential features{nullptr};
-  torch::nn::Linear classifier{nullptr};
-  /// The same modules as in `features`, for direct access.
-  std::vector<DenseBlock> blocks;
-  std::vector<Transition> transitions;  // one fewer than blocks
-  torch::nn::BatchNorm2d final_norm{nullptr};
-
-  /// Name of the final batch norm: "norm5" for four blocks, as torchvision.
-  std::string final_norm_name() const;
-
- private:
-  torch::Tensor forward_stem(const torch::Tensor& input);
-  /// The efficient modes: each block with its transition (or the final norm) as one op.
-  torch::Tensor forward_stages(const torch::Tensor& stem_output);
-};
-TORCH_MODULE(DenseNet);
-
-}  // namespace densenet
+// The library in one include: the model, its options and presets, and the thread setting.
+// Narrower headers live under densenet/{model,kernels,io,data,tools,util}/.
+#include "densenet/model/densenet.h"
+#include "densenet/model/options.h"
+#include "densenet/model/presets.h"
+#include "densenet/util/threads.h"

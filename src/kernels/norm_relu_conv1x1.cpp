@@ -1,7 +1,7 @@
 #include "kernels/norm_relu_conv1x1.h"
 
 #include "kernels/channel_relu.h"
-#include "parallel.h"
+#include "util/parallel.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

@@ -1,0 +1,81 @@
+#include "densenet/io/state_dict.h"
+
+#include <c10/util/Exception.h>
+#include <torch/utils.h>
+
+#include <sstream>
+#include <vector>
+
+namespace densenet {
+
+namespace {
+
+void collect(const torch::nn::Module& module, const std::string& prefix, StateDict& out) {
+  for (const auto& item : module.named_parameters(/*recurse=*/false)) {
+    out.insert(prefix + item.key(), item.value());
+  }
+  for (const auto& item : module.named_buffers(/*recurse=*/false)) {
+    out.insert(prefix + item.key(), item.value());
+  }
+  for (const auto& child : module.named_children()) {
+    collect(*child.value(), prefix + child.key() + ".", out);
+  }
+}
+
+constexpr size_t kMaxListedProblems = 20;
+
+void list_problems(std::ostringstream& message, const char* title,
+                   const std::vector<std::string>& problems) {
+  if (problems.empty()) return;
+  message << "\n  " << title << " (" << problems.size() << "):";
+  for (size_t i = 0; i < problems.size() && i < kMaxListedProblems; ++i) {
+    message << "\n    " << problems[i];
+  }
+  if (problems.size() > kMaxListedProblems) {
+    message << "\n    ... and " << problems.size() - kMaxListedProblems << " more";
+  }
+}
+
+}  // namespace
+
+StateDict state_dict(const torch::nn::Module& module) {
+  StateDict out;
+  collect(module, "", out);
+  return out;
+}
+
+void load_state_dict(torch::nn::Module& module, const StateDict& state, bool strict) {
+  StateDict own = state_dict(module);
+  std::vector<std::string> missing, unexpected, mismatched;
+  for (const auto& item : own) {
+    const torch::Tensor* given = state.find(item.key());
+    if (given == nullptr) {
+      missing.push_back(item.key());
+    } else if (given->sizes() != item.value().sizes()) {
+      std::ostringstream line;
+      line << item.key() << ": file has " << given->sizes() << ", model has "
+           << item.value().sizes();
+      mismatched.push_back(line.str());
+    }
+  }
+  for (const auto& item : state) {
+    if (own.find(item.key()) == nullptr) unexpected.push_back(item.key());
+  }
+  const bool key_problems = strict && (!missing.empty() || !unexpected.empty());
+  if (key_problems || !mismatched.empty()) {
+    std::ostringstream message;
+    message << "cannot load state dict into " << module.name() << ":";
+    if (strict) {
+      list_problems(message, "missing keys", missing);
+      list_problems(message, "unexpected keys", unexpected);
+    }
+    list_problems(message, "shape mismatches", mismatched);
+    TORCH_CHECK(false, message.str());
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& item : own) {
+    if (const torch::Tensor* given = state.find(item.key())) item.value().copy_(*given);
+  }
+}
+
+}  // namespace densenet

@@ -1,0 +1,74 @@
+#include "densenet/io/state_dict.h"
+#include "densenet/model/densenet.h"
+
+#include "support/expect_error.h"
+
+#include <gtest/gtest.h>
+
+namespace densenet {
+namespace {
+
+DenseNetOptions tiny() {
+  return DenseNetOptions()
+      .num_init_features(4)
+      .growth_rate(2)
+      .block_config({1, 1})
+      .bn_size(2)
+      .num_classes(3);
+}
+
+TEST(StateDict, RoundTripsBetweenModels) {
+  DenseNet a(tiny()), b(tiny());
+  load_state_dict(*b, state_dict(*a));
+  for (const auto& item : state_dict(*a)) {
+    EXPECT_TRUE(torch::equal(item.value(), state_dict(*b)[item.key()])) << item.key();
+  }
+}
+
+TEST(StateDict, StrictLoadListsEveryProblemAtOnce) {
+  DenseNet model(tiny());
+  StateDict state;
+  for (const auto& item : state_dict(*model)) state.insert(item.key(), item.value() + 1);
+  state.erase("classifier.bias");
+  state.erase("features.conv0.weight");
+  state.insert("features.extra.weight", torch::zeros({1}));
+  state["features.norm3.weight"] = torch::zeros({5});
+  const torch::Tensor before = model->classifier->weight.clone();
+  try {
+    load_state_dict(*model, state);
+    ADD_FAILURE() << "expected an error";
+  } catch (const c10::Error& e) {
+    const std::string message = e.what_without_backtrace();
+    EXPECT_NE(message.find("missing keys (2)"), std::string::npos) << message;
+    EXPECT_NE(message.find("classifier.bias"), std::string::npos) << message;
+    EXPECT_NE(message.find("features.conv0.weight"), std::string::npos) << message;
+    EXPECT_NE(message.find("unexpected keys (1):\n    features.extra.weight"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("features.norm3.weight: file has [5], model has ["), std::string::npos)
+        << message;
+  }
+  EXPECT_TRUE(torch::equal(model->classifier->weight, before)) << "a failed load copied tensors";
+}
+
+TEST(StateDict, NonStrictLoadsWhatMatches) {
+  DenseNet model(tiny());
+  StateDict state;
+  state.insert("classifier.bias", torch::full({3}, 7.0));
+  state.insert("not.a.key", torch::zeros({1}));
+  load_state_dict(*model, state, /*strict=*/false);
+  EXPECT_TRUE(torch::equal(model->classifier->bias, torch::full({3}, 7.0)));
+}
+
+TEST(StateDict, ConvertsDtypeOnLoad) {
+  DenseNet model(tiny());
+  StateDict state;
+  for (const auto& item : state_dict(*model)) {
+    state.insert(item.key(), item.value().is_floating_point() ? item.value().to(torch::kFloat64)
+                                                              : item.value().clone());
+  }
+  EXPECT_NO_THROW(load_state_dict(*model, state));
+  EXPECT_EQ(model->classifier->weight.scalar_type(), torch::kFloat32);
+}
+
+}  // namespace
+}  // namespace densenet

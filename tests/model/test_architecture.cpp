@@ -1,0 +1,95 @@
+#include "densenet/model/architecture.h"
+#include "densenet/model/presets.h"
+
+#include "support/expect_error.h"
+
+#include <gtest/gtest.h>
+
+namespace densenet {
+namespace {
+
+TEST(Architecture, DepthMatchesPresetNames) {
+  const std::pair<const char*, int64_t> expected[] = {
+      {"densenet121", 121},     {"densenet161", 161},     {"densenet169", 169},
+      {"densenet201", 201},     {"densenet-bc-100", 100}, {"densenet-bc-190", 190},
+      {"densenet-bc-250", 250}, {"densenet-40", 40},
+  };
+  for (const auto& [name, depth] : expected) {
+    EXPECT_EQ(plan_architecture(preset_options(name)).depth(), depth) << name;
+  }
+  // The paper's DenseNet-264 (blocks 6,12,64,48) has 2*130 + 5 = 265 layers by the same count
+  // that makes DenseNet-121 121; the name is the paper's.
+  EXPECT_EQ(plan_architecture(preset_options("densenet264")).depth(), 265);
+}
+
+TEST(Architecture, TorchvisionParameterCounts) {
+  EXPECT_EQ(plan_architecture(preset_options("densenet121")).num_parameters(), 7978856);
+  EXPECT_EQ(plan_architecture(preset_options("densenet161")).num_parameters(), 28681000);
+  EXPECT_EQ(plan_architecture(preset_options("densenet169")).num_parameters(), 14149480);
+  EXPECT_EQ(plan_architecture(preset_options("densenet201")).num_parameters(), 20013928);
+}
+
+TEST(Architecture, ChannelsOfDenseNetBC100) {
+  // MEMORY-FLOOR.md: block outputs 216x32x32, 300x16x16, 342x8x8.
+  const ArchitecturePlan plan = plan_architecture(preset_options("densenet-bc-100"));
+  ASSERT_EQ(plan.blocks.size(), 3u);
+  EXPECT_EQ(plan.blocks[0].out_channels, 216);
+  EXPECT_EQ(plan.blocks[0].spatial, 32);
+  EXPECT_EQ(plan.blocks[0].transition_out_channels, 108);
+  EXPECT_EQ(plan.blocks[1].out_channels, 300);
+  EXPECT_EQ(plan.blocks[1].spatial, 16);
+  EXPECT_EQ(plan.blocks[2].out_channels, 342);
+  EXPECT_EQ(plan.blocks[2].spatial, 8);
+  EXPECT_EQ(plan.blocks[2].transition_out_channels, 0);
+  EXPECT_EQ(plan.blocks[0].bottleneck_width, 48);
+  EXPECT_EQ(plan.final_channels, 342);
+}
+
+TEST(Architecture, ChannelsOfDenseNet40) {
+  const ArchitecturePlan plan = plan_architecture(preset_options("densenet-40"));
+  EXPECT_EQ(plan.blocks[0].out_channels, 168);
+  EXPECT_EQ(plan.blocks[1].out_channels, 312);
+  EXPECT_EQ(plan.blocks[2].out_channels, 456);
+  EXPECT_EQ(plan.blocks[2].spatial, 8);
+}
+
+TEST(Architecture, CompressionRoundsDown) {
+  // 10 + 2*5 = 20 channels, int(20 * 0.7) = 13 (20 * 0.7 is 13.999... in binary).
+  const ArchitecturePlan plan = plan_architecture(
+      DenseNetOptions().num_init_features(10).growth_rate(5).block_config({2, 2}).compression(0.7));
+  EXPECT_EQ(plan.blocks[0].transition_out_channels, static_cast<int64_t>(20 * 0.7));
+}
+
+TEST(Architecture, ImageNetStemSpatialSizes) {
+  const ArchitecturePlan plan = plan_architecture(preset_options("densenet121"));
+  EXPECT_EQ(plan.stem_out_spatial, 56);
+  EXPECT_EQ(plan.blocks[3].spatial, 7);
+  EXPECT_EQ(stem_output_size(preset_options("densenet121"), 225), 57);
+}
+
+TEST(Architecture, MultiplyAddsMatchTorchvisionDocs) {
+  // torchvision documents 2.83, 7.73, 3.36, 4.29 GFLOPS (multiply-adds) at 224x224.
+  EXPECT_NEAR(plan_architecture(preset_options("densenet121")).forward_macs() / 1e9, 2.83, 0.01);
+  EXPECT_NEAR(plan_architecture(preset_options("densenet161")).forward_macs() / 1e9, 7.73, 0.01);
+  EXPECT_NEAR(plan_architecture(preset_options("densenet169")).forward_macs() / 1e9, 3.36, 0.01);
+  EXPECT_NEAR(plan_architecture(preset_options("densenet201")).forward_macs() / 1e9, 4.29, 0.01);
+}
+
+TEST(Architecture, TooSmallInputsAreRejected) {
+  EXPECT_ERROR_CONTAINS(plan_architecture(preset_options("densenet121"), 16),
+                        "input size 16 is too small for 4 dense blocks after the ImageNet stem");
+  EXPECT_ERROR_CONTAINS(plan_architecture(DenseNetOptions().block_config({1, 1, 1, 1}), 4),
+                        "the feature maps vanish before dense block 4");
+  EXPECT_NO_THROW(plan_architecture(DenseNetOptions().block_config({1, 1, 1}), 4));
+}
+
+TEST(Architecture, CompressionThatEmptiesATransitionIsRejected) {
+  EXPECT_ERROR_CONTAINS(
+      plan_architecture(
+          DenseNetOptions().num_init_features(2).growth_rate(1).block_config({1, 1}).compression(
+              0.1)),
+      "compression 0.1 leaves transition 1 with 0 of its 3 channels");
+}
+
+}  // namespace
+}  // namespace densenet
