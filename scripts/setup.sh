@@ -8,6 +8,9 @@ packages=(
   libtorch-dev           # LibTorch 1.13 (CPU)
   libopenblas0-pthread   # Debian's default reference BLAS is ~20x slower
   libgtest-dev nlohmann-json3-dev
+  libcli11-dev libyaml-cpp-dev  # command-line options and training configs
+  libcairo2-dev          # the training-curve image
+  dataset-fashion-mnist  # the default training data (/usr/share/datasets/fashion-mnist)
   zlib1g-dev libjpeg62-turbo-dev libpng-dev  # checkpoints (zip CRC-32), JPEG and PNG images
   clang libclang-rt-14-dev  # libFuzzer, ASan and UBSan for the checkpoint reader's fuzz test
   python3-torch python3-torchvision python3-numpy python3-pil  # test data only, never at run time
