@@ -1,0 +1,103 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace densenet::train {
+
+/// Every setting of a training run. The keys (`--KEY` on the command line, `KEY:` in a YAML
+/// file) are the original project's config.yaml names (wandering007/efficient-densenet-pytorch),
+/// spelled with dashes; see `config_keys()` for the list, their types and help.
+struct TrainConfig {
+  // Data.
+  std::string dataset =
+      "fashion-mnist";     // fashion-mnist | mnist | cifar10 | cifar100 | imagefolder | synthetic
+  std::string data;        // dataset root; empty = the dataset's default
+  int64_t input_size = 0;  // pixels; 0 = the dataset's (28 MNIST, 32 CIFAR, 224 folders)
+  int64_t valid_size = 0;  // images held out of the training set for validation
+  int64_t max_train_samples = 0;  // 0 = all
+  int64_t max_eval_samples = 0;   // 0 = all
+  int64_t workers = 1;            // loader threads that decode and augment
+  bool augment = true;            // random crop + flip (the dataset's training transform)
+
+  // Model: a preset and the original's per-field overrides.
+  std::string arch = "densenet-bc-100";
+  std::optional<int64_t> num_init_features;
+  std::optional<int64_t> growth_rate;
+  std::vector<int64_t> block_config;  // empty = the preset's
+  std::optional<int64_t> bn_size;
+  std::optional<double> compression;
+  std::optional<double> drop_rate;
+  std::string memory = "efficient";  // naive | efficient | minimal | auto
+  int64_t memory_budget = 0;         // bytes, for memory: auto; 0 = 80% of what is available
+
+  // Optimisation.
+  int64_t batch_size = 64;
+  int64_t num_batch_splits = 1;  // gradient accumulation: the batch in this many pieces
+  int64_t test_batch_size = 256;
+  int64_t epochs = 10;
+  double lr = 0.1;
+  std::string lr_type = "multistep";  // multistep | cosine | triangle | step
+  std::vector<double> milestones;     // epochs; empty = 0.5 and 0.75 of `epochs` (the paper's)
+  double warmup_epochs = 0;
+  std::string optimizer = "sgd";  // sgd | adamw
+  double momentum = 0.9;
+  bool nesterov = true;
+  double weight_decay = 1e-4;
+  bool no_weight_decay_on_norm = false;  // no weight decay on batch-norm parameters and biases
+  double clip = 0;                       // gradient-norm clipping threshold; 0 = off
+  double label_smoothing = 0;
+  int64_t seed = 1;
+
+  // The run.
+  std::string resume;            // run directory or checkpoint file to continue
+  bool test_only = false;        // evaluate (the resumed weights) and stop
+  std::string output_dir;        // empty = runs/<dataset>-<arch>-<date>-<time>
+  int64_t save_interval = 1;     // epochs between numbered checkpoints; 0 = none
+  int64_t keep_checkpoints = 3;  // numbered checkpoints kept (newest)
+  int64_t threads = 0;           // 0 = the machine's cores
+  std::string device = "cpu";    // cpu | cuda | cuda:N
+  int64_t log_interval = 50;     // steps between plain progress lines (not on a terminal)
+  bool force = false;            // overwrite an output directory that holds another run
+};
+
+/// One configuration key: its spelling, what it takes and what it means.
+struct ConfigKey {
+  std::string name;    // "batch-size"
+  std::string type;    // "int", "real", "bool", "string", "int list", "real list", "size"
+  std::string help;    // one line
+  bool model = false;  // changes the architecture (cannot change on --resume)
+};
+
+/// Every key, in the order `config.yaml` is written.
+const std::vector<ConfigKey>& config_keys();
+
+/// Sets `key` from its text (a command-line value or a YAML scalar/flow list: "0.1", "6,12,24",
+/// "[6, 12]", "true", "512MiB"). Throws c10::Error naming the key and what it accepts, also for
+/// an unknown key (with the closest known spelling).
+void set_config_value(TrainConfig& config, const std::string& key, const std::string& text);
+
+/// The key's current value as YAML text ("0.1", "[6, 12, 24, 16]", "null" when unset).
+std::string config_value(const TrainConfig& config, const std::string& key);
+
+/// Reads a YAML mapping of keys to values onto `config` (keys may use '-' or '_'). Throws
+/// c10::Error naming the file and line for a file that is not YAML, and the key for an unknown
+/// key or a bad value.
+void load_config_file(TrainConfig& config, const std::string& path);
+
+/// Parses YAML text as load_config_file does; `source` names it in errors.
+void load_config_text(TrainConfig& config, const std::string& text, const std::string& source);
+
+/// The whole configuration as YAML, every key (what the run directory's config.yaml holds).
+std::string config_to_yaml(const TrainConfig& config);
+
+/// Checks values that are wrong whatever the dataset (ranges, enumerations, combinations);
+/// throws c10::Error naming the key.
+void validate(const TrainConfig& config);
+
+/// `milestones`, or the paper's default (0.5 and 0.75 of the epochs) when empty.
+std::vector<double> effective_milestones(const TrainConfig& config);
+
+}  // namespace densenet::train

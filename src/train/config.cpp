@@ -1,0 +1,416 @@
+#include "densenet/train/config.h"
+
+#include "densenet/model/options.h"
+#include "densenet/tools/memory_tracker.h"
+
+#include <c10/util/Exception.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+namespace densenet::train {
+namespace {
+
+// One key: its description plus how to read and write its value. A table keeps the YAML file,
+// the command line and config.yaml in step: every key exists in all three or in none.
+struct KeyAccess {
+  ConfigKey key;
+  std::function<void(TrainConfig&, const YAML::Node&)> set;
+  std::function<YAML::Node(const TrainConfig&)> get;
+};
+
+[[noreturn]] void bad_value(const std::string& key, const std::string& expected,
+                            const YAML::Node& node) {
+  std::string given;
+  if (node.IsScalar()) {
+    given = "'" + node.Scalar() + "'";
+  } else {
+    YAML::Emitter out;
+    out << YAML::Flow << node;
+    given = out.c_str();
+  }
+  TORCH_CHECK(false, "config key '", key, "': expected ", expected, ", got ", given);
+}
+
+template <typename T>
+T scalar_as(const std::string& key, const YAML::Node& node, const std::string& expected) {
+  if (!node.IsScalar()) bad_value(key, expected, node);
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    bad_value(key, expected, node);
+  }
+}
+
+int64_t read_int(const std::string& key, const YAML::Node& node) {
+  return scalar_as<int64_t>(key, node, "an integer");
+}
+double read_real(const std::string& key, const YAML::Node& node) {
+  const double value = scalar_as<double>(key, node, "a number");
+  if (!std::isfinite(value)) bad_value(key, "a finite number", node);
+  return value;
+}
+bool read_bool(const std::string& key, const YAML::Node& node) {
+  return scalar_as<bool>(key, node, "true or false");
+}
+int64_t read_size(const std::string& key, const YAML::Node& node) {
+  if (!node.IsScalar()) bad_value(key, "a size such as 4GiB, 512MiB or a byte count", node);
+  if (node.Scalar() == "0") return 0;
+  try {
+    return parse_byte_size(node.Scalar());
+  } catch (const c10::Error&) {
+    bad_value(key, "a size such as 4GiB, 512MiB or a byte count", node);
+  }
+}
+std::string read_string(const std::string& key, const YAML::Node& node) {
+  if (node.IsNull()) return "";
+  return scalar_as<std::string>(key, node, "a string");
+}
+
+template <typename T, typename Read>
+std::vector<T> read_list(const std::string& key, const YAML::Node& node, Read read) {
+  if (node.IsNull()) return {};
+  if (!node.IsSequence()) bad_value(key, "a list such as [6, 12, 24, 16] or 6,12,24,16", node);
+  std::vector<T> values;
+  for (const auto& element : node) values.push_back(read(key, element));
+  return values;
+}
+
+template <typename T>
+YAML::Node optional_node(const std::optional<T>& value) {
+  return value ? YAML::Node(*value) : YAML::Node(YAML::NodeType::Null);
+}
+
+template <typename T>
+YAML::Node list_node(const std::vector<T>& values) {
+  YAML::Node node(YAML::NodeType::Sequence);
+  for (const T& value : values) node.push_back(value);
+  node.SetStyle(YAML::EmitterStyle::Flow);
+  return node;
+}
+
+#define DENSENET_KEY(NAME, TYPE, MODEL, HELP, SET, GET)      \
+  KeyAccess {                                                \
+    ConfigKey{NAME, TYPE, HELP, MODEL},                      \
+        [](TrainConfig& c, const YAML::Node& node) {         \
+          const std::string key = NAME;                      \
+          SET;                                               \
+        },                                                   \
+        [](const TrainConfig& c) { return YAML::Node(GET); } \
+  }
+
+const std::vector<KeyAccess>& table() {
+  static const std::vector<KeyAccess> keys = {
+      // Data.
+      DENSENET_KEY("dataset", "string", false,
+                   "fashion-mnist | mnist | cifar10 | cifar100 | imagefolder | synthetic",
+                   c.dataset = read_string(key, node), c.dataset),
+      DENSENET_KEY("data", "string", false,
+                   "dataset root directory (default: the dataset's, e.g. "
+                   "/usr/share/datasets/fashion-mnist)",
+                   c.data = read_string(key, node), c.data),
+      DENSENET_KEY("input-size", "int", true,
+                   "image side in pixels (0: the dataset's: 28 MNIST, 32 CIFAR, 224 folders)",
+                   c.input_size = read_int(key, node), c.input_size),
+      DENSENET_KEY("valid-size", "int", false,
+                   "training images held out for validation (fixed by the seed); 0 = none",
+                   c.valid_size = read_int(key, node), c.valid_size),
+      DENSENET_KEY("max-train-samples", "int", false, "use only this many training images (0: all)",
+                   c.max_train_samples = read_int(key, node), c.max_train_samples),
+      DENSENET_KEY("max-eval-samples", "int", false, "evaluate on only this many images (0: all)",
+                   c.max_eval_samples = read_int(key, node), c.max_eval_samples),
+      DENSENET_KEY("workers", "int", false, "loader threads that decode and augment",
+                   c.workers = read_int(key, node), c.workers),
+      DENSENET_KEY("augment", "bool", false,
+                   "random crop and horizontal flip on training images (false: none)",
+                   c.augment = read_bool(key, node), c.augment),
+      // Model.
+      DENSENET_KEY("arch", "string", true,
+                   "architecture preset (densenet info --list), e.g. densenet-bc-100",
+                   c.arch = read_string(key, node), c.arch),
+      DENSENET_KEY(
+          "num-init-features", "int", true, "stem output channels (default: the preset's)",
+          c.num_init_features = node.IsNull() ? std::nullopt : std::optional(read_int(key, node)),
+          optional_node(c.num_init_features)),
+      DENSENET_KEY(
+          "growth-rate", "int", true, "k: channels each dense layer adds",
+          c.growth_rate = node.IsNull() ? std::nullopt : std::optional(read_int(key, node)),
+          optional_node(c.growth_rate)),
+      DENSENET_KEY(
+          "block-config", "int list", true, "dense layers per block, e.g. 6,12,24,16",
+          c.block_config = read_list<int64_t>(key, node, read_int),
+          c.block_config.empty() ? YAML::Node(YAML::NodeType::Null) : list_node(c.block_config)),
+      DENSENET_KEY("bn-size", "int", true, "bottleneck width factor (0: plain layers)",
+                   c.bn_size = node.IsNull() ? std::nullopt : std::optional(read_int(key, node)),
+                   optional_node(c.bn_size)),
+      DENSENET_KEY(
+          "compression", "real", true, "theta: transition channel factor in (0, 1]",
+          c.compression = node.IsNull() ? std::nullopt : std::optional(read_real(key, node)),
+          optional_node(c.compression)),
+      DENSENET_KEY("drop-rate", "real", true, "dropout after each dense layer, in [0, 1)",
+                   c.drop_rate = node.IsNull() ? std::nullopt : std::optional(read_real(key, node)),
+                   optional_node(c.drop_rate)),
+      DENSENET_KEY("memory", "string", false,
+                   "naive | efficient | minimal | auto (auto: fastest that fits memory-budget)",
+                   c.memory = read_string(key, node), c.memory),
+      DENSENET_KEY("memory-budget", "size", false,
+                   "bytes for memory: auto, e.g. 4GiB (0: 80% of the free memory)",
+                   c.memory_budget = read_size(key, node), c.memory_budget),
+      // Optimisation.
+      DENSENET_KEY("batch-size", "int", false, "images per optimiser step",
+                   c.batch_size = read_int(key, node), c.batch_size),
+      DENSENET_KEY("num-batch-splits", "int", false,
+                   "process each batch in this many pieces (gradient accumulation)",
+                   c.num_batch_splits = read_int(key, node), c.num_batch_splits),
+      DENSENET_KEY("test-batch-size", "int", false, "images per evaluation batch",
+                   c.test_batch_size = read_int(key, node), c.test_batch_size),
+      DENSENET_KEY("epochs", "int", false, "passes over the training set",
+                   c.epochs = read_int(key, node), c.epochs),
+      DENSENET_KEY("lr", "real", false, "peak learning rate", c.lr = read_real(key, node), c.lr),
+      DENSENET_KEY("lr-type", "string", false, "multistep | cosine | triangle | step",
+                   c.lr_type = read_string(key, node), c.lr_type),
+      DENSENET_KEY(
+          "milestones", "real list", false,
+          "epochs where multistep divides the lr by 10 (default: 0.5, 0.75 of epochs)",
+          c.milestones = read_list<double>(key, node, read_real),
+          c.milestones.empty() ? YAML::Node(YAML::NodeType::Null) : list_node(c.milestones)),
+      DENSENET_KEY("warmup-epochs", "real", false, "linear warm-up length in epochs",
+                   c.warmup_epochs = read_real(key, node), c.warmup_epochs),
+      DENSENET_KEY("optimizer", "string", false, "sgd | adamw",
+                   c.optimizer = read_string(key, node), c.optimizer),
+      DENSENET_KEY("momentum", "real", false, "SGD momentum (AdamW: beta1)",
+                   c.momentum = read_real(key, node), c.momentum),
+      DENSENET_KEY("nesterov", "bool", false, "Nesterov momentum (SGD)",
+                   c.nesterov = read_bool(key, node), c.nesterov),
+      DENSENET_KEY("weight-decay", "real", false, "L2 (SGD) or decoupled (AdamW) weight decay",
+                   c.weight_decay = read_real(key, node), c.weight_decay),
+      DENSENET_KEY("no-weight-decay-on-norm", "bool", false,
+                   "no weight decay on batch-norm parameters and biases",
+                   c.no_weight_decay_on_norm = read_bool(key, node), c.no_weight_decay_on_norm),
+      DENSENET_KEY("clip", "real", false, "clip the gradient norm to this (0: off)",
+                   c.clip = read_real(key, node), c.clip),
+      DENSENET_KEY("label-smoothing", "real", false, "cross-entropy label smoothing in [0, 1)",
+                   c.label_smoothing = read_real(key, node), c.label_smoothing),
+      DENSENET_KEY("seed", "int", false, "seed of the weights, the shuffling and the augmentation",
+                   c.seed = read_int(key, node), c.seed),
+      // The run.
+      DENSENET_KEY("resume", "string", false, "run directory or checkpoint to continue",
+                   c.resume = read_string(key, node), c.resume),
+      DENSENET_KEY("test-only", "bool", false, "evaluate and stop",
+                   c.test_only = read_bool(key, node), c.test_only),
+      DENSENET_KEY("output-dir", "string", false,
+                   "run directory (default: runs/<dataset>-<arch>-<date>-<time>)",
+                   c.output_dir = read_string(key, node), c.output_dir),
+      DENSENET_KEY("save-interval", "int", false, "epochs between numbered checkpoints (0: none)",
+                   c.save_interval = read_int(key, node), c.save_interval),
+      DENSENET_KEY("keep-checkpoints", "int", false, "numbered checkpoints kept (the newest)",
+                   c.keep_checkpoints = read_int(key, node), c.keep_checkpoints),
+      DENSENET_KEY("threads", "int", false, "compute threads (0: the machine's cores)",
+                   c.threads = read_int(key, node), c.threads),
+      DENSENET_KEY("device", "string", false, "cpu | cuda | cuda:N",
+                   c.device = read_string(key, node), c.device),
+      DENSENET_KEY("log-interval", "int", false,
+                   "steps between progress lines when the output is not a terminal",
+                   c.log_interval = read_int(key, node), c.log_interval),
+      DENSENET_KEY("force", "bool", false, "overwrite an output directory that holds another run",
+                   c.force = read_bool(key, node), c.force),
+  };
+  return keys;
+}
+
+#undef DENSENET_KEY
+
+std::string normalize_key(std::string key) {
+  std::replace(key.begin(), key.end(), '_', '-');
+  return key;
+}
+
+// Levenshtein distance, for "did you mean" (a dozen short strings: no library needed).
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+const KeyAccess& find_key(const std::string& raw) {
+  const std::string key = normalize_key(raw);
+  for (const auto& access : table()) {
+    if (access.key.name == key) return access;
+  }
+  std::string closest;
+  size_t best = 4;  // suggest only close spellings
+  for (const auto& access : table()) {
+    const size_t distance = edit_distance(key, access.key.name);
+    if (distance < best) {
+      best = distance;
+      closest = access.key.name;
+    }
+  }
+  TORCH_CHECK(false, "unknown config key '", raw, "'",
+              closest.empty() ? std::string(": see 'densenet train --help' for the keys")
+                              : "; did you mean '" + closest + "'?");
+}
+
+// A command-line value as YAML: lists may be given bare ("6,12,24").
+YAML::Node node_from_text(const ConfigKey& key, const std::string& text) {
+  if (key.type == "string") return YAML::Node(text);
+  std::string yaml = text;
+  if (key.type.find("list") != std::string::npos && (text.empty() || text.front() != '[')) {
+    yaml = "[" + text + "]";
+  }
+  try {
+    return YAML::Load(yaml);
+  } catch (const YAML::Exception&) {
+    TORCH_CHECK(false, "config key '", key.name, "': cannot read '", text, "' as ", key.type);
+  }
+}
+
+void require(bool ok, const std::string& key, const std::string& what, const std::string& given) {
+  TORCH_CHECK(ok, "config key '", key, "' ", what, ", got ", given);
+}
+
+void require_one_of(const std::string& key, const std::string& value,
+                    const std::vector<std::string>& choices) {
+  if (std::find(choices.begin(), choices.end(), value) != choices.end()) return;
+  std::string list;
+  for (const auto& choice : choices) list += (list.empty() ? "" : ", ") + choice;
+  TORCH_CHECK(false, "config key '", key, "': unknown value '", value, "': use one of ", list);
+}
+
+}  // namespace
+
+const std::vector<ConfigKey>& config_keys() {
+  static const std::vector<ConfigKey> keys = [] {
+    std::vector<ConfigKey> result;
+    for (const auto& access : table()) result.push_back(access.key);
+    return result;
+  }();
+  return keys;
+}
+
+void set_config_value(TrainConfig& config, const std::string& key, const std::string& text) {
+  const KeyAccess& access = find_key(key);
+  access.set(config, node_from_text(access.key, text));
+}
+
+std::string config_value(const TrainConfig& config, const std::string& key) {
+  YAML::Emitter out;
+  out << find_key(key).get(config);
+  return out.c_str();
+}
+
+void load_config_text(TrainConfig& config, const std::string& text, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& error) {
+    TORCH_CHECK(false, "'", source, "' is not a YAML file: ", error.msg, " at line ",
+                error.mark.line + 1, ", column ", error.mark.column + 1);
+  }
+  if (root.IsNull()) return;  // an empty file sets nothing
+  TORCH_CHECK(root.IsMap(), "'", source,
+              "' must be a YAML mapping of config keys to values (e.g. 'epochs: 10'), not a ",
+              root.IsSequence() ? "list" : "single value");
+  for (const auto& item : root) {
+    const std::string key = item.first.as<std::string>();
+    try {
+      find_key(key).set(config, item.second);
+    } catch (const c10::Error& error) {
+      TORCH_CHECK(false, source, ": ", error.what_without_backtrace());
+    }
+  }
+}
+
+void load_config_file(TrainConfig& config, const std::string& path) {
+  std::ifstream file(path);
+  TORCH_CHECK(file.good(), "cannot read config file '", path, "': ", std::strerror(errno));
+  std::stringstream text;
+  text << file.rdbuf();
+  load_config_text(config, text.str(), path);
+}
+
+std::string config_to_yaml(const TrainConfig& config) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  for (const auto& access : table()) {
+    out << YAML::Key << access.key.name << YAML::Value << access.get(config);
+  }
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::vector<double> effective_milestones(const TrainConfig& config) {
+  if (!config.milestones.empty()) return config.milestones;
+  return {0.5 * static_cast<double>(config.epochs), 0.75 * static_cast<double>(config.epochs)};
+}
+
+void validate(const TrainConfig& c) {
+  require_one_of("dataset", c.dataset,
+                 {"fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder", "synthetic"});
+  require_one_of("memory", c.memory, {"naive", "efficient", "minimal", "auto"});
+  require_one_of("lr-type", c.lr_type, {"multistep", "cosine", "triangle", "step"});
+  require_one_of("optimizer", c.optimizer, {"sgd", "adamw"});
+  const auto text = [](auto value) {
+    std::ostringstream out;
+    out << value;
+    return out.str();
+  };
+  require(c.input_size >= 0, "input-size", "must be >= 0 (0: the dataset's)", text(c.input_size));
+  require(c.valid_size >= 0, "valid-size", "must be >= 0", text(c.valid_size));
+  require(c.max_train_samples >= 0, "max-train-samples", "must be >= 0 (0: all)",
+          text(c.max_train_samples));
+  require(c.max_eval_samples >= 0, "max-eval-samples", "must be >= 0 (0: all)",
+          text(c.max_eval_samples));
+  require(c.workers >= 0 && c.workers <= 256, "workers", "must be in [0, 256]", text(c.workers));
+  require(c.memory_budget >= 0, "memory-budget", "must be >= 0", text(c.memory_budget));
+  require(c.batch_size >= 1, "batch-size", "must be >= 1", text(c.batch_size));
+  require(c.num_batch_splits >= 1 && c.num_batch_splits <= c.batch_size, "num-batch-splits",
+          "must be in [1, batch-size=" + text(c.batch_size) + "]", text(c.num_batch_splits));
+  require(c.test_batch_size >= 1, "test-batch-size", "must be >= 1", text(c.test_batch_size));
+  require(c.epochs >= 1 && c.epochs <= 100000, "epochs", "must be in [1, 100000]", text(c.epochs));
+  require(c.lr > 0, "lr", "must be > 0", text(c.lr));
+  for (const double milestone : c.milestones) {
+    require(milestone > 0 && milestone <= static_cast<double>(c.epochs), "milestones",
+            "must lie in (0, epochs=" + text(c.epochs) + "]", text(milestone));
+  }
+  require(std::is_sorted(c.milestones.begin(), c.milestones.end()), "milestones",
+          "must be increasing", config_value(c, "milestones"));
+  require(c.warmup_epochs >= 0 && c.warmup_epochs < static_cast<double>(c.epochs), "warmup-epochs",
+          "must be in [0, epochs)", text(c.warmup_epochs));
+  require(c.momentum >= 0 && c.momentum < 1, "momentum", "must be in [0, 1)", text(c.momentum));
+  require(!c.nesterov || c.optimizer != "sgd" || c.momentum > 0, "nesterov",
+          "needs momentum > 0 (set momentum or nesterov: false)", "true");
+  require(c.weight_decay >= 0, "weight-decay", "must be >= 0", text(c.weight_decay));
+  require(c.clip >= 0, "clip", "must be >= 0 (0: off)", text(c.clip));
+  require(c.label_smoothing >= 0 && c.label_smoothing < 1, "label-smoothing", "must be in [0, 1)",
+          text(c.label_smoothing));
+  require(c.seed >= 0, "seed", "must be >= 0", text(c.seed));
+  require(c.save_interval >= 0, "save-interval", "must be >= 0 (0: no numbered checkpoints)",
+          text(c.save_interval));
+  require(c.keep_checkpoints >= 1, "keep-checkpoints", "must be >= 1", text(c.keep_checkpoints));
+  require(c.threads >= 0 && c.threads <= 1024, "threads", "must be in [0, 1024] (0: all cores)",
+          text(c.threads));
+  require(c.log_interval >= 1, "log-interval", "must be >= 1", text(c.log_interval));
+  require(c.device == "cpu" || c.device.rfind("cuda", 0) == 0, "device",
+          "must be cpu, cuda or cuda:N", "'" + c.device + "'");
+  require(c.dataset != "imagefolder" || !c.data.empty(), "data",
+          "must name the image folder root (ROOT/train/CLASS/*.jpg) for dataset imagefolder",
+          "nothing");
+}
+
+}  // namespace densenet::train
