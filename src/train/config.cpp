@@ -354,6 +354,33 @@ std::string config_to_yaml(const TrainConfig& config) {
   return std::string(out.c_str()) + "\n";
 }
 
+void copy_config_value(TrainConfig& to, const TrainConfig& from, const std::string& key) {
+  const KeyAccess& access = find_key(key);
+  access.set(to, access.get(from));
+}
+
+bool may_change_on_resume(const std::string& key) {
+  static const std::vector<std::string> keys = {
+      "data",         "workers",       "resume",           "test-only",      "output-dir",
+      "epochs",       "save-interval", "keep-checkpoints", "threads",        "device",
+      "log-interval", "force",         "max-eval-samples", "test-batch-size"};
+  return std::find(keys.begin(), keys.end(), normalize_key(key)) != keys.end();
+}
+
+TrainConfig resume_config(const TrainConfig& saved, const TrainConfig& requested,
+                          const std::vector<std::string>& given) {
+  TrainConfig merged = saved;
+  for (const std::string& key : given) {
+    if (!may_change_on_resume(key) && config_value(saved, key) != config_value(requested, key)) {
+      TORCH_CHECK(false, "cannot change '", normalize_key(key), "' when resuming: the run has ",
+                  config_value(saved, key), ", given ", config_value(requested, key),
+                  " (start a new run with --output-dir to train with it)");
+    }
+    copy_config_value(merged, requested, key);
+  }
+  return merged;
+}
+
 std::vector<double> effective_milestones(const TrainConfig& config) {
   if (!config.milestones.empty()) return config.milestones;
   return {0.5 * static_cast<double>(config.epochs), 0.75 * static_cast<double>(config.epochs)};

@@ -93,6 +93,19 @@ void load_config_text(TrainConfig& config, const std::string& text, const std::s
 /// The whole configuration as YAML, every key (what the run directory's config.yaml holds).
 std::string config_to_yaml(const TrainConfig& config);
 
+/// Copies one key's value from `from` to `to`.
+void copy_config_value(TrainConfig& to, const TrainConfig& from, const std::string& key);
+
+/// Keys that may differ between a run and its resumption: where and how fast it runs, not what
+/// it computes (epochs too: the schedule is re-derived and the change is reported).
+bool may_change_on_resume(const std::string& key);
+
+/// The configuration to continue a run: `saved` (the checkpoint's) with the keys in `given`
+/// taken from `requested`. Throws c10::Error naming the key, both values and the way out when a
+/// given key would change what the run computes.
+TrainConfig resume_config(const TrainConfig& saved, const TrainConfig& requested,
+                          const std::vector<std::string>& given);
+
 /// Checks values that are wrong whatever the dataset (ranges, enumerations, combinations);
 /// throws c10::Error naming the key.
 void validate(const TrainConfig& config);
