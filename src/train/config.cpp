@@ -9,7 +9,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -82,15 +85,31 @@ std::vector<T> read_list(const std::string& key, const YAML::Node& node, Read re
   return values;
 }
 
+// The shortest text that reads back as the same double (0.1, not yaml-cpp's 0.10000000000000001).
+YAML::Node real_node(double value) {
+  char text[32];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(text, sizeof(text), "%.*g", precision, value);
+    if (std::strtod(text, nullptr) == value) break;
+  }
+  return YAML::Node(std::string(text));
+}
+YAML::Node value_node(double value) {
+  return real_node(value);
+}
+YAML::Node value_node(int64_t value) {
+  return YAML::Node(value);
+}
+
 template <typename T>
 YAML::Node optional_node(const std::optional<T>& value) {
-  return value ? YAML::Node(*value) : YAML::Node(YAML::NodeType::Null);
+  return value ? value_node(*value) : YAML::Node(YAML::NodeType::Null);
 }
 
 template <typename T>
 YAML::Node list_node(const std::vector<T>& values) {
   YAML::Node node(YAML::NodeType::Sequence);
-  for (const T& value : values) node.push_back(value);
+  for (const T& value : values) node.push_back(value_node(value));
   node.SetStyle(YAML::EmitterStyle::Flow);
   return node;
 }
@@ -172,7 +191,8 @@ const std::vector<KeyAccess>& table() {
                    c.test_batch_size = read_int(key, node), c.test_batch_size),
       DENSENET_KEY("epochs", "int", false, "passes over the training set",
                    c.epochs = read_int(key, node), c.epochs),
-      DENSENET_KEY("lr", "real", false, "peak learning rate", c.lr = read_real(key, node), c.lr),
+      DENSENET_KEY("lr", "real", false, "peak learning rate", c.lr = read_real(key, node),
+                   real_node(c.lr)),
       DENSENET_KEY("lr-type", "string", false, "multistep | cosine | triangle | step",
                    c.lr_type = read_string(key, node), c.lr_type),
       DENSENET_KEY(
@@ -181,22 +201,22 @@ const std::vector<KeyAccess>& table() {
           c.milestones = read_list<double>(key, node, read_real),
           c.milestones.empty() ? YAML::Node(YAML::NodeType::Null) : list_node(c.milestones)),
       DENSENET_KEY("warmup-epochs", "real", false, "linear warm-up length in epochs",
-                   c.warmup_epochs = read_real(key, node), c.warmup_epochs),
+                   c.warmup_epochs = read_real(key, node), real_node(c.warmup_epochs)),
       DENSENET_KEY("optimizer", "string", false, "sgd | adamw",
                    c.optimizer = read_string(key, node), c.optimizer),
       DENSENET_KEY("momentum", "real", false, "SGD momentum (AdamW: beta1)",
-                   c.momentum = read_real(key, node), c.momentum),
+                   c.momentum = read_real(key, node), real_node(c.momentum)),
       DENSENET_KEY("nesterov", "bool", false, "Nesterov momentum (SGD)",
                    c.nesterov = read_bool(key, node), c.nesterov),
       DENSENET_KEY("weight-decay", "real", false, "L2 (SGD) or decoupled (AdamW) weight decay",
-                   c.weight_decay = read_real(key, node), c.weight_decay),
+                   c.weight_decay = read_real(key, node), real_node(c.weight_decay)),
       DENSENET_KEY("no-weight-decay-on-norm", "bool", false,
                    "no weight decay on batch-norm parameters and biases",
                    c.no_weight_decay_on_norm = read_bool(key, node), c.no_weight_decay_on_norm),
       DENSENET_KEY("clip", "real", false, "clip the gradient norm to this (0: off)",
-                   c.clip = read_real(key, node), c.clip),
+                   c.clip = read_real(key, node), real_node(c.clip)),
       DENSENET_KEY("label-smoothing", "real", false, "cross-entropy label smoothing in [0, 1)",
-                   c.label_smoothing = read_real(key, node), c.label_smoothing),
+                   c.label_smoothing = read_real(key, node), real_node(c.label_smoothing)),
       DENSENET_KEY("seed", "int", false, "seed of the weights, the shuffling and the augmentation",
                    c.seed = read_int(key, node), c.seed),
       // The run.
@@ -314,7 +334,12 @@ std::string config_value(const TrainConfig& config, const std::string& key) {
   return out.c_str();
 }
 
-void load_config_text(TrainConfig& config, const std::string& text, const std::string& source) {
+std::string canonical_key(const std::string& key) {
+  return find_key(key).key.name;
+}
+
+std::vector<std::string> load_config_text(TrainConfig& config, const std::string& text,
+                                          const std::string& source) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -322,26 +347,33 @@ void load_config_text(TrainConfig& config, const std::string& text, const std::s
     TORCH_CHECK(false, "'", source, "' is not a YAML file: ", error.msg, " at line ",
                 error.mark.line + 1, ", column ", error.mark.column + 1);
   }
-  if (root.IsNull()) return;  // an empty file sets nothing
+  std::vector<std::string> keys;
+  if (root.IsNull()) return keys;  // an empty file sets nothing
   TORCH_CHECK(root.IsMap(), "'", source,
               "' must be a YAML mapping of config keys to values (e.g. 'epochs: 10'), not a ",
               root.IsSequence() ? "list" : "single value");
   for (const auto& item : root) {
     const std::string key = item.first.as<std::string>();
     try {
-      find_key(key).set(config, item.second);
+      const KeyAccess& access = find_key(key);
+      access.set(config, item.second);
+      keys.push_back(access.key.name);
     } catch (const c10::Error& error) {
       TORCH_CHECK(false, source, ": ", error.what_without_backtrace());
     }
   }
+  return keys;
 }
 
-void load_config_file(TrainConfig& config, const std::string& path) {
+std::vector<std::string> load_config_file(TrainConfig& config, const std::string& path) {
+  std::error_code error;
+  TORCH_CHECK(!std::filesystem::is_directory(path, error), "config file '", path,
+              "' is a directory: give a YAML file such as configs/fashion-mnist.yaml");
   std::ifstream file(path);
   TORCH_CHECK(file.good(), "cannot read config file '", path, "': ", std::strerror(errno));
   std::stringstream text;
   text << file.rdbuf();
-  load_config_text(config, text.str(), path);
+  return load_config_text(config, text.str(), path);
 }
 
 std::string config_to_yaml(const TrainConfig& config) {

@@ -82,13 +82,17 @@ void set_config_value(TrainConfig& config, const std::string& key, const std::st
 /// The key's current value as YAML text ("0.1", "[6, 12, 24, 16]", "null" when unset).
 std::string config_value(const TrainConfig& config, const std::string& key);
 
-/// Reads a YAML mapping of keys to values onto `config` (keys may use '-' or '_'). Throws
-/// c10::Error naming the file and line for a file that is not YAML, and the key for an unknown
-/// key or a bad value.
-void load_config_file(TrainConfig& config, const std::string& path);
+/// Reads a YAML mapping of keys to values onto `config` (keys may use '-' or '_') and returns
+/// the keys it set, normalised ("batch-size"). Throws c10::Error naming the file and line for a
+/// file that is not YAML, and the key for an unknown key or a bad value.
+std::vector<std::string> load_config_file(TrainConfig& config, const std::string& path);
 
 /// Parses YAML text as load_config_file does; `source` names it in errors.
-void load_config_text(TrainConfig& config, const std::string& text, const std::string& source);
+std::vector<std::string> load_config_text(TrainConfig& config, const std::string& text,
+                                          const std::string& source);
+
+/// The key's canonical spelling ("batch_size" -> "batch-size"); throws for an unknown key.
+std::string canonical_key(const std::string& key);
 
 /// The whole configuration as YAML, every key (what the run directory's config.yaml holds).
 std::string config_to_yaml(const TrainConfig& config);

@@ -1,0 +1,128 @@
+#include "densenet/train/config.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "support/expect_error.h"
+
+namespace densenet::train {
+namespace {
+
+TEST(TrainConfig, YamlKeysUseTheOriginalsNamesWithDashesOrUnderscores) {
+  TrainConfig config;
+  const auto keys = load_config_text(config,
+                                     "batch-size: 256\n"
+                                     "num_batch_splits: 2\n"
+                                     "block-config: [6, 12, 24, 16]\n"
+                                     "milestones: [30, 60]\n"
+                                     "lr: 0.1\n"
+                                     "nesterov: false\n"
+                                     "memory-budget: 4GiB\n"
+                                     "growth-rate: 32\n",
+                                     "test.yaml");
+  EXPECT_EQ(config.batch_size, 256);
+  EXPECT_EQ(config.num_batch_splits, 2);
+  EXPECT_EQ(config.block_config, (std::vector<int64_t>{6, 12, 24, 16}));
+  EXPECT_EQ(config.milestones, (std::vector<double>{30, 60}));
+  EXPECT_FALSE(config.nesterov);
+  EXPECT_EQ(config.memory_budget, int64_t{4} << 30);
+  EXPECT_EQ(config.growth_rate, 32);
+  EXPECT_EQ(keys.size(), 8u);
+  EXPECT_EQ(keys[1], "num-batch-splits");
+}
+
+TEST(TrainConfig, FlagTextAcceptsBareLists) {
+  TrainConfig config;
+  set_config_value(config, "block-config", "6,6,6");
+  set_config_value(config, "milestones", "[5, 7.5]");
+  set_config_value(config, "no-weight-decay-on-norm", "true");
+  EXPECT_EQ(config.block_config, (std::vector<int64_t>{6, 6, 6}));
+  EXPECT_EQ(config.milestones, (std::vector<double>{5, 7.5}));
+  EXPECT_TRUE(config.no_weight_decay_on_norm);
+}
+
+TEST(TrainConfig, WrittenYamlReadsBackToTheSameConfiguration) {
+  TrainConfig config;
+  set_config_value(config, "block-config", "6,6,6");
+  set_config_value(config, "growth-rate", "16");
+  set_config_value(config, "lr", "0.05");
+  set_config_value(config, "data", "/some where/with: colon");
+  const std::string yaml = config_to_yaml(config);
+  TrainConfig again;
+  load_config_text(again, yaml, "config.yaml");
+  EXPECT_EQ(config_to_yaml(again), yaml);
+  EXPECT_EQ(again.data, "/some where/with: colon");
+  EXPECT_FALSE(again.num_init_features.has_value());
+  for (const ConfigKey& key : config_keys()) {
+    EXPECT_NE(("\n" + yaml).find("\n" + key.name + ":"), std::string::npos) << key.name;
+  }
+}
+
+TEST(TrainConfig, MistakesNameTheKeyAndWhatItAccepts) {
+  TrainConfig config;
+  EXPECT_ERROR_CONTAINS(set_config_value(config, "batchsize", "64"),
+                        "unknown config key 'batchsize'; did you mean 'batch-size'?");
+  EXPECT_ERROR_CONTAINS(set_config_value(config, "epochs", "ten"),
+                        "config key 'epochs': expected an integer, got 'ten'");
+  EXPECT_ERROR_CONTAINS(set_config_value(config, "lr", "fast"),
+                        "config key 'lr': expected a number, got 'fast'");
+  EXPECT_ERROR_CONTAINS(set_config_value(config, "nesterov", "maybe"),
+                        "config key 'nesterov': expected true or false, got 'maybe'");
+  EXPECT_ERROR_CONTAINS(set_config_value(config, "block-config", "6,x"),
+                        "config key 'block-config': expected an integer, got 'x'");
+  EXPECT_ERROR_CONTAINS(set_config_value(config, "memory-budget", "lots"),
+                        "config key 'memory-budget': expected a size such as 4GiB");
+  EXPECT_ERROR_CONTAINS(load_config_text(config, "epochs: [1, 2\n", "bad.yaml"),
+                        "'bad.yaml' is not a YAML file");
+  EXPECT_ERROR_CONTAINS(load_config_text(config, "- epochs\n- 3\n", "list.yaml"),
+                        "'list.yaml' must be a YAML mapping of config keys to values");
+  EXPECT_ERROR_CONTAINS(load_config_text(config, "learning-rate: 0.1\n", "x.yaml"),
+                        "x.yaml: unknown config key 'learning-rate'");
+  EXPECT_ERROR_CONTAINS(load_config_file(config, "/nonexistent/config.yaml"),
+                        "cannot read config file '/nonexistent/config.yaml'");
+}
+
+TEST(TrainConfig, ValidateNamesTheKeyAndTheRange) {
+  const auto invalid = [](const std::string& key, const std::string& value) {
+    TrainConfig config;
+    set_config_value(config, key, value);
+    validate(config);
+  };
+  EXPECT_ERROR_CONTAINS(invalid("optimizer", "lamb"),
+                        "config key 'optimizer': unknown value 'lamb': use one of sgd, adamw");
+  EXPECT_ERROR_CONTAINS(invalid("lr-type", "poly"), "use one of multistep, cosine, triangle, step");
+  EXPECT_ERROR_CONTAINS(invalid("dataset", "imagenet"), "unknown value 'imagenet'");
+  EXPECT_ERROR_CONTAINS(invalid("batch-size", "0"), "'batch-size' must be >= 1, got 0");
+  EXPECT_ERROR_CONTAINS(invalid("num-batch-splits", "100"),
+                        "'num-batch-splits' must be in [1, batch-size=64], got 100");
+  EXPECT_ERROR_CONTAINS(invalid("lr", "-1"), "'lr' must be > 0, got -1");
+  EXPECT_ERROR_CONTAINS(invalid("milestones", "5,3"), "'milestones' must be increasing");
+  EXPECT_ERROR_CONTAINS(invalid("milestones", "50"), "'milestones' must lie in (0, epochs=10]");
+  EXPECT_ERROR_CONTAINS(invalid("label-smoothing", "1"), "'label-smoothing' must be in [0, 1)");
+  EXPECT_ERROR_CONTAINS(invalid("device", "tpu"), "'device' must be cpu, cuda or cuda:N");
+}
+
+TEST(TrainConfig, MilestonesDefaultToThePapersHalfAndThreeQuarters) {
+  TrainConfig config;
+  config.epochs = 300;
+  EXPECT_EQ(effective_milestones(config), (std::vector<double>{150, 225}));
+}
+
+TEST(TrainConfig, ResumeKeepsWhatTheRunComputes) {
+  TrainConfig saved;
+  saved.epochs = 10;
+  TrainConfig requested;
+  requested.epochs = 20;
+  requested.threads = 1;
+  requested.lr = 0.5;
+  const TrainConfig merged = resume_config(saved, requested, {"epochs", "threads"});
+  EXPECT_EQ(merged.epochs, 20);
+  EXPECT_EQ(merged.threads, 1);
+  EXPECT_EQ(merged.lr, saved.lr);  // not given: the run's own
+  EXPECT_ERROR_CONTAINS(resume_config(saved, requested, {"lr"}),
+                        "cannot change 'lr' when resuming: the run has 0.1, given 0.5");
+}
+
+}  // namespace
+}  // namespace densenet::train
