@@ -10,7 +10,8 @@ transcription of wandering007/efficient-densenet-pytorch demo.py (on_sample, lr_
 
 topk.json: logits with many ties, labels, and the number of samples whose label is among the
 top-k logits for several k, counted the way torchvision's references/classification/utils.py
-accuracy() does (one torch.topk(maxk, sorted=True), then the first k columns).
+accuracy() does (one torch.topk(maxk, sorted=True), then the first k columns), and with one
+torch.topk(k) per k.
 
 Run with Debian's python3-torch:
     /usr/bin/python3 tests/reference/make_train_reference.py --out build/golden/train
@@ -142,7 +143,10 @@ def topk_case():
     pred = logits.topk(max(ks), 1, True, True).indices
     correct = pred.eq(labels[:, None])
     counts = [int(correct[:, :k].any(1).sum()) for k in ks]
-    return dict(logits=logits.tolist(), labels=labels.tolist(), ks=ks, counts=counts)
+    # torch.topk's order among ties depends on k, so a topk of k alone can count differently.
+    single = [int(logits.topk(k, 1, True, True).indices.eq(labels[:, None]).any(1).sum()) for k in ks]
+    return dict(logits=logits.tolist(), labels=labels.tolist(), ks=ks, counts=counts,
+                counts_single_k=single)
 
 
 def main():
