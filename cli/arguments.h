@@ -1,5 +1,7 @@
 #pragma once
 
+#include "usage_error.h"
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -36,10 +38,5 @@ class Arguments {
 
 /// Help lines for `specs`, aligned.
 std::string format_options(const std::vector<OptionSpec>& specs);
-
-/// Thrown for command-line mistakes; the CLI prints it with a hint to use --help.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 }  // namespace densenet::cli

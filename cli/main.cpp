@@ -1,78 +1,104 @@
-#include "arguments.h"
 #include "commands.h"
+#include "usage_error.h"
 
 #include <c10/util/Exception.h>
+#include <torch/version.h>
 
 #include <cstdio>
-#include <functional>
-#include <map>
+#include <iostream>
+#include <memory>
+#include <new>
 #include <string>
-#include <vector>
 
 namespace {
 
-struct Command {
-  std::function<int(const std::vector<std::string>&)> run;
-  const char* summary;
-};
+using densenet::cli::UsageError;
 
-const std::map<std::string, Command>& commands() {
-  static const std::map<std::string, Command> table = {
-      {"info",
-       {densenet::cli::info_command, "describe an architecture: blocks, parameters, MACs, keys"}},
-      {"gradcheck",
-       {densenet::cli::gradcheck_command, "check efficient/minimal modes against naive"}},
-      {"bench", {densenet::cli::bench_command, "time a training step and measure its peak memory"}},
-      {"convert",
-       {densenet::cli::convert_command,
-        "rewrite a checkpoint's keys (torchvision, legacy, efficient-pytorch) as .pth or "
-        ".safetensors"}},
-      {"inspect", {densenet::cli::inspect_command, "list the tensors and values in a checkpoint"}},
-      {"predict", {densenet::cli::predict_command, "classify JPEG/PNG images with given weights"}},
-  };
-  return table;
+// The subcommand called `name`, or nullptr.
+const CLI::App* find_command(const CLI::App& app, const std::string& name) {
+  for (const CLI::App* command : app.get_subcommands([](const CLI::App*) { return true; })) {
+    if (command->check_name(name)) return command;
+  }
+  return nullptr;
 }
 
-void print_usage(std::FILE* stream) {
-  std::fprintf(stream,
-               "usage: densenet COMMAND [options]   (densenet COMMAND --help for details)\n\n");
-  std::fprintf(stream, "Memory-efficient DenseNet / DenseNet-BC on LibTorch.\n\ncommands:\n");
-  for (const auto& item : commands()) {
-    std::fprintf(stream, "  %-10s %s\n", item.first.c_str(), item.second.summary);
+// `densenet help CMD` prints what `densenet CMD --help` prints.
+void add_help_command(CLI::App& app) {
+  auto topic = std::make_shared<std::string>();
+  CLI::App* help = app.add_subcommand("help", "show a command's help: densenet help COMMAND");
+  help->add_option("command", *topic, "the command to describe");
+  help->callback([&app, topic] {
+    // The formatter directly: App::help() would describe the `help` command itself.
+    if (topic->empty()) {
+      std::cout << app.get_formatter()->make_help(&app, "densenet", CLI::AppFormatMode::Normal);
+      return;
+    }
+    const CLI::App* command = find_command(app, *topic);
+    if (command == nullptr) throw UsageError("unknown command '" + *topic + "'");
+    std::cout << command->help();
+  });
+}
+
+// The subcommand named on the command line, or "" (for error messages).
+std::string command_name(const CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (find_command(app, argv[i]) != nullptr) return argv[i];
   }
+  return "";
+}
+
+int report(const std::string& command, const std::string& message, int code) {
+  const std::string prefix = command.empty() ? "densenet" : "densenet " + command;
+  std::fprintf(stderr, "%s: error: %s\n", prefix.c_str(), message.c_str());
+  if (code == 2) std::fprintf(stderr, "(see '%s --help')\n", prefix.c_str());
+  return code;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app("Memory-efficient DenseNet / DenseNet-BC on LibTorch.", "densenet");
+  app.set_version_flag("--version", std::string("densenet " DENSENET_VERSION
+                                                " (built with LibTorch " TORCH_VERSION ")"));
+  app.require_subcommand(1);
+  // One line per command, in the order `densenet --help` lists them.
+  densenet::cli::add_info_command(app);
+  densenet::cli::add_predict_command(app);
+  densenet::cli::add_convert_command(app);
+  densenet::cli::add_inspect_command(app);
+  densenet::cli::add_bench_command(app);
+  densenet::cli::add_gradcheck_command(app);
+  add_help_command(app);
+  // After the commands: a subcommand copies its parent's footer when it is added.
+  app.footer(
+      "Run 'densenet COMMAND --help' for a command's options.\n"
+      "Exit status: 0 success, 1 failure while running, 2 command-line mistake.");
+
   if (argc < 2) {
-    print_usage(stderr);
+    std::cerr << app.help();
     return 2;
   }
-  const std::string name = argv[1];
-  if (name == "--help" || name == "-h" || name == "help") {
-    print_usage(stdout);
-    return 0;
+  const std::string name = command_name(app, argc, argv);
+  if (name.empty() && argv[1][0] != '-') {
+    return report("", "unknown command '" + std::string(argv[1]) + "'", 2);
   }
-  const auto command = commands().find(name);
-  if (command == commands().end()) {
-    std::fprintf(stderr, "densenet: unknown command '%s'\n\n", name.c_str());
-    print_usage(stderr);
-    return 2;
-  }
-  const std::vector<std::string> args(argv + 2, argv + argc);
   try {
-    return command->second.run(args);
-  } catch (const densenet::cli::UsageError& e) {
-    std::fprintf(stderr, "densenet %s: %s\n(see 'densenet %s --help')\n", name.c_str(), e.what(),
-                 name.c_str());
-    return 2;
+    app.parse(argc, argv);
+    return 0;
+  } catch (const densenet::cli::CommandExit& exit) {
+    return exit.code;
+  } catch (const CLI::Success& e) {  // --help, --version
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return report(name, e.what(), 2);
+  } catch (const UsageError& e) {
+    return report(name, e.what(), 2);
   } catch (const c10::Error& e) {
-    // what_without_backtrace: a user mistake deserves one clear line, not a C++ stack.
-    std::fprintf(stderr, "densenet %s: error: %s\n", name.c_str(), e.what_without_backtrace());
-    return 1;
+    // what_without_backtrace: one clear line, not a C++ stack.
+    return report(name, e.what_without_backtrace(), 1);
+  } catch (const std::bad_alloc&) {
+    return report(name, "out of memory", 1);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "densenet %s: error: %s\n", name.c_str(), e.what());
-    return 1;
+    return report(name, e.what(), 1);
   }
 }

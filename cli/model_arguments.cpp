@@ -2,13 +2,213 @@
 
 #include <torch/cuda.h>
 
+#include "densenet/model/architecture.h"
 #include "densenet/model/presets.h"
+
+#include <cmath>
 
 #include <c10/util/Exception.h>
 
 #include <sstream>
 
 namespace densenet::cli {
+
+namespace {
+
+std::string preset_names() {
+  std::string names;
+  for (const auto& preset : presets()) names += (names.empty() ? "" : ", ") + preset.name;
+  return names;
+}
+
+// A CLI11 check that runs one of the library's parsers and reports its message.
+template <typename Parse>
+CLI::Validator library_check(const std::string& description, Parse parse) {
+  return CLI::Validator(
+      [parse](std::string& text) -> std::string {
+        try {
+          parse(text);
+          return "";
+        } catch (const c10::Error& error) {
+          return error.what_without_backtrace();
+        }
+      },
+      description);
+}
+
+CLI::Validator real_range(double low, bool low_open, double high, bool high_open) {
+  const std::string range = std::string(low_open ? "(" : "[") + CLI::detail::to_string(low) + ", " +
+                            CLI::detail::to_string(high) + (high_open ? ")" : "]");
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value)) return "expects a number, got '" + text + "'";
+        const bool inside = (low_open ? value > low : value >= low) &&
+                            (high_open ? value < high : value <= high) && std::isfinite(value);
+        return inside ? "" : "must be in " + range + ", got " + text;
+      },
+      "in " + range);
+}
+
+void check_block_config(const std::string& text) {
+  const std::vector<int64_t> blocks = parse_int_list(text);
+  TORCH_CHECK(static_cast<int64_t>(blocks.size()) <= DenseNetOptions::kMaxBlocks, "at most ",
+              DenseNetOptions::kMaxBlocks, " dense blocks are supported, got ", blocks.size());
+  for (const int64_t layers : blocks) {
+    TORCH_CHECK(layers >= 1 && layers <= DenseNetOptions::kMaxLayersPerBlock,
+                "each block needs 1 to ", DenseNetOptions::kMaxLayersPerBlock, " layers, got ",
+                layers);
+  }
+}
+
+template <typename T>
+void add_override(CLI::App& command, const std::string& names, std::optional<T>& target,
+                  const std::string& value_name, const std::string& help,
+                  const CLI::Validator& check, const std::string& alias = "") {
+  command.add_option(names, target, help)->type_name(value_name)->check(check);
+  // The original project's spelling (efficient-densenet-pytorch's constructor argument),
+  // accepted but not listed.
+  if (!alias.empty()) command.add_option(alias, target)->group("")->check(check);
+}
+
+}  // namespace
+
+bool ModelArguments::overrides_architecture() const {
+  return !overrides_text().empty();
+}
+
+std::string ModelArguments::overrides_text() const {
+  std::ostringstream text;
+  auto add = [&text](const char* flag, const auto& value) {
+    if (value) text << (text.tellp() > 0 ? " " : "") << flag << " " << *value;
+  };
+  add("--growth-rate", growth_rate);
+  add("--block-config", block_config);
+  add("--num-init-features", num_init_features);
+  add("--bn-size", bn_size);
+  add("--compression", compression);
+  add("--drop-rate", drop_rate);
+  add("--num-classes", num_classes);
+  add("--in-channels", in_channels);
+  add("--input-size", input_size);
+  add("--stem", stem);
+  return text.str();
+}
+
+std::string ModelArguments::label() const {
+  const std::string overrides = overrides_text();
+  return overrides.empty() ? arch : arch + " (overridden: " + overrides + ")";
+}
+
+void add_model_options(CLI::App& command, ModelArguments& args,
+                       const ModelOptionSettings& settings) {
+  using O = DenseNetOptions;
+  args.arch = settings.default_arch;
+  CLI::Option* arch = command.add_option(
+      "--arch", args.arch,
+      "preset: " + preset_names() +
+          (settings.default_arch.empty() ? " (required: no default)"
+                                         : " (default " + settings.default_arch + ")"));
+  arch->type_name("NAME");
+  if (settings.default_arch.empty()) arch->required();
+  args.arch_option = arch;
+  const CLI::Range channels(int64_t{1}, O::kMaxChannels);
+  add_override(command, "--growth-rate", args.growth_rate, "K",
+               "k: channels each dense layer adds (a BC preset's stem follows as 2k)", channels,
+               "--growth_rate");
+  add_override(command, "--block-config", args.block_config, "LIST",
+               "layers per dense block, e.g. 6,12,24,16", library_check("LIST", check_block_config),
+               "--block_config");
+  add_override(command, "--num-init-features", args.num_init_features, "C",
+               "output channels of the stem convolution", channels, "--num_init_features");
+  add_override(command, "--bn-size", args.bn_size, "N",
+               "bottleneck width factor (0 = plain DenseNet layer, no bottleneck)",
+               CLI::Range(int64_t{0}, O::kMaxBnSize), "--bn_size");
+  add_override(command, "--compression", args.compression, "THETA", "transition compression theta",
+               real_range(0, true, 1, false));
+  add_override(command, "--drop-rate", args.drop_rate, "P", "dropout after each dense layer",
+               real_range(0, false, 1, true), "--drop_rate");
+  add_override(command, "--num-classes", args.num_classes, "N", "classifier outputs",
+               CLI::Range(int64_t{1}, O::kMaxClasses), "--num_classes");
+  add_override(command, "--in-channels", args.in_channels, "C", "input image channels", channels);
+  add_override(command, "--input-size", args.input_size, "S",
+               "input height/width in pixels (chooses the stem unless --stem is given)",
+               CLI::Range(int64_t{1}, O::kMaxInputSize));
+  add_override(command, "--stem", args.stem, "STEM",
+               "cifar (one 3x3 conv) or imagenet (7x7/2 conv, BN, ReLU, 3x3/2 max-pool); "
+               "default: cifar for --input-size up to 32, imagenet above",
+               library_check("cifar|imagenet", [](const std::string& text) { parse_stem(text); }));
+  if (settings.memory_list_help.empty()) {
+    add_override(command, "--memory", args.memory, "MODE", "naive | efficient | minimal",
+                 library_check("MODE", [](const std::string& text) { parse_memory_mode(text); }));
+  } else {
+    add_override(command, "--memory", args.memory, "LIST", settings.memory_list_help,
+                 library_check("LIST", [](const std::string& text) { parse_memory_modes(text); }));
+  }
+  // The original project's options without an equivalent here: rejected with the right one.
+  command.add_option("--depth", args.depth)->group("");
+  command.add_option("--efficient", args.efficient)->group("")->expected(0, 1);
+  command.add_option("--small-inputs,--small_inputs", args.small_inputs)->group("")->expected(0, 1);
+}
+
+DenseNetOptions model_options_from(const ModelArguments& args, bool read_memory) {
+  if (args.depth) {
+    throw UsageError(
+        "--depth is not an option here: choose a preset with --arch (e.g. densenet-bc-100 is "
+        "depth 100) or give --block-config N,N,N (depth = 3N+4, or 6N+4 with bottlenecks)");
+  }
+  if (args.efficient) throw UsageError("--efficient is spelled --memory efficient here");
+  if (args.small_inputs) throw UsageError("--small-inputs is spelled --stem cifar here");
+  DenseNetOptions options;
+  try {
+    options = preset_options(args.arch);
+  } catch (const c10::Error& error) {
+    throw UsageError(std::string("--arch: ") + error.what_without_backtrace());
+  }
+  const bool bottleneck_preset = options.bn_size() > 0;
+  if (args.growth_rate) {
+    options.growth_rate(*args.growth_rate);
+    if (bottleneck_preset && !args.num_init_features) {
+      options.num_init_features(2 * *args.growth_rate);
+    }
+  }
+  if (args.block_config) options.block_config(parse_int_list(*args.block_config));
+  if (args.num_init_features) options.num_init_features(*args.num_init_features);
+  if (args.bn_size) options.bn_size(*args.bn_size);
+  if (args.compression) options.compression(*args.compression);
+  if (args.drop_rate) options.drop_rate(*args.drop_rate);
+  if (args.num_classes) options.num_classes(*args.num_classes);
+  if (args.in_channels) options.in_channels(*args.in_channels);
+  if (args.input_size) options.input_size(*args.input_size);
+  if (args.stem) options.stem(parse_stem(*args.stem));
+  if (read_memory && args.memory) options.memory(parse_memory_mode(*args.memory));
+  try {
+    validate(options);
+    plan_architecture(options);  // throws when a count overflows
+  } catch (const c10::Error& error) {
+    throw UsageError(error.what_without_backtrace());
+  }
+  return options;
+}
+
+std::vector<MemoryMode> memory_modes_from(const std::string& text) {
+  try {
+    return parse_memory_modes(text);
+  } catch (const c10::Error& error) {
+    throw UsageError(std::string("--memory: ") + error.what_without_backtrace());
+  }
+}
+
+torch::Device device_from(const std::string& name) {
+  if (name != "cpu" && name != "cuda") {
+    throw UsageError("--device: unknown device '" + name + "': use cpu or cuda");
+  }
+  if (name == "cuda" && !torch::cuda::is_available()) {
+    throw UsageError(
+        "--device cuda: no CUDA device is available (or LibTorch was built without CUDA)");
+  }
+  return name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+}
 
 std::vector<OptionSpec> model_option_specs(const std::string& memory_list_help) {
   std::vector<OptionSpec> specs = {

@@ -5,10 +5,79 @@
 #include "densenet/model/options.h"
 
 #include <torch/types.h>
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
 
 #include <vector>
 
 namespace densenet::cli {
+
+/// The model options shared by every command that builds a DenseNet: --arch and one override
+/// per DenseNetOptions field. Each is unset unless given on the command line.
+struct ModelArguments {
+  std::string arch;  // preset name; the command's default unless given
+  std::optional<int64_t> growth_rate;
+  std::optional<std::string> block_config;  // "6,12,24,16"
+  std::optional<int64_t> num_init_features;
+  std::optional<int64_t> bn_size;
+  std::optional<double> compression;
+  std::optional<double> drop_rate;
+  std::optional<int64_t> num_classes;
+  std::optional<int64_t> in_channels;
+  std::optional<int64_t> input_size;
+  std::optional<std::string> stem;
+  std::optional<std::string> memory;  // one mode, or a list where the command measures several
+  // The original project's spellings that have no equivalent flag: given, they are rejected
+  // with the right spelling (see add_model_options).
+  std::optional<std::string> depth, efficient, small_inputs;
+  const CLI::Option* arch_option = nullptr;  // set by add_model_options
+
+  /// True when --arch was given on the command line.
+  bool arch_given() const { return arch_option != nullptr && arch_option->count() > 0; }
+
+  /// True when any field of the preset is overridden (--memory excluded: it changes no
+  /// result). Commands use it to refuse overrides they would ignore.
+  bool overrides_architecture() const;
+  /// The overrides as given, e.g. "--growth-rate 24 --num-init-features 48"; "" for none.
+  std::string overrides_text() const;
+  /// What the output should call the network: "densenet-bc-100", or
+  /// "densenet-bc-100 (overridden: --growth-rate 24)".
+  std::string label() const;
+};
+
+/// How a command presents the model options.
+struct ModelOptionSettings {
+  /// The preset used without --arch; "" makes --arch required (predict: the weights decide).
+  std::string default_arch = "densenet-40";
+  /// Non-empty: --memory takes a comma-separated list of modes, described by this text
+  /// (bench, gradcheck). Empty: --memory names one mode.
+  std::string memory_list_help;
+};
+
+/// Adds --arch, the overrides (with CLI11 range checks that name the flag), --stem, --memory,
+/// and the original project's spellings (--growth_rate etc.) as hidden aliases, to `command`.
+/// `args` must outlive the parse.
+void add_model_options(CLI::App& command, ModelArguments& args,
+                       const ModelOptionSettings& settings = {});
+
+/// The preset named by `args.arch` with every override applied, validated. A BC preset whose
+/// growth rate is overridden gets the paper's 2k stem channels unless --num-init-features is
+/// given (Huang et al. 2017, section 3: "the initial convolution layer comprises 2k
+/// convolutions"). --memory is applied when `read_memory` (a single mode). Throws UsageError
+/// for an invalid combination, naming the flags.
+DenseNetOptions model_options_from(const ModelArguments& args, bool read_memory = true);
+
+/// "naive,efficient" -> the modes; throws UsageError naming a bad one.
+std::vector<MemoryMode> memory_modes_from(const std::string& text);
+
+/// --device: "cpu" or "cuda", checked against what this LibTorch build can reach. Throws
+/// UsageError otherwise.
+torch::Device device_from(const std::string& name);
+
+// The old hand-written parser's versions, until every command has moved to CLI11.
 
 /// --arch and the per-field overrides, with the original project's flag names. With
 /// `memory_help`, --memory takes a comma-separated list of modes described by it (bench,

@@ -1,4 +1,4 @@
-#include "commands.h"
+#include "legacy_command.h"
 
 #include "arguments.h"
 #include "model_arguments.h"
