@@ -5,6 +5,8 @@
 #include <c10/util/Exception.h>
 
 // libjpeg's header needs stdio's FILE declared first.
+#include <algorithm>
+#include <array>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
@@ -50,6 +52,25 @@ void jpeg_message(j_common_ptr info, int level) {
   }
 }
 
+// Pillow 9.4's CMYK JPEG to RGB: JpegImagePlugin always reads the samples as inverted
+// ("CMYK;I", Adobe's convention, which is what Photoshop and most CMYK JPEGs use), and Convert.c's
+// cmyk2rgb then computes R = (255 - K) - (255 - K) * C / 255 with its MULDIV255 rounding. With
+// the inversion undone, 255 - K is the stored k and C is 255 - the stored c.
+void cmyk_row_to_rgb(const uint8_t* row, int64_t width, uint8_t* out) {
+  const auto muldiv255 = [](int a, int b) {
+    const int t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+  };
+  for (int64_t x = 0; x < width; ++x) {
+    const uint8_t* stored = row + x * 4;
+    const int not_black = stored[3];
+    for (int c = 0; c < 3; ++c) {
+      const int value = not_black - muldiv255(255 - stored[c], not_black);
+      out[x * 3 + c] = static_cast<uint8_t>(std::clamp(value, 0, 255));
+    }
+  }
+}
+
 Image decode_jpeg(std::string_view bytes, const std::string& source) {
   // Not modified between setjmp and longjmp, so it is safe to use after the jump.
   const auto image = std::make_unique<Image>();
@@ -67,12 +88,11 @@ Image decode_jpeg(std::string_view bytes, const std::string& source) {
   jpeg_mem_src(&info, reinterpret_cast<const unsigned char*>(bytes.data()),
                static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&info, TRUE);
-  if (info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK) {
-    jpeg_destroy_decompress(&info);
-    TORCH_CHECK(false, "cannot decode '", source,
-                "': CMYK JPEGs are not supported; convert the image to RGB");
-  }
-  info.out_color_space = info.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : JCS_RGB;
+  // libjpeg turns YCCK into CMYK; everything else that is not grey becomes RGB.
+  const bool cmyk = info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK;
+  info.out_color_space = info.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE
+                         : cmyk                                 ? JCS_CMYK
+                                                                : JCS_RGB;
   jpeg_start_decompress(&info);
   const int64_t width = info.output_width;
   const int64_t height = info.output_height;
@@ -91,6 +111,10 @@ Image decode_jpeg(std::string_view bytes, const std::string& source) {
     unsigned char* rows[1] = {row->data()};
     jpeg_read_scanlines(&info, rows, 1);
     uint8_t* out = image->pixels.data() + y * width * 3;
+    if (cmyk) {
+      cmyk_row_to_rgb(row->data(), width, out);
+      continue;
+    }
     for (int64_t x = 0; x < width; ++x) {
       for (int64_t c = 0; c < 3; ++c)
         out[x * 3 + c] = (*row)[x * components + (components == 3 ? c : 0)];
@@ -124,6 +148,52 @@ void png_read_memory(png_structp png, png_bytep out, png_size_t count) {
   source->position += count;
 }
 
+// One sample of a raw libpng row (no transformations): 1, 2 and 4-bit samples are packed from the
+// high bit, 16-bit ones big-endian (PNG specification, section 7.2).
+uint32_t raw_sample(const uint8_t* row, int64_t index, int depth) {
+  if (depth == 16) return (uint32_t{row[2 * index]} << 8) | row[2 * index + 1];
+  if (depth == 8) return row[index];
+  const int64_t per_byte = 8 / depth;
+  const int shift = 8 - depth * static_cast<int>(index % per_byte + 1);
+  return (row[index / per_byte] >> shift) & ((1u << depth) - 1);
+}
+
+// Pillow 9.4's rules for each PNG kind (PngImagePlugin's _MODES, its unpackers and Convert.c),
+// checked against Image.convert("RGB") for every colour type and bit depth
+// (tests/reference/make_images.py): grey below 8 bits is scaled to 0..255 ("1", "L;2", "L;4");
+// 16-bit grey opens in mode "I" and converts by clamping to 255, not by keeping the high byte;
+// every other 16-bit sample ("LA;16B", "RGB;16B", "RGBA;16B") keeps its high byte; alpha and
+// tRNS are ignored; palette indices past the PLTE entries read Pillow's default grey ramp.
+void png_row_to_rgb(const uint8_t* row, int64_t width, int color, int depth,
+                    const std::array<std::array<uint8_t, 3>, 256>& palette, uint8_t* out) {
+  const int channels = color == PNG_COLOR_TYPE_GRAY         ? 1
+                       : color == PNG_COLOR_TYPE_PALETTE    ? 1
+                       : color == PNG_COLOR_TYPE_GRAY_ALPHA ? 2
+                       : color == PNG_COLOR_TYPE_RGB        ? 3
+                                                            : 4;
+  const auto eight_bit = [&](uint32_t sample) {
+    return static_cast<uint8_t>(depth == 16 ? sample >> 8 : sample);
+  };
+  for (int64_t x = 0; x < width; ++x) {
+    uint8_t* pixel = out + x * 3;
+    const uint32_t first = raw_sample(row, x * channels, depth);
+    if (color == PNG_COLOR_TYPE_PALETTE) {
+      std::memcpy(pixel, palette[first].data(), 3);
+    } else if (color == PNG_COLOR_TYPE_GRAY) {
+      const uint8_t grey = depth < 8     ? static_cast<uint8_t>(first * 255 / ((1u << depth) - 1))
+                           : depth == 16 ? static_cast<uint8_t>(std::min<uint32_t>(first, 255))
+                                         : static_cast<uint8_t>(first);
+      pixel[0] = pixel[1] = pixel[2] = grey;
+    } else if (color == PNG_COLOR_TYPE_GRAY_ALPHA) {
+      pixel[0] = pixel[1] = pixel[2] = eight_bit(first);
+    } else {
+      pixel[0] = eight_bit(first);
+      pixel[1] = eight_bit(raw_sample(row, x * channels + 1, depth));
+      pixel[2] = eight_bit(raw_sample(row, x * channels + 2, depth));
+    }
+  }
+}
+
 Image decode_png(std::string_view bytes, const std::string& source_name) {
   const auto image = std::make_unique<Image>();
   const auto source = std::make_unique<PngSource>();
@@ -133,6 +203,8 @@ Image decode_png(std::string_view bytes, const std::string& source_name) {
   png_infop info = png_create_info_struct(png);
   // Row pointers live outside the jump's reach: a unique_ptr set before setjmp.
   const auto rows = std::make_unique<std::vector<png_bytep>>();
+  const auto raw = std::make_unique<std::vector<uint8_t>>();  // (height, row bytes): as stored
+  const auto palette_holder = std::make_unique<std::array<std::array<uint8_t, 3>, 256>>();
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_read_struct(&png, &info, nullptr);
     TORCH_CHECK(false, "cannot decode '", source_name, "' as PNG: ", source->message);
@@ -149,26 +221,34 @@ Image decode_png(std::string_view bytes, const std::string& source_name) {
   }
   const int color = png_get_color_type(png, info);
   const int depth = png_get_bit_depth(png, info);
-  // As PIL's convert("RGB"): expand palette and grey, keep the high byte of 16-bit samples,
-  // drop alpha without compositing.
-  if (depth == 16) png_set_strip_16(png);
-  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
-  if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-  if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
-  if (color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
+  // Pillow's palette starts as a grey ramp that PLTE overwrites (see png_row_to_rgb).
+  auto& palette = *palette_holder;
+  for (int i = 0; i < 256; ++i) palette[i] = {uint8_t(i), uint8_t(i), uint8_t(i)};
+  if (color == PNG_COLOR_TYPE_PALETTE) {
+    png_colorp entries = nullptr;
+    int count = 0;
+    if (png_get_PLTE(png, info, &entries, &count) == 0)
+      png_error(png, "a palette image without PLTE");
+    for (int i = 0; i < count && i < 256; ++i) {
+      palette[i] = {entries[i].red, entries[i].green, entries[i].blue};
+    }
+  }
+  // libpng only decompresses, unfilters and de-interlaces; the samples are converted here,
+  // because libpng's own transformations do not follow Pillow (16-bit grey, tRNS).
   png_set_interlace_handling(png);
   png_read_update_info(png, info);
-  if (png_get_channels(png, info) != 3 ||
-      png_get_rowbytes(png, info) != static_cast<png_size_t>(width * 3)) {
-    png_error(png, "unsupported pixel layout after conversion to RGB");
-  }
+  const png_size_t row_bytes = png_get_rowbytes(png, info);
   image->width = width;
   image->height = height;
   image->channels = 3;
   image->pixels.resize(static_cast<size_t>(width * height * 3));
+  raw->resize(row_bytes * static_cast<size_t>(height));
   rows->resize(static_cast<size_t>(height));
-  for (int64_t y = 0; y < height; ++y) (*rows)[y] = image->pixels.data() + y * width * 3;
+  for (int64_t y = 0; y < height; ++y) (*rows)[y] = raw->data() + y * row_bytes;
   png_read_image(png, rows->data());
+  for (int64_t y = 0; y < height; ++y) {
+    png_row_to_rgb((*rows)[y], width, color, depth, palette, image->pixels.data() + y * width * 3);
+  }
   png_read_end(png, nullptr);
   png_destroy_read_struct(&png, &info, nullptr);
   return std::move(*image);
@@ -192,6 +272,13 @@ Image decode_image(std::string_view bytes, const std::string& source) {
 
 Image read_image(const std::string& path) {
   return decode_image(read_file(path), path);
+}
+
+const char* image_format_limits() {
+  return "Images: JPEG (grey, RGB/YCbCr, CMYK, YCCK) and PNG (every colour type and bit depth, "
+         "interlaced or not), decoded as PIL's convert(\"RGB\"); alpha and transparency are "
+         "dropped, 16-bit samples reduced as PIL does. Other formats (GIF, BMP, TIFF, WebP, ...), "
+         "truncated files and images over 178,956,970 pixels are refused.";
 }
 
 Image to_luma(const Image& rgb) {

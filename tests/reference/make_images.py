@@ -9,7 +9,14 @@ For each good image NAME.{png,jpg}: NAME.safetensors with
   input       float32 (3, 224, 224): Resize(256), CenterCrop(224), ToTensor, Normalize(ImageNet)
   input_luma  float32 (1, 28, 28): convert("L"), Resize(32), CenterCrop(28), ToTensor,
               Normalize(0.5, 0.25)
-Bad images (truncated, corrupted, other formats, CMYK) are written beside them.
+Bad images (truncated, corrupted, other formats) are written beside them.
+
+The PNG matrix (png_writer.py writes what PIL cannot): png_KIND[_trns][_interlaced].png for every
+colour type and bit depth of the PNG specification, with NAME.safetensors holding
+  rgb   uint8 (H, W, 3): PIL's convert("RGB")
+  luma  uint8 (H, W): PIL's convert("L")
+CMYK JPEGs as PIL writes them (cmyk.jpg), with an Adobe APP14 marker (cmyk_adobe.jpg) and as YCCK
+(ycck.jpg: APP14 transform 2, so that libjpeg converts YCCK to CMYK) get the same two tensors.
 
 Run with Debian's python3-torchvision (and its python3-pil):
     /usr/bin/python3 tests/reference/make_images.py --out build/tests/images
@@ -17,7 +24,9 @@ Run with Debian's python3-torchvision (and its python3-pil):
 import argparse
 import io
 import os
+import struct
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -25,6 +34,7 @@ from PIL import Image
 from torchvision import transforms
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import png_writer  # noqa: E402
 import safetensors_io  # noqa: E402
 
 SEED = 20261125
@@ -61,6 +71,85 @@ def expected(path):
     }
 
 
+# (name, colour type, bit depth) of every kind the PNG specification allows (section 11.2.2).
+PNG_KINDS = [("grey1", png_writer.GREY, 1), ("grey2", png_writer.GREY, 2),
+             ("grey4", png_writer.GREY, 4), ("grey8", png_writer.GREY, 8),
+             ("grey16", png_writer.GREY, 16), ("greyalpha8", png_writer.GREY_ALPHA, 8),
+             ("greyalpha16", png_writer.GREY_ALPHA, 16), ("rgb8", png_writer.RGB, 8),
+             ("rgb16", png_writer.RGB, 16), ("rgba8", png_writer.RGBA, 8),
+             ("rgba16", png_writer.RGBA, 16), ("palette1", png_writer.PALETTE, 1),
+             ("palette2", png_writer.PALETTE, 2), ("palette4", png_writer.PALETTE, 4),
+             ("palette8", png_writer.PALETTE, 8)]
+
+
+def pil_answer(path):
+    # PIL warns that palette files with tRNS should be converted to RGBA; convert("RGB") is
+    # what is asked of it here.
+    warnings.filterwarnings("ignore", "Palette images with Transparency")
+    with Image.open(path) as opened:
+        return {"rgb": torch.from_numpy(np.asarray(opened.convert("RGB")).copy()),
+                "luma": torch.from_numpy(np.asarray(opened.convert("L")).copy())}
+
+
+def write_png_matrix(out, rng):
+    """Each kind with and without tRNS, progressive and interlaced, 13x11 pixels (odd, so that
+    packed rows end mid-byte and Adam7's passes are partial). 16-bit samples are half small
+    (below 256, where PIL's clamp of 16-bit grey and a high byte differ most) and half anywhere.
+    Palettes are one entry short of the depth's range, and a few pixels use the missing index."""
+    width, height = 13, 11
+    for name, color, depth in PNG_KINDS:
+        channels = png_writer.CHANNELS[color]
+        samples = rng.integers(0, 1 << depth, (height, width, channels))
+        if depth == 16:
+            samples[::2] = rng.integers(0, 300, samples[::2].shape)
+        palette = None
+        if color == png_writer.PALETTE:
+            entries = max(2, (1 << depth) - 1)
+            palette = rng.integers(0, 256, (entries, 3))
+            samples %= entries
+            samples[0, :3] = (1 << depth) - 1  # past PLTE when entries < 2^depth
+        for trns in [False, True]:
+            chunk = None
+            if trns and color == png_writer.PALETTE:
+                chunk = bytes(rng.integers(0, 256, len(palette) - 1).astype(np.uint8))
+            elif trns and color in (png_writer.GREY, png_writer.RGB):
+                chunk = struct.pack(">" + "H" * channels, *map(int, samples[0, 0]))
+            elif trns:  # forbidden with an alpha channel; decoders must ignore it
+                chunk = b"\x00\x05"
+            for interlace in [False, True]:
+                stem = "png_" + name + ("_trns" if trns else "") + \
+                       ("_interlaced" if interlace else "")
+                with open(out(stem + ".png"), "wb") as f:
+                    f.write(png_writer.encode(samples, color, depth, palette, chunk, interlace))
+                safetensors_io.save(out(stem + ".safetensors"), pil_answer(out(stem + ".png")))
+    # The issue's example: every sample 30000 (PIL: 255; its high byte would be 117).
+    with open(out("png_grey16_30000.png"), "wb") as f:
+        f.write(png_writer.encode(np.full((4, 5, 1), 30000), png_writer.GREY, 16))
+    safetensors_io.save(out("png_grey16_30000.safetensors"), pil_answer(out("png_grey16_30000.png")))
+
+
+def with_adobe_marker(jpeg, transform):
+    """Inserts an Adobe APP14 marker after SOI: transform 0 means CMYK, 2 YCCK (libjpeg's
+    jdmarker.c reads it so)."""
+    app14 = b"\xff\xee" + struct.pack(">H", 14) + b"Adobe" + struct.pack(">HHHB", 100, 0, 0,
+                                                                         transform)
+    return jpeg[:2] + app14 + jpeg[2:]
+
+
+def write_cmyk_jpegs(out, image):
+    buffer = io.BytesIO()
+    image.convert("CMYK").save(buffer, format="JPEG", quality=90)
+    files = {"cmyk.jpg": buffer.getvalue(), "cmyk_adobe.jpg": with_adobe_marker(buffer.getvalue(), 0),
+             "ycck.jpg": with_adobe_marker(buffer.getvalue(), 2)}
+    for name, data in files.items():
+        with open(out(name), "wb") as f:
+            f.write(data)
+        answer = pil_answer(out(name))
+        with Image.open(out(name)) as opened:
+            assert opened.mode == "CMYK", name
+        safetensors_io.save(out(name.replace(".", "_") + ".safetensors"), answer)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
@@ -85,6 +174,9 @@ def main():
                  "photo.jpg", "gray.jpg", "progressive.jpg"]:
         safetensors_io.save(out(name.replace(".", "_") + ".safetensors"), expected(out(name)))
 
+    write_png_matrix(out, rng)
+    write_cmyk_jpegs(out, synthetic(67, 45, rng))
+
     # Bad images.
     for name in ["photo.jpg", "rgb.png"]:
         data = open(out(name), "rb").read()
@@ -94,7 +186,6 @@ def main():
     data[len(data) // 2] ^= 0x55  # inside IDAT: its CRC no longer matches
     open(out("corrupted.png"), "wb").write(bytes(data))
     landscape.save(out("image.gif"))
-    landscape.convert("CMYK").save(out("cmyk.jpg"))
     open(out("empty.png"), "wb").close()
     buffer = io.BytesIO()
     landscape.save(buffer, format="BMP")
