@@ -1,0 +1,247 @@
+#!/usr/bin/python3
+"""Trains a DenseNet-BC on Fashion-MNIST with Debian's PyTorch, the way a user would: the PyTorch
+side of the time-to-accuracy comparison with `densenet train` (docs/BENCHMARKS.md).
+
+What "the way a user would" means here: torchvision's FashionMNIST dataset class and transforms
+(RandomCrop(28, padding=4), RandomHorizontalFlip, ToTensor, Normalize(0.2860, 0.3530)), a torch
+DataLoader with N worker processes, a torchvision-style DenseNet-BC with the small-input stem
+(tests/reference/reference_densenet.py, torchvision's module names; torchvision's weight
+initialisation), SGD (momentum, nesterov, weight decay) and MultiStepLR stepped once per
+iteration, as `densenet train` schedules (milestones in epochs, default 0.5 and 0.75 of the
+epochs, the DenseNet paper's). Test loss, top-1 and top-5 accuracy after every epoch.
+
+Fashion-MNIST comes from Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist, the
+IDX .gz files); torchvision's class wants them uncompressed under <root>/FashionMNIST/raw, so
+they are decompressed once into --cache-dir.
+
+    /usr/bin/python3 bench/train_pytorch.py --threads 2 --workers 1 --epochs 1 \
+        --max-train-samples 2000 --json /tmp/pytorch.json
+"""
+import argparse
+import gzip
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from torchvision import transforms
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "reference"))
+import reference_densenet  # noqa: E402
+
+FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+         "t10k-labels-idx1-ubyte"]
+MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST training-set pixel statistics, as `densenet train`
+
+
+def ints(text):
+    return [int(v) for v in text.replace(" ", "").split(",") if v]
+
+
+def floats(text):
+    return [float(v) for v in text.replace(" ", "").split(",") if v]
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="/usr/share/datasets/fashion-mnist",
+                   help="folder with the Fashion-MNIST IDX files (.gz or not)")
+    p.add_argument("--cache-dir", default="/tmp/densenet-fashion-mnist-torchvision",
+                   help="where torchvision's raw/ layout is made")
+    p.add_argument("--growth-rate", type=int, default=12)
+    p.add_argument("--block-config", type=ints, default=[16, 16, 16])
+    p.add_argument("--bn-size", type=int, default=4)
+    p.add_argument("--compression", type=float, default=0.5)
+    p.add_argument("--num-init-features", type=int, default=None, help="default: 2 * growth rate")
+    p.add_argument("--drop-rate", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--test-batch-size", type=int, default=256)
+    p.add_argument("--drop-last", action="store_true", help="drop the last partial training batch")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--lr-type", default="multistep", choices=["multistep"])
+    p.add_argument("--milestones", type=floats, default=None,
+                   help="epochs, comma-separated; default 0.5 and 0.75 of --epochs")
+    p.add_argument("--gamma", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--nesterov", type=int, default=1, choices=[0, 1])
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--max-train-samples", type=int, default=0, help="0 = all 60000")
+    p.add_argument("--max-eval-samples", type=int, default=0, help="0 = all 10000")
+    p.add_argument("--target-accuracy", type=float, default=93.0, help="test top-1 in %%")
+    p.add_argument("--json", default="", help="write a JSON summary here")
+    args = p.parse_args()
+    if args.num_init_features is None:
+        args.num_init_features = 2 * args.growth_rate
+    if args.milestones is None:
+        args.milestones = [0.5 * args.epochs, 0.75 * args.epochs]
+    for name in ("batch_size", "test_batch_size", "epochs", "growth_rate"):
+        if getattr(args, name) < 1:
+            p.error("--%s must be >= 1, got %d" % (name.replace("_", "-"), getattr(args, name)))
+    if args.workers < 0 or args.threads < 0:
+        p.error("--workers and --threads must be >= 0")
+    return args
+
+
+def torchvision_root(data, cache_dir):
+    """A root that torchvision.datasets.FashionMNIST reads: <root>/FashionMNIST/raw/<file>."""
+    raw = os.path.join(cache_dir, "FashionMNIST", "raw")
+    os.makedirs(raw, exist_ok=True)
+    for name in FILES:
+        target = os.path.join(raw, name)
+        if os.path.exists(target):
+            continue
+        plain, packed = os.path.join(data, name), os.path.join(data, name + ".gz")
+        if os.path.exists(plain):
+            os.symlink(os.path.abspath(plain), target)
+        elif os.path.exists(packed):
+            with gzip.open(packed, "rb") as src, open(target + ".part", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(target + ".part", target)
+        else:
+            sys.exit("train_pytorch.py: no Fashion-MNIST file '%s' (or .gz) in '%s'; install "
+                     "dataset-fashion-mnist or pass --data" % (name, data))
+    return cache_dir
+
+
+def build_model(args):
+    model = reference_densenet.DenseNet(
+        in_channels=1, num_init_features=args.num_init_features, growth_rate=args.growth_rate,
+        block_config=tuple(args.block_config), bn_size=args.bn_size, compression=args.compression,
+        drop_rate=args.drop_rate, num_classes=10, input_size=28)
+    # torchvision.models.densenet's initialisation.
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.Linear):
+            nn.init.constant_(m.bias, 0)
+    return model
+
+
+def evaluate(model, loader):
+    model.eval()
+    loss_sum, top1, top5, count = 0.0, 0, 0, 0
+    with torch.no_grad():
+        for images, labels in loader:
+            logits = model(images)
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+            # torchvision references/classification/utils.py accuracy()
+            pred = logits.topk(5, 1, True, True).indices
+            correct = pred.eq(labels[:, None])
+            top1 += int(correct[:, :1].any(1).sum())
+            top5 += int(correct.any(1).sum())
+            count += labels.numel()
+    return loss_sum / count, 100.0 * top1 / count, 100.0 * top5 / count
+
+
+def main():
+    args = parse_args()
+    torch.manual_seed(args.seed)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    root = torchvision_root(args.data, args.cache_dir)
+    normalize = transforms.Normalize((MEAN,), (STD,))
+    train_set = torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=transforms.Compose([
+        transforms.RandomCrop(28, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize]))
+    test_set = torchvision.datasets.FashionMNIST(root, train=False, download=False, transform=transforms.Compose([
+        transforms.ToTensor(), normalize]))
+    if args.max_train_samples > 0:
+        train_set = torch.utils.data.Subset(train_set, range(min(args.max_train_samples, len(train_set))))
+    if args.max_eval_samples > 0:
+        test_set = torch.utils.data.Subset(test_set, range(min(args.max_eval_samples, len(test_set))))
+    common = dict(num_workers=args.workers, persistent_workers=args.workers > 0)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                                               drop_last=args.drop_last, **common)
+    test_loader = torch.utils.data.DataLoader(test_set, batch_size=args.test_batch_size, shuffle=False, **common)
+
+    model = build_model(args)
+    parameters = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+                                nesterov=bool(args.nesterov), weight_decay=args.weight_decay)
+    steps_per_epoch = len(train_loader)
+    # Milestones in epochs -> iterations, rounded half up like densenet::train::Schedule.
+    milestones = [int(math.floor(m * steps_per_epoch + 0.5)) for m in args.milestones]
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=args.gamma)
+
+    print("pytorch %s, torchvision %s, %d threads, %d workers; DenseNet-BC k=%d blocks %s bn %d "
+          "compression %g init %d: %s parameters; %d training images, %d test images, batch %d, "
+          "%d steps/epoch" % (torch.__version__, torchvision.__version__, torch.get_num_threads(),
+                              args.workers, args.growth_rate, ",".join(map(str, args.block_config)),
+                              args.bn_size, args.compression, args.num_init_features,
+                              format(parameters, ","), len(train_set), len(test_set), args.batch_size,
+                              steps_per_epoch), flush=True)
+    print("epoch | train s | img/s | data wait | train loss | test loss | test top-1 acc % | "
+          "test top-5 acc % | eval s | wall clock s", flush=True)
+    epochs, target_seconds, target_epoch = [], None, None
+    start = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        epoch_start = time.perf_counter()
+        wait, loss_sum, count = 0.0, 0.0, 0
+        lr = optimizer.param_groups[0]["lr"]
+        batches = iter(train_loader)
+        while True:
+            fetch = time.perf_counter()
+            try:
+                images, labels = next(batches)
+            except StopIteration:
+                break
+            wait += time.perf_counter() - fetch
+            lr = optimizer.param_groups[0]["lr"]
+            loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item() * labels.numel()
+            count += labels.numel()
+        train_seconds = time.perf_counter() - epoch_start
+        eval_start = time.perf_counter()
+        test_loss, top1, top5 = evaluate(model, test_loader)
+        eval_seconds = time.perf_counter() - eval_start
+        wall = time.perf_counter() - start
+        if target_seconds is None and top1 >= args.target_accuracy:
+            target_seconds, target_epoch = wall, epoch
+        record = dict(epoch=epoch, lr=lr, train_loss=loss_sum / count, epoch_seconds=train_seconds,
+                      images_per_second=count / train_seconds, data_wait_share=wait / train_seconds,
+                      eval_loss=test_loss, eval_top1=top1, eval_top5=top5, eval_seconds=eval_seconds,
+                      elapsed_seconds=wall)
+        epochs.append(record)
+        print("%5d | %7.1f | %5.0f | %8.1f%% | %10.4f | %9.4f | %16.2f | %16.2f | %6.1f | %12.1f"
+              % (epoch, train_seconds, record["images_per_second"], 100 * record["data_wait_share"],
+                 record["train_loss"], test_loss, top1, top5, eval_seconds, wall), flush=True)
+    if target_seconds is None:
+        print("test top-1 accuracy never reached %.1f%% (best %.2f%%)" % (
+            args.target_accuracy, max(e["eval_top1"] for e in epochs)))
+    else:
+        print("test top-1 accuracy first reached %.1f%% after epoch %d, %.1f s of wall clock "
+              "(evaluation included)" % (args.target_accuracy, target_epoch, target_seconds))
+    mean_epoch = sum(e["epoch_seconds"] for e in epochs) / len(epochs)
+    print("mean training time per epoch: %.1f s" % mean_epoch)
+    if args.json:
+        summary = dict(tool="bench/train_pytorch.py", torch=torch.__version__, torchvision=torchvision.__version__,
+                       threads=torch.get_num_threads(), parameters=parameters, steps_per_epoch=steps_per_epoch,
+                       train_samples=len(train_set), test_samples=len(test_set), args=vars(args),
+                       epochs=epochs, mean_epoch_seconds=mean_epoch, target_accuracy=args.target_accuracy,
+                       time_to_target_seconds=target_seconds, target_epoch=target_epoch,
+                       best_top1=max(e["eval_top1"] for e in epochs), total_seconds=time.perf_counter() - start)
+        with open(args.json + ".part", "w") as f:
+            json.dump(summary, f, indent=1)
+        os.replace(args.json + ".part", args.json)
+        print("wrote", args.json)
+
+
+if __name__ == "__main__":
+    main()
