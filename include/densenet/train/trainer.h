@@ -1,0 +1,112 @@
+#pragma once
+
+#include "densenet/model/densenet.h"
+#include "densenet/train/config.h"
+#include "densenet/train/progress.h"
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+
+namespace densenet::data {
+class DataLoader;
+}
+
+namespace densenet::train {
+
+/// Loss and accuracy of a model over a whole evaluation set.
+struct EvalResult {
+  double loss = 0;     // mean cross-entropy per image (no label smoothing)
+  double top1 = 0;     // % of images whose label has the highest logit
+  double top5 = 0;     // % whose label is among the 5 highest (all of them when < 5 classes)
+  int64_t images = 0;  // images evaluated
+  double seconds = 0;  // wall-clock time
+};
+
+/// Evaluates `model` (switched to eval mode, no gradients) over every batch `loader` gives for
+/// `epoch`. The caller restores train mode.
+EvalResult evaluate(DenseNet& model, data::DataLoader& loader, const torch::Device& device,
+                    int64_t epoch = 0);
+
+/// The configuration stored in a training checkpoint (`--resume` target: run directory or
+/// file). Throws c10::Error when the file is missing, unreadable or not a training checkpoint.
+TrainConfig saved_config(const std::string& resume);
+
+/// `densenet eval`: the weights in `weights` (.pth of any layout torchvision or this library
+/// writes, .safetensors, or a training checkpoint) evaluated on the evaluation set (the test
+/// split, or the validation split with valid-size). The model is `requested`'s; for a training
+/// checkpoint it is the checkpoint's configuration with the keys in `given` taken from
+/// `requested`. Prints a summary line to `out`. Throws c10::Error when the weights do not fit
+/// the model (listing the keys), or the data cannot be read.
+EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std::string>& given,
+                            const std::string& weights, std::ostream& out);
+
+/// One batch's forward and backward in `splits` pieces (num-batch-splits): each piece's summed
+/// cross-entropy is divided by the whole batch's size, so the accumulated gradients are those of
+/// the whole batch's mean loss, up to batch-norm statistics, which each piece computes over its
+/// own images. (The original project divides by the piece's size: a gradient `splits` times too
+/// large.) images (N, C, H, W), labels (N) int64 on the model's device.
+struct BatchResult {
+  double loss_sum = 0;  // summed cross-entropy (with label smoothing) over the batch
+  int64_t correct = 0;  // top-1 correct
+  bool finite = true;   // false: a piece's loss was NaN or infinite (its backward was skipped)
+};
+BatchResult accumulate_gradients(DenseNet& model, const torch::Tensor& images,
+                                 const torch::Tensor& labels, int64_t splits,
+                                 double label_smoothing);
+
+/// How a run ended.
+struct RunSummary {
+  std::string run_dir;
+  int64_t epochs_completed = 0;
+  int64_t global_step = 0;
+  double best_top1 = 0;  // % (evaluation top-1), NaN when never evaluated
+  int64_t best_epoch = 0;
+  double last_top1 = 0;
+  bool interrupted = false;  // stopped by request_stop() (Ctrl-C, SIGTERM)
+  double seconds = 0;
+};
+
+/// Asks a running Trainer to write a checkpoint at the next step boundary and return; safe to
+/// call from a signal handler (it only sets an atomic flag).
+void request_stop();
+/// Clears a previous request (tests run several trainers in one process).
+void clear_stop_request();
+
+/// One training run, from a validated configuration: data, model, optimiser, schedule, the run
+/// directory and its checkpoints. The loop reads top to bottom:
+///   data -> forward -> loss -> backward (per batch split) -> clip -> step -> schedule -> log,
+/// then, per epoch, evaluate -> metrics -> curve -> checkpoint.
+/// A NaN or infinite loss throws c10::Error naming the epoch and step before the weights are
+/// updated, and nothing is saved, so the last checkpoint stays the last good one.
+class Trainer {
+ public:
+  /// `out` receives the start-up summary, progress and per-epoch lines; `terminal` selects the
+  /// live progress bar (else plain lines every log-interval steps). Throws c10::Error for a
+  /// configuration that cannot run (missing data, bad resume, occupied output directory, ...).
+  explicit Trainer(TrainConfig config, std::ostream& out = std::cout,
+                   bool terminal = is_terminal(stdout));
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  /// Trains to `epochs` (or evaluates once with test-only) and returns how it ended.
+  /// `after_step`, when given, is called with the global step count after every optimiser step
+  /// (tests use it to interrupt a run at an exact step through request_stop()).
+  RunSummary run(const std::function<void(int64_t)>& after_step = nullptr);
+
+  const TrainConfig& config() const;
+  const std::string& run_dir() const;
+  DenseNet& model();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace densenet::train

@@ -1,0 +1,828 @@
+#include "densenet/train/trainer.h"
+
+#include "densenet/data/dataset.h"
+#include "densenet/data/loader.h"
+#include "densenet/data/transforms.h"
+#include "densenet/io/atomic_file.h"
+#include "densenet/io/pth_file.h"
+#include "densenet/io/state_dict.h"
+#include "densenet/io/weights.h"
+#include "densenet/model/architecture.h"
+#include "densenet/model/memory_plan.h"
+#include "densenet/model/presets.h"
+#include "densenet/tools/memory_tracker.h"
+#include "densenet/train/checkpointer.h"
+#include "densenet/train/memory_choice.h"
+#include "densenet/train/metrics.h"
+#include "densenet/train/optimizer.h"
+#include "densenet/train/progress.h"
+#include "densenet/train/schedule.h"
+#include "densenet/util/threads.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Generator.h>
+#include <c10/util/Exception.h>
+#include <torch/cuda.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/utils.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdarg>
+#include <ctime>
+#include <filesystem>
+#include <limits>
+#include <mutex>
+#include <ostream>
+#include <thread>
+
+namespace densenet::train {
+namespace fs = std::filesystem;
+namespace {
+
+std::atomic<bool> stop_requested{false};
+
+// printf-style formatting onto a stream: the lines below are tables of numbers whose widths
+// and precisions read best as format strings.
+__attribute__((format(printf, 2, 3))) void print(std::ostream& out, const char* format, ...) {
+  va_list args;
+  va_start(args, format);
+  va_list copy;
+  va_copy(copy, args);
+  const int length = std::vsnprintf(nullptr, 0, format, copy);
+  va_end(copy);
+  std::string text(static_cast<size_t>(std::max(length, 0)) + 1, '\0');
+  std::vsnprintf(text.data(), text.size(), format, args);
+  va_end(args);
+  text.resize(static_cast<size_t>(std::max(length, 0)));
+  out << text;
+}
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// The first `count` samples of a dataset (max-train-samples, max-eval-samples).
+std::shared_ptr<data::Dataset> first(std::shared_ptr<data::Dataset> dataset, int64_t count) {
+  if (count <= 0 || count >= dataset->size()) return dataset;
+  std::vector<int64_t> indices(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) indices[static_cast<size_t>(i)] = i;
+  const std::string description = dataset->describe() + ", first " + std::to_string(count);
+  return data::subset(std::move(dataset), std::move(indices), description);
+}
+
+// The preset with the config's overrides. As the DenseNet paper builds DenseNet-BC, the stem
+// has 2k channels: a changed growth rate moves it too unless num-init-features is given.
+DenseNetOptions model_options(const TrainConfig& config, int64_t channels, int64_t classes,
+                              int64_t input_size) {
+  DenseNetOptions options = preset_options(config.arch);
+  const bool bc_stem =
+      options.bn_size() > 0 && options.num_init_features() == 2 * options.effective_growth_rate();
+  if (config.growth_rate) {
+    options.growth_rate(*config.growth_rate);
+    if (bc_stem && !config.num_init_features) options.num_init_features(2 * *config.growth_rate);
+  }
+  if (config.num_init_features) options.num_init_features(*config.num_init_features);
+  if (!config.block_config.empty()) options.block_config(config.block_config);
+  if (config.bn_size) options.bn_size(*config.bn_size);
+  if (config.compression) options.compression(*config.compression);
+  if (config.drop_rate) options.drop_rate(*config.drop_rate);
+  options.in_channels(channels).num_classes(classes).input_size(input_size);
+  validate(options);
+  return options;
+}
+
+torch::Tensor cpu_rng_state() {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+void set_cpu_rng_state(const torch::Tensor& state) {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
+}
+
+pth::Value text(const std::string& value) {
+  return pth::Value::string(value);
+}
+pth::Value number(double value) {
+  return pth::Value::real(value);
+}
+pth::Value integer(int64_t value) {
+  return pth::Value::integer(value);
+}
+
+const pth::Value& field(const pth::Value& dict, const std::string& name,
+                        const std::string& source) {
+  const pth::Value* value = dict.find(name);
+  TORCH_CHECK(value != nullptr, "'", source, "' is not a densenet training checkpoint: no '", name,
+              "' (train from scratch, or load plain weights with 'densenet eval')");
+  return *value;
+}
+
+pth::Value record_value(const EpochRecord& r) {
+  pth::Value dict = pth::Value::dict();
+  const auto put = [&](const char* name, double value) {
+    dict.set_item(text(name), number(value));
+  };
+  dict.set_item(text("epoch"), integer(r.epoch));
+  put("lr", r.lr);
+  put("train_loss", r.train_loss);
+  put("train_top1", r.train_top1);
+  put("eval_loss", r.eval_loss);
+  put("eval_top1", r.eval_top1);
+  put("eval_top5", r.eval_top5);
+  put("epoch_seconds", r.epoch_seconds);
+  put("eval_seconds", r.eval_seconds);
+  put("images_per_second", r.images_per_second);
+  put("data_wait_share", r.data_wait_share);
+  put("elapsed_seconds", r.elapsed_seconds);
+  return dict;
+}
+
+EpochRecord record_from(const pth::Value& dict) {
+  EpochRecord r;
+  const auto get = [&](const char* name) {
+    const pth::Value* value = dict.find(name);
+    return value == nullptr ? std::nan("") : value->as_float();
+  };
+  r.epoch = dict.find("epoch") == nullptr ? 0 : dict.find("epoch")->as_int();
+  r.lr = get("lr");
+  r.train_loss = get("train_loss");
+  r.train_top1 = get("train_top1");
+  r.eval_loss = get("eval_loss");
+  r.eval_top1 = get("eval_top1");
+  r.eval_top5 = get("eval_top5");
+  r.epoch_seconds = get("epoch_seconds");
+  r.eval_seconds = get("eval_seconds");
+  r.images_per_second = get("images_per_second");
+  r.data_wait_share = get("data_wait_share");
+  r.elapsed_seconds = get("elapsed_seconds");
+  return r;
+}
+
+std::string default_run_dir(const TrainConfig& config) {
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::localtime(&now));
+  return "runs/" + config.dataset + "-" + config.arch + "-" + stamp;
+}
+
+// Refuses a directory that holds another run, unless resuming or forced.
+void prepare_run_dir(const std::string& dir, const TrainConfig& config) {
+  std::error_code error;
+  if (fs::exists(dir, error)) {
+    TORCH_CHECK(fs::is_directory(dir, error), "output-dir '", dir,
+                "' exists and is not a directory");
+    const bool holds_run = fs::exists(fs::path(dir) / "config.yaml", error) ||
+                           fs::exists(fs::path(dir) / "last.pth", error) ||
+                           fs::exists(fs::path(dir) / "metrics.csv", error);
+    TORCH_CHECK(!holds_run || !config.resume.empty() || config.force, "output-dir '", dir,
+                "' already holds a run: continue it with --resume ", dir,
+                ", or overwrite it with --force, or choose another --output-dir");
+  }
+  fs::create_directories(dir, error);
+  TORCH_CHECK(!error, "cannot create output-dir '", dir, "': ", error.message());
+}
+
+// The datasets of a run and their transforms.
+struct DataSetup {
+  std::shared_ptr<data::Dataset> train_set, eval_set;
+  std::string eval_name;  // "test" or "validation"
+  int64_t input_size = 0;
+  std::shared_ptr<data::Transform> train_transform, eval_transform;
+};
+
+DataSetup open_data(const TrainConfig& config, bool need_train) {
+  DataSetup setup;
+  data::DatasetOptions options;
+  options.name = config.dataset;
+  options.root = config.data;
+  if (config.dataset == "synthetic" && config.input_size > 0) {
+    options.synthetic_image_size = config.input_size;
+  }
+  if (config.valid_size > 0) {
+    std::shared_ptr<data::Dataset> train = data::open_dataset(options, data::Split::Train);
+    TORCH_CHECK(config.valid_size < train->size(), "valid-size ", config.valid_size,
+                " leaves no training images: the training set has ", train->size());
+    auto parts =
+        data::split_validation(train, config.valid_size, static_cast<uint64_t>(config.seed));
+    setup.train_set = parts.first;
+    setup.eval_set = parts.second;
+    setup.eval_name = "validation";
+  } else {
+    if (need_train) setup.train_set = data::open_dataset(options, data::Split::Train);
+    setup.eval_set = data::open_dataset(options, data::Split::Test);
+    setup.eval_name = "test";
+  }
+  if (setup.train_set) setup.train_set = first(setup.train_set, config.max_train_samples);
+  setup.eval_set = first(setup.eval_set, config.max_eval_samples);
+  TORCH_CHECK(setup.eval_set->size() > 0, "the ", setup.eval_name, " set is empty");
+  setup.input_size = config.input_size;
+  if (setup.input_size == 0) {
+    // Folders of photos are cropped to ImageNet's 224; MNIST and CIFAR keep their size.
+    setup.input_size = config.dataset == "imagefolder" ? 224 : setup.eval_set->get(0).image.size(0);
+  }
+  const data::Normalization normalization = data::default_normalization(config.dataset);
+  setup.eval_transform = data::make_eval_transform(config.dataset, setup.input_size, normalization);
+  setup.train_transform =
+      config.augment ? data::make_train_transform(config.dataset, setup.input_size, normalization)
+                     : setup.eval_transform;
+  return setup;
+}
+
+std::unique_ptr<data::DataLoader> make_eval_loader(const TrainConfig& config,
+                                                   const DataSetup& setup,
+                                                   const torch::Device& device) {
+  data::LoaderOptions options;
+  options.batch_size = config.test_batch_size;
+  options.shuffle = false;
+  options.drop_last = false;
+  options.workers = config.workers;
+  options.seed = static_cast<uint64_t>(config.seed);
+  options.pin_memory = device.is_cuda();
+  return std::make_unique<data::DataLoader>(setup.eval_set, setup.eval_transform, options);
+}
+
+torch::Device device_of(const TrainConfig& config) {
+  torch::Device device(config.device);
+  TORCH_CHECK(!device.is_cuda() || torch::cuda::is_available(), "device ", config.device,
+              ": no CUDA device is available to this LibTorch; use device cpu");
+  return device;
+}
+
+int apply_threads(const TrainConfig& config) {
+  const int threads = config.threads > 0
+                          ? static_cast<int>(config.threads)
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  set_num_threads(threads);
+  return threads;
+}
+
+}  // namespace
+
+void request_stop() {
+  stop_requested.store(true);
+}
+void clear_stop_request() {
+  stop_requested.store(false);
+}
+
+BatchResult accumulate_gradients(DenseNet& model, const torch::Tensor& images,
+                                 const torch::Tensor& labels, int64_t splits,
+                                 double label_smoothing) {
+  namespace F = torch::nn::functional;
+  const auto options =
+      F::CrossEntropyFuncOptions().reduction(torch::kSum).label_smoothing(label_smoothing);
+  const double n = static_cast<double>(labels.size(0));
+  BatchResult result;
+  const auto image_pieces = images.chunk(splits);
+  const auto label_pieces = labels.chunk(splits);
+  for (size_t p = 0; p < image_pieces.size(); ++p) {
+    const torch::Tensor logits = model->forward(image_pieces[p]);
+    const torch::Tensor loss = F::cross_entropy(logits, label_pieces[p], options);
+    const double value = loss.item<double>();
+    result.loss_sum += value;
+    if (!std::isfinite(value)) {
+      result.finite = false;
+      return result;
+    }
+    (loss / n).backward();
+    torch::NoGradGuard no_grad;
+    result.correct += count_topk_correct(logits.detach(), label_pieces[p], {1})[0];
+  }
+  return result;
+}
+
+EvalResult evaluate(DenseNet& model, data::DataLoader& loader, const torch::Device& device,
+                    int64_t epoch) {
+  const auto start = Clock::now();
+  model->eval();
+  torch::NoGradGuard no_grad;
+  EvalResult result;
+  double loss_sum = 0;
+  int64_t top1 = 0, top5 = 0;
+  loader.start_epoch(epoch);
+  while (auto batch = loader.next()) {
+    const torch::Tensor images = batch->images.to(device, /*non_blocking=*/true);
+    const torch::Tensor labels = batch->labels.to(device, /*non_blocking=*/true);
+    const torch::Tensor logits = model->forward(images);
+    loss_sum +=
+        torch::nn::functional::cross_entropy(
+            logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+            .item<double>();
+    const std::vector<int64_t> correct = count_topk_correct(logits, labels, {1, 5});
+    top1 += correct[0];
+    top5 += correct[1];
+    result.images += labels.size(0);
+  }
+  TORCH_CHECK(result.images > 0, "the evaluation set is empty");
+  const double n = static_cast<double>(result.images);
+  result.loss = loss_sum / n;
+  result.top1 = 100.0 * static_cast<double>(top1) / n;
+  result.top5 = 100.0 * static_cast<double>(top5) / n;
+  result.seconds = seconds_since(start);
+  return result;
+}
+
+// Everything a run holds. Members are listed in the order they are built.
+struct Trainer::State {
+  TrainConfig config;
+  std::ostream* out;
+  bool terminal;
+  torch::Device device{torch::kCPU};
+  std::string run_dir;
+  std::string resume_path;
+  pth::Checkpoint resumed;  // the checkpoint being continued (root None otherwise)
+
+  std::shared_ptr<data::Dataset> train_set, eval_set;
+  std::string eval_name;  // "test" or "validation"
+  std::unique_ptr<data::DataLoader> train_loader, eval_loader;
+
+  DenseNet model{nullptr};
+  ArchitecturePlan plan;
+  std::unique_ptr<Optimizer> optimizer;
+  std::unique_ptr<Schedule> schedule;
+  std::unique_ptr<Checkpointer> checkpointer;
+  std::unique_ptr<MetricLogger> metrics;
+
+  // Position: epochs completed, the next batch of the current epoch, optimiser steps taken.
+  int64_t epoch = 0;
+  int64_t next_batch = 0;
+  int64_t global_step = 0;
+  double best_top1 = -1;
+  int64_t best_epoch = 0;
+  double elapsed_before = 0;  // seconds trained before this process (resumed runs)
+
+  // The current epoch's sums so far (kept in the checkpoint so that a mid-epoch resume reports
+  // the same epoch means).
+  double loss_sum = 0;
+  int64_t correct = 0;
+  int64_t images = 0;
+  double epoch_seconds = 0;
+  double wait_seconds = 0;
+};
+
+Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
+    : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  s.out = &out;
+  s.terminal = terminal;
+  validate(config);
+
+  // A resumed run continues under the checkpoint's configuration; only keys that do not change
+  // what is computed may differ (resume_config in the CLI merges them; checked again here).
+  if (!config.resume.empty()) {
+    s.resume_path = Checkpointer::resolve(config.resume);
+    s.resumed = pth::read_checkpoint(s.resume_path);
+    TrainConfig saved;
+    load_config_text(saved, field(s.resumed.root, "config", s.resume_path).as_string(),
+                     s.resume_path + " (its config)");
+    for (const ConfigKey& key : config_keys()) {
+      if (may_change_on_resume(key.name)) continue;
+      TORCH_CHECK(config_value(saved, key.name) == config_value(config, key.name),
+                  "cannot change '", key.name, "' when resuming '", s.resume_path,
+                  "': the run has ", config_value(saved, key.name), ", given ",
+                  config_value(config, key.name));
+    }
+    if (config.output_dir.empty()) {
+      config.output_dir = fs::path(s.resume_path).parent_path().string();
+      if (config.output_dir.empty()) config.output_dir = ".";
+    }
+  }
+  s.config = config;
+
+  TORCH_CHECK(!config.test_only || !config.resume.empty(),
+              "test-only evaluates a resumed run: give --resume DIR (or use 'densenet eval "
+              "--weights FILE' for any weights)");
+  s.device = device_of(config);
+  const int threads = apply_threads(config);
+  torch::manual_seed(static_cast<uint64_t>(config.seed));
+
+  // Data.
+  DataSetup data = open_data(config, /*need_train=*/true);
+  s.train_set = data.train_set;
+  s.eval_set = data.eval_set;
+  s.eval_name = data.eval_name;
+  const int64_t input_size = data.input_size;
+  TORCH_CHECK(s.train_set->size() >= config.batch_size, "batch-size ", config.batch_size,
+              " is larger than the training set (", s.train_set->size(), " images)");
+  data::LoaderOptions train_options;
+  train_options.batch_size = config.batch_size;
+  train_options.shuffle = true;
+  // As timm: a short last batch would give noisy batch statistics (or none, for one image).
+  train_options.drop_last = true;
+  train_options.workers = config.workers;
+  train_options.seed = static_cast<uint64_t>(config.seed);
+  train_options.pin_memory = s.device.is_cuda();
+  s.train_loader =
+      std::make_unique<data::DataLoader>(s.train_set, data.train_transform, train_options);
+  s.eval_loader = make_eval_loader(config, data, s.device);
+
+  // Model and memory.
+  const int64_t classes = static_cast<int64_t>(s.train_set->classes().size());
+  DenseNetOptions options = model_options(config, s.train_set->channels(), classes, input_size);
+  s.plan = plan_architecture(options);
+  std::string memory_line;
+  const int64_t optimizer_copies = config.optimizer == "adamw" ? 2 : 1;
+  if (config.memory == "auto") {
+    const int64_t budget =
+        config.memory_budget > 0 ? config.memory_budget : default_memory_budget();
+    const MemoryChoice choice =
+        choose_memory(s.plan, config.batch_size, budget, s.device.type(), optimizer_copies);
+    options.memory(choice.mode);
+    s.config.num_batch_splits = std::max(config.num_batch_splits, choice.num_batch_splits);
+    memory_line = "memory: auto -> " + choice.reason;
+  } else {
+    options.memory(parse_memory_mode(config.memory));
+    memory_line = "memory: " + config.memory + ", predicted step peak " +
+                  format_bytes(predicted_step_bytes(s.plan, options.memory(), config.batch_size,
+                                                    s.config.num_batch_splits, optimizer_copies));
+  }
+  s.plan = plan_architecture(options);
+  s.model = DenseNet(options);
+  s.model->to(s.device);
+
+  OptimizerOptions optimizer_options;
+  optimizer_options.name = config.optimizer;
+  optimizer_options.lr = config.lr;
+  optimizer_options.momentum = config.momentum;
+  optimizer_options.nesterov = config.nesterov;
+  optimizer_options.weight_decay = config.weight_decay;
+  optimizer_options.no_weight_decay_on_norm = config.no_weight_decay_on_norm;
+  s.optimizer = std::make_unique<Optimizer>(*s.model, optimizer_options);
+
+  ScheduleOptions schedule_options;
+  schedule_options.type = parse_lr_type(config.lr_type);
+  schedule_options.lr = config.lr;
+  schedule_options.epochs = config.epochs;
+  schedule_options.steps_per_epoch = s.train_loader->batches_per_epoch();
+  schedule_options.milestones = effective_milestones(config);
+  schedule_options.warmup_epochs = config.warmup_epochs;
+  s.schedule = std::make_unique<Schedule>(schedule_options);
+
+  // The run directory.
+  s.run_dir = config.output_dir.empty() ? default_run_dir(config) : config.output_dir;
+  if (!config.test_only) prepare_run_dir(s.run_dir, config);
+  s.checkpointer =
+      std::make_unique<Checkpointer>(s.run_dir, config.save_interval, config.keep_checkpoints);
+  s.metrics = std::make_unique<MetricLogger>(s.run_dir);
+
+  if (!s.resume_path.empty()) {
+    const pth::Value& root = s.resumed.root;
+    const std::string& source = s.resume_path;
+    try {
+      load_state_dict(*s.model, tensors_of(field(root, "model", source), source), true);
+    } catch (const c10::Error& error) {
+      TORCH_CHECK(false, "'", source,
+                  "' does not fit this model: ", error.what_without_backtrace());
+    }
+    s.optimizer->load_state_dict(field(root, "optimizer", source));
+    s.epoch = field(root, "epoch", source).as_int();
+    s.next_batch = field(root, "next_batch", source).as_int();
+    s.global_step = field(root, "global_step", source).as_int();
+    s.best_top1 = field(root, "best_top1", source).as_float();
+    s.best_epoch = field(root, "best_epoch", source).as_int();
+    s.elapsed_before = field(root, "elapsed_seconds", source).as_float();
+    const pth::Value& partial = field(root, "partial_epoch", source);
+    s.loss_sum = field(partial, "loss_sum", source).as_float();
+    s.correct = field(partial, "correct", source).as_int();
+    s.images = field(partial, "images", source).as_int();
+    s.epoch_seconds = field(partial, "seconds", source).as_float();
+    s.wait_seconds = field(partial, "wait_seconds", source).as_float();
+    set_cpu_rng_state(field(field(root, "rng", source), "torch_cpu", source).as_tensor());
+    std::vector<EpochRecord> history;
+    for (const auto& record : field(root, "history", source).elements()) {
+      history.push_back(record_from(record));
+    }
+    if (!config.test_only) s.metrics->restore(history);
+    TORCH_CHECK(s.next_batch <= s.train_loader->batches_per_epoch(), "'", source,
+                "' stopped at batch ", s.next_batch, " of an epoch that now has ",
+                s.train_loader->batches_per_epoch(), " (was the dataset changed?)");
+  }
+
+  if (!config.test_only && s.resume_path.empty()) {
+    write_file_atomically((fs::path(s.run_dir) / "config.yaml").string(), config_to_yaml(s.config));
+    std::string classes_text;
+    for (const auto& name : s.train_set->classes()) classes_text += name + "\n";
+    // predict --labels reads this file: one class name per line, index = label.
+    write_file_atomically((fs::path(s.run_dir) / "classes.txt").string(), classes_text);
+  }
+
+  print(out, "densenet train: %s\n",
+        s.resume_path.empty() ? ("run directory " + s.run_dir).c_str()
+                              : ("resuming " + s.resume_path).c_str());
+  print(out, "data: %s\n      %s: %s\n", s.train_set->describe().c_str(), s.eval_name.c_str(),
+        s.eval_set->describe().c_str());
+  print(out,
+        "model: %s, %lld blocks %s, growth rate %lld, %lld channels in, %lld classes, "
+        "%.3f M parameters, %.3f GMAC per image\n",
+        config.arch.c_str(), static_cast<long long>(options.block_config().size()),
+        format_int_list(options.block_config()).c_str(),
+        static_cast<long long>(options.effective_growth_rate()),
+        static_cast<long long>(options.in_channels()), static_cast<long long>(classes),
+        s.plan.num_parameters() / 1e6, s.plan.forward_macs() / 1e9);
+  print(out, "%s\n", memory_line.c_str());
+  print(out,
+        "training: %lld epochs x %lld steps, batch %lld (%lld split%s), %s lr %g %s, "
+        "weight decay %g, %d threads on %s\n",
+        static_cast<long long>(config.epochs),
+        static_cast<long long>(s.train_loader->batches_per_epoch()),
+        static_cast<long long>(config.batch_size),
+        static_cast<long long>(s.config.num_batch_splits),
+        s.config.num_batch_splits == 1 ? "" : "s", config.optimizer.c_str(), config.lr,
+        config.lr_type.c_str(), config.weight_decay, threads, s.device.str().c_str());
+  out.flush();
+}
+
+Trainer::~Trainer() = default;
+
+const TrainConfig& Trainer::config() const {
+  return state_->config;
+}
+const std::string& Trainer::run_dir() const {
+  return state_->run_dir;
+}
+DenseNet& Trainer::model() {
+  return state_->model;
+}
+
+namespace {
+
+pth::Value make_checkpoint(const Trainer& trainer, const ArchitecturePlan& plan,
+                           const Optimizer& optimizer, int64_t epoch, int64_t next_batch,
+                           int64_t global_step, double best_top1, int64_t best_epoch,
+                           double elapsed, double loss_sum, int64_t correct, int64_t images,
+                           double epoch_seconds, double wait_seconds,
+                           const std::vector<EpochRecord>& history,
+                           const std::vector<std::string>& classes, const std::string& lr_type) {
+  pth::Value root = pth::Value::dict();
+  const auto put = [&](const char* name, pth::Value value) { root.set_item(text(name), value); };
+  // The model under torchvision's names, so torchvision's DenseNet loads it (strict) when the
+  // architecture is one of its own.
+  put("model", state_dict_value(state_dict(*const_cast<Trainer&>(trainer).model())));
+  put("optimizer", optimizer.state_dict());
+  put("epoch", integer(epoch));
+  put("next_batch", integer(next_batch));
+  put("global_step", integer(global_step));
+  pth::Value schedule = pth::Value::dict();
+  schedule.set_item(text("lr_type"), text(lr_type));
+  schedule.set_item(text("step"), integer(global_step));
+  put("schedule", schedule);
+  put("best_top1", number(best_top1));
+  put("best_epoch", integer(best_epoch));
+  put("elapsed_seconds", number(elapsed));
+  pth::Value partial = pth::Value::dict();
+  partial.set_item(text("loss_sum"), number(loss_sum));
+  partial.set_item(text("correct"), integer(correct));
+  partial.set_item(text("images"), integer(images));
+  partial.set_item(text("seconds"), number(epoch_seconds));
+  partial.set_item(text("wait_seconds"), number(wait_seconds));
+  put("partial_epoch", partial);
+  pth::Value rng = pth::Value::dict();
+  rng.set_item(text("torch_cpu"), pth::Value::tensor(cpu_rng_state()));
+  put("rng", rng);
+  put("config", text(config_to_yaml(trainer.config())));
+  put("arch", text(trainer.config().arch));
+  std::vector<pth::Value> class_names;
+  for (const auto& name : classes) class_names.push_back(text(name));
+  put("classes", pth::Value::list(std::move(class_names)));
+  std::vector<pth::Value> records;
+  for (const auto& record : history) records.push_back(record_value(record));
+  put("history", pth::Value::list(std::move(records)));
+  put("num_parameters", integer(plan.num_parameters()));
+  return root;
+}
+
+}  // namespace
+
+RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
+  State& s = *state_;
+  const TrainConfig& config = s.config;
+  const auto process_start = Clock::now();
+  const auto elapsed = [&] { return s.elapsed_before + seconds_since(process_start); };
+  RunSummary summary;
+  summary.run_dir = s.run_dir;
+  summary.best_top1 = std::nan("");
+
+  if (config.test_only) {
+    const EvalResult result = evaluate(s.model, *s.eval_loader, s.device);
+    print(*s.out, "%s: loss %.4f  top-1 %.2f%%  top-5 %.2f%%  (%lld images, %.1f s)\n",
+          s.eval_name.c_str(), result.loss, result.top1, result.top5,
+          static_cast<long long>(result.images), result.seconds);
+    summary.last_top1 = result.top1;
+    summary.epochs_completed = s.epoch;
+    return summary;
+  }
+
+  const auto save = [&](std::optional<int64_t> completed_epoch, bool is_best) {
+    for (const auto& named : s.model->named_parameters()) {
+      TORCH_CHECK(torch::isfinite(named.value()).all().item<bool>(), "parameter ", named.key(),
+                  " is no longer finite at epoch ", s.epoch + 1, " (global step ", s.global_step,
+                  "): nothing was saved; the last checkpoint (", s.checkpointer->last_path(),
+                  ") holds the last good weights. Lower lr");
+    }
+    const pth::Value checkpoint = make_checkpoint(
+        *this, s.plan, *s.optimizer, s.epoch, s.next_batch, s.global_step, s.best_top1,
+        s.best_epoch, elapsed(), s.loss_sum, s.correct, s.images, s.epoch_seconds, s.wait_seconds,
+        s.metrics->history(), s.train_set->classes(), config.lr_type);
+    try {
+      s.checkpointer->save(checkpoint, completed_epoch, is_best);
+    } catch (const c10::Error& error) {
+      TORCH_CHECK(false, "could not write a checkpoint (the previous one is intact): ",
+                  error.what_without_backtrace());
+    }
+  };
+
+  const int64_t steps = s.train_loader->batches_per_epoch();
+  const auto& parameters = s.optimizer->parameters();
+  const int64_t splits = config.num_batch_splits;
+
+  while (s.epoch < config.epochs) {
+    ProgressDisplay progress(*s.out, s.terminal, config.log_interval);
+    ProgressState line;
+    line.epoch = s.epoch + 1;
+    line.epochs = config.epochs;
+    line.steps = steps;
+    s.model->train();
+    s.train_loader->start_epoch(s.epoch, s.next_batch);
+    const auto epoch_start = Clock::now();
+    const double seconds_before = s.epoch_seconds;
+    const double wait_before = s.wait_seconds;
+    while (true) {
+      if (stop_requested.load()) {
+        progress.finish();
+        s.epoch_seconds = seconds_before + seconds_since(epoch_start);
+        s.wait_seconds = wait_before + s.train_loader->epoch_stats().wait_seconds;
+        save(std::nullopt, false);
+        print(*s.out,
+              "stopped at epoch %lld, step %lld: checkpoint %s written; continue with\n"
+              "  densenet train --resume %s\n",
+              static_cast<long long>(s.epoch + 1), static_cast<long long>(s.next_batch),
+              s.checkpointer->last_path().c_str(), s.run_dir.c_str());
+        s.out->flush();
+        summary.interrupted = true;
+        summary.epochs_completed = s.epoch;
+        summary.global_step = s.global_step;
+        summary.seconds = elapsed();
+        return summary;
+      }
+      std::optional<data::Batch> batch = s.train_loader->next();
+      if (!batch) break;
+
+      const double lr = s.schedule->lr_at(s.global_step);
+      s.optimizer->set_lr(lr);
+      s.optimizer->zero_grad();
+      const int64_t n = batch->labels.size(0);
+      const torch::Tensor images = batch->images.to(s.device, /*non_blocking=*/true);
+      const torch::Tensor labels = batch->labels.to(s.device, /*non_blocking=*/true);
+      const BatchResult result =
+          accumulate_gradients(s.model, images, labels, splits, config.label_smoothing);
+      TORCH_CHECK(result.finite, "the loss is ", result.loss_sum, " at epoch ", s.epoch + 1,
+                  ", step ", s.next_batch + 1, " (global step ", s.global_step + 1,
+                  "): training stopped before the update; the last checkpoint (",
+                  s.checkpointer->last_path(),
+                  ") holds the last good weights. Lower lr, or add warmup-epochs or clip");
+      const double batch_loss = result.loss_sum;
+      const int64_t batch_correct = result.correct;
+      if (config.clip > 0) torch::nn::utils::clip_grad_norm_(parameters, config.clip);
+      s.optimizer->step();
+      ++s.global_step;
+      ++s.next_batch;
+      s.loss_sum += batch_loss;
+      s.correct += batch_correct;
+      s.images += n;
+      if (after_step) after_step(s.global_step);
+
+      const double seconds = seconds_before + seconds_since(epoch_start);
+      const double wait = wait_before + s.train_loader->epoch_stats().wait_seconds;
+      line.step = s.next_batch;
+      line.loss = s.loss_sum / static_cast<double>(s.images);
+      line.top1 = 100.0 * static_cast<double>(s.correct) / static_cast<double>(s.images);
+      line.images_per_second = static_cast<double>(s.images) / std::max(seconds, 1e-9);
+      line.data_wait_share = seconds > 0 ? wait / seconds : 0.0;
+      line.lr = lr;
+      line.elapsed_seconds = seconds;
+      progress.update(line);
+    }
+    const double train_seconds = seconds_before + seconds_since(epoch_start);
+    const double wait = wait_before + s.train_loader->epoch_stats().wait_seconds;
+    const EvalResult eval = evaluate(s.model, *s.eval_loader, s.device, s.epoch);
+    s.model->train();
+
+    EpochRecord record;
+    record.epoch = s.epoch + 1;
+    record.lr = s.schedule->lr_at(std::max<int64_t>(s.global_step - 1, 0));
+    record.train_loss = s.loss_sum / static_cast<double>(std::max<int64_t>(s.images, 1));
+    record.train_top1 = 100.0 * static_cast<double>(s.correct) /
+                        static_cast<double>(std::max<int64_t>(s.images, 1));
+    record.eval_loss = eval.loss;
+    record.eval_top1 = eval.top1;
+    record.eval_top5 = eval.top5;
+    record.epoch_seconds = train_seconds;
+    record.eval_seconds = eval.seconds;
+    record.images_per_second = static_cast<double>(s.images) / std::max(train_seconds, 1e-9);
+    record.data_wait_share = train_seconds > 0 ? wait / train_seconds : 0;
+    record.elapsed_seconds = elapsed();
+    progress.finish();
+    s.metrics->log(record);
+    plot_training_curves(s.metrics->history(), (fs::path(s.run_dir) / "curves.png").string(),
+                         config.dataset + " " + config.arch);
+
+    const bool is_best = eval.top1 > s.best_top1;
+    if (is_best) {
+      s.best_top1 = eval.top1;
+      s.best_epoch = s.epoch + 1;
+    }
+    ++s.epoch;
+    s.next_batch = 0;
+    s.loss_sum = 0;
+    s.correct = 0;
+    s.images = 0;
+    s.epoch_seconds = 0;
+    s.wait_seconds = 0;
+    save(s.epoch, is_best);
+
+    print(*s.out,
+          "epoch %lld/%lld  train loss %.4f top-1 %.2f%%  %s loss %.4f top-1 %.2f%% "
+          "top-5 %.2f%%  lr %.4g  %.0f img/s  data wait %.1f%%  epoch %.1f s + eval "
+          "%.1f s  elapsed %s\n",
+          static_cast<long long>(record.epoch), static_cast<long long>(config.epochs),
+          record.train_loss, record.train_top1, s.eval_name.c_str(), record.eval_loss,
+          record.eval_top1, record.eval_top5, record.lr, record.images_per_second,
+          100.0 * record.data_wait_share, record.epoch_seconds, record.eval_seconds,
+          format_duration(record.elapsed_seconds).c_str());
+    s.out->flush();
+    summary.last_top1 = eval.top1;
+  }
+  summary.epochs_completed = s.epoch;
+  summary.global_step = s.global_step;
+  summary.best_top1 = s.best_top1;
+  summary.best_epoch = s.best_epoch;
+  summary.seconds = elapsed();
+  print(*s.out, "done: best %s top-1 %.2f%% at epoch %lld; run directory %s\n", s.eval_name.c_str(),
+        s.best_top1, static_cast<long long>(s.best_epoch), s.run_dir.c_str());
+  return summary;
+}
+
+TrainConfig saved_config(const std::string& resume) {
+  const std::string path = Checkpointer::resolve(resume);
+  const pth::Checkpoint checkpoint = pth::read_checkpoint(path);
+  TrainConfig config;
+  load_config_text(config, field(checkpoint.root, "config", path).as_string(),
+                   path + " (its config)");
+  return config;
+}
+
+EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std::string>& given,
+                            const std::string& weights, std::ostream& out) {
+  const WeightsFile file = read_weights_file(weights);
+  const pth::Value* saved =
+      file.root.is(pth::Value::Kind::Dict) ? file.root.find("config") : nullptr;
+  TrainConfig config = requested;
+  StateDict state;
+  if (saved != nullptr && saved->is(pth::Value::Kind::String) && file.root.find("model")) {
+    TrainConfig from_checkpoint;
+    load_config_text(from_checkpoint, saved->as_string(), weights + " (its config)");
+    for (const std::string& key : given) copy_config_value(from_checkpoint, requested, key);
+    config = from_checkpoint;
+    config.resume.clear();
+    config.test_only = false;
+    state = to_torchvision_keys(tensors_of(*file.root.find("model"), weights));
+  } else {
+    state = read_weights(weights);
+  }
+  validate(config);
+  const torch::Device device = device_of(config);
+  apply_threads(config);
+  const DataSetup data = open_data(config, /*need_train=*/false);
+  const int64_t classes = static_cast<int64_t>(data.eval_set->classes().size());
+  DenseNetOptions options =
+      model_options(config, data.eval_set->channels(), classes, data.input_size);
+  options.memory(parse_memory_mode(config.memory == "auto" ? "efficient" : config.memory));
+  DenseNet model(options);
+  try {
+    load_state_dict(*model, fit_final_norm_name(state, *model), /*strict=*/true);
+  } catch (const c10::Error& error) {
+    TORCH_CHECK(false, "the weights in '", weights, "' do not fit ", config.arch, " with ",
+                data.eval_set->channels(), " input channels and ", classes, " classes (",
+                config.dataset,
+                "); give the architecture they were trained with (--arch and "
+                "its overrides): ",
+                error.what_without_backtrace());
+  }
+  model->to(device);
+  const auto loader = make_eval_loader(config, data, device);
+  const EvalResult result = evaluate(model, *loader, device);
+  print(out, "%s %s (%s): loss %.4f  top-1 %.2f%%  top-5 %.2f%%  (%lld images, %.1f s)\n",
+        config.dataset.c_str(), data.eval_name.c_str(), weights.c_str(), result.loss, result.top1,
+        result.top5, static_cast<long long>(result.images), result.seconds);
+  return result;
+}
+
+}  // namespace densenet::train
