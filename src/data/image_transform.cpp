@@ -66,47 +66,74 @@ Coefficients precompute(int64_t in_size, int64_t out_size) {
 
 }  // namespace
 
+namespace {
+
+// The two passes with 32-bit accumulators, as Pillow's ImagingResampleHorizontal_8bpc /
+// ImagingResampleVertical_8bpc: the weights of one output sum to 2^22, so a sum stays below
+// 2^21 + 255 * (2^22 + taps) < 2^31. Same arithmetic as 64-bit sums, about twice as fast,
+// and the vertical pass runs along rows so that the compiler vectorises it.
+template <int64_t kChannels>
+void horizontal_pass(const uint8_t* in, int64_t in_width, int64_t rows, int64_t channels,
+                     const Coefficients& c, int64_t width, uint8_t* out) {
+  const int64_t ch = kChannels > 0 ? kChannels : channels;
+  for (int64_t y = 0; y < rows; ++y) {
+    const uint8_t* row = in + y * in_width * ch;
+    uint8_t* out_row = out + y * width * ch;
+    for (int64_t xx = 0; xx < width; ++xx) {
+      const int32_t* k = c.weights.data() + xx * c.taps;
+      const uint8_t* first = row + c.first[xx] * ch;
+      const int64_t count = c.count[xx];
+      for (int64_t channel = 0; channel < ch; ++channel) {
+        int32_t sum = int32_t{1} << (kPrecisionBits - 1);
+        for (int64_t x = 0; x < count; ++x)
+          sum += static_cast<int32_t>(first[x * ch + channel]) * k[x];
+        out_row[xx * ch + channel] = clip8(sum);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 Image resize_bilinear(const Image& image, int64_t width, int64_t height) {
   TORCH_CHECK(width > 0 && height > 0, "cannot resize to ", width, "x", height);
   const int64_t channels = image.channels;
-  Image current = image;
+  Image horizontal;
+  const Image* current = &image;
   if (width != image.width) {
     const Coefficients c = precompute(image.width, width);
-    Image out{width, image.height, channels,
-              std::vector<uint8_t>(static_cast<size_t>(width * image.height * channels))};
-    for (int64_t y = 0; y < image.height; ++y) {
-      const uint8_t* row = current.pixels.data() + y * image.width * channels;
-      for (int64_t xx = 0; xx < width; ++xx) {
-        const int32_t* k = c.weights.data() + xx * c.taps;
-        for (int64_t ch = 0; ch < channels; ++ch) {
-          int64_t sum = int64_t{1} << (kPrecisionBits - 1);
-          for (int64_t x = 0; x < c.count[xx]; ++x) {
-            sum += static_cast<int64_t>(row[(x + c.first[xx]) * channels + ch]) * k[x];
-          }
-          out.pixels[(y * width + xx) * channels + ch] = clip8(sum);
-        }
-      }
+    horizontal = Image{width, image.height, channels,
+                       std::vector<uint8_t>(static_cast<size_t>(width * image.height * channels))};
+    if (channels == 3) {
+      horizontal_pass<3>(image.pixels.data(), image.width, image.height, 3, c, width,
+                         horizontal.pixels.data());
+    } else if (channels == 1) {
+      horizontal_pass<1>(image.pixels.data(), image.width, image.height, 1, c, width,
+                         horizontal.pixels.data());
+    } else {
+      horizontal_pass<0>(image.pixels.data(), image.width, image.height, channels, c, width,
+                         horizontal.pixels.data());
     }
-    current = std::move(out);
+    current = &horizontal;
   }
-  if (height != image.height) {
-    const Coefficients c = precompute(image.height, height);
-    Image out{width, height, channels,
-              std::vector<uint8_t>(static_cast<size_t>(width * height * channels))};
-    for (int64_t yy = 0; yy < height; ++yy) {
-      const int32_t* k = c.weights.data() + yy * c.taps;
-      for (int64_t x = 0; x < width * channels; ++x) {
-        int64_t sum = int64_t{1} << (kPrecisionBits - 1);
-        for (int64_t y = 0; y < c.count[yy]; ++y) {
-          sum +=
-              static_cast<int64_t>(current.pixels[(y + c.first[yy]) * width * channels + x]) * k[y];
-        }
-        out.pixels[yy * width * channels + x] = clip8(sum);
-      }
+  if (height == image.height) return current == &image ? image : horizontal;
+  const Coefficients c = precompute(image.height, height);
+  Image out{width, height, channels,
+            std::vector<uint8_t>(static_cast<size_t>(width * height * channels))};
+  const int64_t row_size = width * channels;
+  std::vector<int32_t> sums(static_cast<size_t>(row_size));
+  for (int64_t yy = 0; yy < height; ++yy) {
+    const int32_t* k = c.weights.data() + yy * c.taps;
+    std::fill(sums.begin(), sums.end(), int32_t{1} << (kPrecisionBits - 1));
+    for (int64_t y = 0; y < c.count[yy]; ++y) {
+      const uint8_t* row = current->pixels.data() + (y + c.first[yy]) * row_size;
+      const int32_t weight = k[y];
+      for (int64_t x = 0; x < row_size; ++x) sums[x] += static_cast<int32_t>(row[x]) * weight;
     }
-    current = std::move(out);
+    uint8_t* out_row = out.pixels.data() + yy * row_size;
+    for (int64_t x = 0; x < row_size; ++x) out_row[x] = clip8(sums[x]);
   }
-  return current;
+  return out;
 }
 
 Image resize_shorter_side(const Image& image, int64_t size) {

@@ -87,6 +87,9 @@ class DataLoader {
   };
   Slot build(int64_t batch_index) const;
   void worker_loop();
+  /// An (N, C, H, W) float32 tensor for a batch: a pooled one that no batch references any
+  /// more, or a new one.
+  torch::Tensor batch_buffer(const std::vector<int64_t>& shape) const;
   void stop_workers();
 
   std::shared_ptr<const Dataset> dataset_;
@@ -105,6 +108,9 @@ class DataLoader {
   int64_t claim_ = 0;              // next batch index a worker will build
   bool stop_ = false;
   std::vector<std::thread> workers_;
+
+  mutable std::mutex pool_mutex_;
+  mutable std::vector<torch::Tensor> pool_;  // batch buffers for reuse, see batch_buffer
 };
 
 }  // namespace densenet::data
