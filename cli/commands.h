@@ -16,6 +16,7 @@ void add_gradcheck_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
+void add_data_command(CLI::App& app);
 
 /// Thrown by a command's callback to end the program with `code` (non-zero) after the command
 /// has printed its own report, e.g. gradcheck's FAIL or predict's unreadable image.

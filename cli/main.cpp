@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   densenet::cli::add_inspect_command(app);
   densenet::cli::add_bench_command(app);
   densenet::cli::add_gradcheck_command(app);
+  densenet::cli::add_data_command(app);
   add_help_command(app);
   // After the commands: a subcommand copies its parent's footer when it is added.
   app.footer(
