@@ -14,6 +14,7 @@ packages=(
   zlib1g-dev libjpeg62-turbo-dev libpng-dev  # checkpoints (zip CRC-32), JPEG and PNG images
   clang libclang-rt-14-dev  # libFuzzer, ASan and UBSan for the checkpoint reader's fuzz test
   python3-torch python3-torchvision python3-numpy python3-pil  # test data only, never at run time
+  python3-scipy          # tests only: writes the fake ImageNet devkit's meta.mat
 )
 
 missing=()
