@@ -121,7 +121,9 @@ std::string to_csv(const std::vector<EpochRecord>& history) {
   return out;
 }
 
-std::string to_jsonl(const std::vector<EpochRecord>& history) {
+}  // namespace
+
+std::string format_metrics_jsonl(const std::vector<EpochRecord>& history) {
   std::string out;
   const auto& columns = metric_columns();
   for (const EpochRecord& record : history) {
@@ -134,8 +136,6 @@ std::string to_jsonl(const std::vector<EpochRecord>& history) {
   }
   return out;
 }
-
-}  // namespace
 
 std::vector<EpochRecord> parse_metrics_jsonl(const std::string& text, const std::string& source) {
   std::vector<EpochRecord> history;
@@ -178,7 +178,7 @@ void MetricLogger::log(const EpochRecord& record) {
 
 void MetricLogger::write() const {
   write_file_atomically(csv_path(), to_csv(history_));
-  write_file_atomically(jsonl_path(), to_jsonl(history_));
+  write_file_atomically(jsonl_path(), format_metrics_jsonl(history_));
 }
 
 }  // namespace densenet::train

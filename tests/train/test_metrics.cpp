@@ -127,6 +127,7 @@ TEST_F(MetricLoggerTest, WritesOneRowPerEpochToCsvAndJsonl) {
   EXPECT_EQ(parsed[1].eval_loss, 0.95);
   EXPECT_EQ(parsed[1].elapsed_seconds, 27.5);
   EXPECT_TRUE(std::isnan(parsed[0].eval_top1));
+  EXPECT_EQ(format_metrics_jsonl(parsed), jsonl);
 }
 
 TEST_F(MetricLoggerTest, NumbersRoundTripExactly) {

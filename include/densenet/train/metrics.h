@@ -36,6 +36,10 @@ struct EpochRecord {
 /// The CSV and JSON-lines column names, in order.
 const std::vector<std::string>& metric_columns();
 
+/// metrics.jsonl text: one JSON object per record, keys in metric_columns() order, NaN as null.
+/// With parse_metrics_jsonl, a way to keep the history in a checkpoint as a string.
+std::string format_metrics_jsonl(const std::vector<EpochRecord>& history);
+
 /// Parses metrics.jsonl text (one JSON object per line, null for NaN), for tools and resume.
 /// Throws c10::Error naming the line that is not a record.
 std::vector<EpochRecord> parse_metrics_jsonl(const std::string& text, const std::string& source);
