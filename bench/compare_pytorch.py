@@ -75,8 +75,42 @@ def release_memory():
 def config_of(args):
     cfg = dict(PRESETS[args.arch])
     if args.block_config:
-        cfg["block_config"] = [int(x) for x in args.block_config.split(",")]
+        cfg["block_config"] = int_list(args.block_config)
     return cfg
+
+
+def int_list(text, minimum=1):
+    """"6,12,24,16" -> [6, 12, 24, 16]; ValueError (argparse reports it) for anything else."""
+    values = [int(item) for item in text.split(",")]
+    if not values or min(values) < minimum:
+        raise ValueError(text)
+    return values
+
+
+def positive_list(text):
+    try:
+        return int_list(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "expected a comma-separated list of positive integers such as 6,12,24,16, got '%s'" % text)
+
+
+def at_least(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError("expected an integer >= %d, got '%s'" % (minimum, text))
+        return value
+    return parse
+
+
+def progress(text):
+    """Long runs (minutes per row at large batches) say what they are doing, on stderr."""
+    sys.stderr.write("compare_pytorch: %s ...\n" % text)
+    sys.stderr.flush()
 
 
 def build(impl, cfg):
@@ -205,7 +239,11 @@ def run_ours(args, batch):
                "--device", args.device] + (["--cudnn-benchmark"] if args.cudnn_benchmark else [])
     if args.block_config:
         command += ["--block-config", args.block_config]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit("compare_pytorch: '%s' failed (exit %d): %s" % (
+            " ".join(command), result.returncode, result.stderr.strip()))
+    out = result.stdout
     rows = []
     for line in out.splitlines():
         row = json.loads(line)
@@ -231,11 +269,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--densenet", default=os.path.join(HERE, "..", "build", "densenet"))
     parser.add_argument("--arch", default="densenet-40", choices=sorted(PRESETS))
-    parser.add_argument("--batch", default="64")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--iters", type=int, default=3)
-    parser.add_argument("--block-config", help="override the preset's layers per block, e.g. 41,41,41")
+    parser.add_argument("--batch", default="64", type=positive_list, help="batch sizes, e.g. 64 or 32,64")
+    parser.add_argument("--threads", type=at_least(1), default=2)
+    parser.add_argument("--warmup", type=at_least(0), default=1)
+    parser.add_argument("--iters", type=at_least(1), default=3)
+    parser.add_argument("--block-config", type=positive_list,
+                        help="override the preset's layers per block, any number of blocks, e.g. 41,41,41")
     parser.add_argument("--memory", default="naive,efficient,minimal", help="our modes to run")
     parser.add_argument("--impls", help="PyTorch implementations to run (default: all that apply)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -245,19 +284,45 @@ def main():
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # The workers and `densenet bench` take the lists as text.
+    batches = args.batch
+    args.batch = ",".join(str(b) for b in batches)
+    if args.block_config:
+        args.block_config = ",".join(str(b) for b in args.block_config)
     if args.worker:
-        args.batch = int(args.batch)
+        args.batch = batches[0]
         worker(args)
         return
 
+    modes = args.memory.split(",")
+    unknown = [m for m in modes if m not in ("naive", "efficient", "minimal")]
+    if unknown:
+        parser.error("--memory: unknown mode '%s': use naive, efficient, minimal" % unknown[0])
     impls = ["pytorch-plain", "pytorch-checkpoint"]
     if PRESETS[args.arch]["bn_size"] > 0:
         impls += ["torchvision", "torchvision-me"]
     if args.impls:
+        known = impls
         impls = args.impls.split(",")
-    for batch in [int(b) for b in args.batch.split(",")]:
+        for impl in impls:
+            if impl not in known:
+                parser.error("--impls: '%s' does not apply to %s; choose from %s" % (
+                    impl, args.arch, ", ".join(known)))
+    if not os.access(args.densenet, os.X_OK):
+        parser.error("--densenet: '%s' is not an executable; build it or give its path" % args.densenet)
+    total = len(batches) * (1 + len(impls))
+    done = 0
+    for batch in batches:
+        done += 1
+        progress("[%d/%d] densenet bench, %s, batch %d" % (done, total, args.memory, batch))
         rows = run_ours(args, batch)
-        theirs = [r for r in (run_pytorch(args, impl, batch) for impl in impls) if r]
+        theirs = []
+        for impl in impls:
+            done += 1
+            progress("[%d/%d] %s, batch %d" % (done, total, impl, batch))
+            row = run_pytorch(args, impl, batch)
+            if row:
+                theirs.append(row)
         rows += theirs
         if args.json_out:
             with open(args.json_out, "a") as f:
@@ -282,7 +347,7 @@ def main():
               ("GPU allocator peak" if cuda else "RSS delta"))
         header = "%-20s" % "" + "".join("%22s" % t["impl"] for t in theirs)
         print(header)
-        for ours in rows[:len(args.memory.split(","))]:
+        for ours in rows[:len(modes)]:
             cells = []
             for t in theirs:
                 time_ratio = (ours["forward_ms"] + ours["backward_ms"]) / (t["forward_ms"] + t["backward_ms"])

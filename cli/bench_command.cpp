@@ -1,10 +1,11 @@
-#include "legacy_command.h"
-
-#include "arguments.h"
 #include "child_process.h"
+#include "commands.h"
 #include "model_arguments.h"
+#include "system_resources.h"
+#include "usage_error.h"
 
 #include "densenet/model/architecture.h"
+#include "densenet/model/memory_plan.h"
 #include "densenet/tools/benchmark.h"
 #include "densenet/tools/memory_tracker.h"
 #include "densenet/util/threads.h"
@@ -16,34 +17,80 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <limits>
+#include <memory>
+#include <new>
 #include <sstream>
 
 namespace densenet::cli {
 
 namespace {
 
-std::vector<OptionSpec> bench_specs() {
-  std::vector<OptionSpec> specs =
-      model_option_specs("modes to measure (default naive,efficient,minimal)");
-  specs.push_back({"batch", "LIST", "batch sizes, e.g. 64 or 32,64,128 (default 64)"});
-  specs.push_back({"device", "DEV", "cpu (default) or cuda"});
-  specs.push_back({"cudnn-benchmark", "", "CUDA: let cuDNN autotune its algorithms (default off)"});
-  specs.push_back({"threads", "T", "intra-op threads (default: LibTorch's default)"});
-  specs.push_back({"warmup", "W", "untimed steps first (default 1)"});
-  specs.push_back({"iters", "K", "timed steps (default 3)"});
-  specs.push_back({"max-batch", "", "also find the largest batch that trains within --memory-cap"});
-  specs.push_back({"memory-cap", "SIZE", "cap for --max-batch, e.g. 4GiB (default 4GiB)"});
-  specs.push_back({"profile", "",
-                   "after timing, one more step: self time per operation, summed over threads "
-                   "(work inside parallel loops, such as the per-sample GEMMs, counts on every "
-                   "thread that ran it)"});
-  specs.push_back(
-      {"sgemm", "", "also measure the machine's SGEMM rate and each step's share of it"});
-  specs.push_back({"json", "", "one JSON object per line per (mode, batch)"});
-  specs.push_back({"rss-probe", "",
-                   "internal: print the RSS increase of one step (one mode and batch) and exit"});
-  specs.push_back({"help", "", "show this help"});
-  return specs;
+struct BenchArguments {
+  ModelArguments model;
+  std::string batch = "64";
+  std::string device = "cpu";
+  bool cudnn_benchmark = false;
+  std::optional<int64_t> threads;
+  int64_t warmup = 1;
+  int64_t iters = 3;
+  bool max_batch = false;
+  std::string memory_cap = "4GiB";
+  bool profile = false;
+  bool sgemm = false;
+  bool json = false;
+  bool rss_probe = false;
+};
+
+constexpr int64_t kUnbounded = std::numeric_limits<int64_t>::max();
+
+// a * b + c, saturating at kUnbounded (a need that large is refused anyway).
+int64_t saturating(int64_t a, int64_t b, int64_t c = 0) {
+  int64_t product = 0, sum = 0;
+  if (__builtin_mul_overflow(a, b, &product) || __builtin_add_overflow(product, c, &sum)) {
+    return kUnbounded;
+  }
+  return sum;
+}
+
+// What a training step at `batch` needs, from the memory plan: activations per sample times
+// the batch, the input batch, and parameters with their gradients (float32).
+struct StepNeed {
+  int64_t per_sample = 0;  // bytes that scale with the batch
+  int64_t fixed = 0;       // bytes that do not
+  int64_t at(int64_t batch) const { return saturating(per_sample, batch, fixed); }
+};
+
+StepNeed step_need(const DenseNetOptions& options, MemoryMode mode) {
+  const ArchitecturePlan plan = plan_architecture(options);
+  const int64_t input = saturating(saturating(options.in_channels(), plan.input_size),
+                                   saturating(plan.input_size, 4));
+  return {saturating(1, plan_memory(plan, mode).peak_bytes, input),
+          saturating(plan.num_parameters(), 2 * 4)};
+}
+
+// Refuses a measurement that cannot fit before it starts (the kernel's OOM killer would end
+// the process without a word), with the numbers and what would fit.
+void check_fits(const DenseNetOptions& options, MemoryMode mode, int64_t batch,
+                const AvailableMemory& available) {
+  if (available.bytes <= 0) return;
+  const StepNeed need = step_need(options, mode);
+  if (need.at(batch) <= available.bytes) return;
+  std::string message =
+      memory_mode_name(mode) + " at --batch " + std::to_string(batch) + " needs about " +
+      (need.at(batch) == kUnbounded ? "more than 8 EiB" : format_bytes(need.at(batch))) +
+      " (memory plan: " + format_bytes(need.per_sample) + " per sample), but " +
+      format_bytes(available.bytes) + " is available (" + available.source + ")";
+  const int64_t fitting =
+      available.bytes > need.fixed ? (available.bytes - need.fixed) / need.per_sample : 0;
+  message += fitting >= 1 ? "; use --batch " + std::to_string(fitting) + " or less" : "";
+  for (MemoryMode leaner : {MemoryMode::kEfficient, MemoryMode::kMinimal}) {
+    if (leaner <= mode) continue;
+    const int64_t lean = step_need(options, leaner).at(batch);
+    message += "; --memory " + memory_mode_name(leaner) + " needs about " + format_bytes(lean);
+    break;
+  }
+  throw UsageError(message);
 }
 
 void print_profile(const std::vector<OpProfiler::Entry>& entries) {
@@ -62,81 +109,88 @@ void print_profile(const std::vector<OpProfiler::Entry>& entries) {
               100 * (total - shown) / total);
 }
 
-}  // namespace
-
-int bench_command(const std::vector<std::string>& raw_args) {
-  const std::vector<OptionSpec> specs = bench_specs();
-  Arguments args(raw_args, specs);
-  if (args.flag("help")) {
-    std::cout << "usage: densenet bench --arch NAME [--batch N[,N...]] "
-                 "[--memory naive,efficient,minimal] [--device cpu|cuda] [--threads T] "
-                 "[--warmup W] [--iters K] [--max-batch --memory-cap 4GiB] [--json]\n\n"
-                 "Measures a training step (forward, cross-entropy, backward): mean forward and\n"
-                 "backward ms, R = B/F, achieved GFLOP/s, peak tensor memory above the model and\n"
-                 "the input, and the process peak RSS increase (measured in a child process with\n"
-                 "freed memory returned to the system at once; the timed steps reuse freed memory\n"
-                 "as glibc's heap does in training).\n\n"
-              << format_options(specs);
-    return 0;
-  }
-  if (!args.positionals().empty()) {
-    throw UsageError("bench takes no positional arguments, got '" + args.positionals()[0] + "'");
-  }
-  const std::string arch = args.value("arch").value_or("densenet-40");
-  DenseNetOptions options = model_options_from(args, /*read_memory=*/false);
+int run_bench(const BenchArguments& args) {
+  const std::string arch = args.model.label();
+  const std::string overrides = args.model.overrides_text();
+  DenseNetOptions options = model_options_from(args.model, /*read_memory=*/false);
   const std::vector<MemoryMode> modes =
-      parse_memory_modes(args.value("memory").value_or("naive,efficient,minimal"));
-  const std::vector<int64_t> batches = parse_int_list(args.value("batch").value_or("64"));
-  const torch::Device device = device_from(args);
-  const std::string device_name = device.is_cuda() ? "cuda" : "cpu";
-  if (args.flag("cudnn-benchmark")) at::globalContext().setBenchmarkCuDNN(true);
-  if (auto threads = args.integer("threads")) {
-    TORCH_CHECK(*threads >= 1, "--threads must be >= 1, got ", *threads);
-    set_num_threads(static_cast<int>(*threads));
+      memory_modes_from(args.model.memory.value_or("naive,efficient,minimal"));
+  std::vector<int64_t> batches;
+  try {
+    batches = parse_int_list(args.batch);
+  } catch (const c10::Error& error) {
+    throw UsageError(std::string("--batch: ") + error.what_without_backtrace());
   }
+  for (const int64_t batch : batches) {
+    if (batch < 1) throw UsageError("--batch: batch sizes must be >= 1, got " + args.batch);
+  }
+  const torch::Device device = device_from(args.device);
+  const std::string device_name = device.is_cuda() ? "cuda" : "cpu";
+  if (args.cudnn_benchmark) {
+    if (!device.is_cuda()) throw UsageError("--cudnn-benchmark applies to --device cuda only");
+    at::globalContext().setBenchmarkCuDNN(true);
+  }
+  // LibTorch's own default is 1 thread on some machines (OMP_NUM_THREADS unset in a
+  // container); a benchmark should use the CPUs it was given unless told otherwise.
+  const int threads = args.threads ? static_cast<int>(*args.threads) : usable_cpus();
+  const std::string threads_source =
+      args.threads ? "--threads" : "default: the CPUs this process may use";
+  set_num_threads(threads);
   BenchmarkOptions bench;
   bench.device(device);
-  bench.warmup(args.integer("warmup").value_or(1));
-  bench.iterations(args.integer("iters").value_or(3));
-  bench.profile(args.flag("profile"));
-  TORCH_CHECK(bench.warmup() >= 0 && bench.iterations() >= 1,
-              "--warmup must be >= 0 and --iters >= 1");
-  const bool max_batch = args.flag("max-batch");
-  if (args.flag("rss-probe")) {
-    TORCH_CHECK(modes.size() == 1 && batches.size() == 1,
-                "--rss-probe measures one mode at one batch size");
+  bench.warmup(args.warmup);
+  bench.iterations(args.iters);
+  bench.profile(args.profile);
+  int64_t cap = 0;
+  try {
+    cap = parse_byte_size(args.memory_cap);
+  } catch (const c10::Error& error) {
+    throw UsageError(std::string("--memory-cap: ") + error.what_without_backtrace());
+  }
+  if (args.rss_probe) {
+    if (modes.size() != 1 || batches.size() != 1) {
+      throw UsageError("--rss-probe measures one mode at one batch size");
+    }
     DenseNetOptions probe_options = options;
     probe_options.memory(modes[0]);
     std::printf("%lld\n",
                 static_cast<long long>(measure_step_rss(probe_options, batches[0], bench)));
     return 0;
   }
+  // Refuse what cannot fit before printing anything but the refusal.
+  const AvailableMemory available = device.is_cpu() ? available_memory() : AvailableMemory{};
+  for (MemoryMode mode : modes) {
+    DenseNetOptions mode_options = options;
+    mode_options.memory(mode);
+    for (int64_t batch : batches) check_fits(mode_options, mode, batch, available);
+  }
+  if (args.max_batch && available.bytes > 0 && cap > available.bytes) {
+    throw UsageError("--memory-cap " + format_bytes(cap) + " is more than the " +
+                     format_bytes(available.bytes) + " available (" + available.source +
+                     "); give a smaller --memory-cap");
+  }
   // The process RSS of a step is measured in a child process per (mode, batch): this one's
   // heap keeps the blocks that the timed steps freed (see measure_step_rss).
   auto rss_delta_of = [&](MemoryMode mode, int64_t batch) -> int64_t {
     if (!device.is_cpu()) return 0;
-    std::vector<std::string> child_args = {"bench"};
-    for (size_t i = 0; i < raw_args.size(); ++i) {  // all but --memory and --batch
-      const std::string& arg = raw_args[i];
-      if (arg == "--memory" || arg == "--batch") {
-        ++i;
-      } else if (arg.rfind("--memory=", 0) != 0 && arg.rfind("--batch=", 0) != 0) {
-        child_args.push_back(arg);
-      }
-    }
+    std::vector<std::string> child_args = {"bench", "--arch", args.model.arch};
+    std::istringstream overrides(args.model.overrides_text());
+    for (std::string token; overrides >> token;) child_args.push_back(token);
     for (const std::string& extra :
-         {std::string("--memory"), memory_mode_name(mode), std::string("--batch"),
+         {std::string("--threads"), std::to_string(threads), std::string("--warmup"),
+          std::to_string(args.warmup), std::string("--iters"), std::to_string(args.iters),
+          std::string("--memory"), memory_mode_name(mode), std::string("--batch"),
           std::to_string(batch), std::string("--rss-probe")}) {
       child_args.push_back(extra);
     }
     return std::stoll(run_this_program(child_args));
   };
-  const int64_t cap = parse_byte_size(args.value("memory-cap").value_or("4GiB"));
-  const bool json = args.flag("json");
+  const bool json = args.json;
+  const bool max_batch = args.max_batch;
   MemoryTracker::instance();
 
   double sgemm = 0;
-  if (args.flag("sgemm")) {
+  if (args.sgemm) {
     for (const int64_t size : {1024, 2048})
       sgemm = std::max(sgemm, measure_sgemm_gflops(size, bench.device()));
     if (json) {
@@ -150,31 +204,52 @@ int bench_command(const std::vector<std::string>& raw_args) {
     }
   }
   if (!json) {
-    std::printf("%s, %s, %d threads\n", arch.c_str(), device_name.c_str(), at::get_num_threads());
+    std::printf("%s, %s, %d threads (%s)\n", arch.c_str(), device_name.c_str(),
+                at::get_num_threads(), threads_source.c_str());
     std::printf("%-10s %6s %10s %10s %6s %9s %12s %12s%s\n", "memory", "batch", "fwd ms", "bwd ms",
                 "R=B/F", "GFLOP/s", "peak", "RSS delta", max_batch ? "   max batch" : "");
+    std::fflush(stdout);
   }
+  const size_t total = modes.size() * batches.size();
+  size_t step = 0;
   for (MemoryMode mode : modes) {
     DenseNetOptions mode_options = options;
     mode_options.memory(mode);
     for (int64_t batch : batches) {
-      BenchmarkResult r = benchmark_training_step(mode_options, batch, bench);
+      // Progress on stderr: a large configuration takes minutes per row.
+      std::fprintf(stderr,
+                   "bench [%zu/%zu] %s, batch %lld: %lld warm-up + %lld timed steps%s ...\n",
+                   ++step, total, memory_mode_name(mode).c_str(), static_cast<long long>(batch),
+                   static_cast<long long>(args.warmup), static_cast<long long>(args.iters),
+                   device.is_cpu() ? ", then one in a child process for RSS" : "");
+      BenchmarkResult r;
+      try {
+        r = benchmark_training_step(mode_options, batch, bench);
+      } catch (const std::bad_alloc&) {
+        TORCH_CHECK(false, "out of memory allocating a training step's tensors (",
+                    memory_mode_name(mode), ", batch ", batch, ", planned ",
+                    format_bytes(step_need(mode_options, mode).at(batch)),
+                    "); use a smaller --batch or --memory efficient");
+      }
       r.rss_delta_bytes = rss_delta_of(mode, batch);
       const int64_t largest = max_batch ? find_max_batch(mode_options, cap, bench) : 0;
       if (json) {
-        nlohmann::ordered_json line = {{"arch", arch},
-                                       {"depth", plan_architecture(mode_options).depth()},
-                                       {"block_config", mode_options.block_config()},
-                                       {"memory", r.memory},
-                                       {"batch", r.batch},
-                                       {"device", device_name},
-                                       {"threads", at::get_num_threads()},
-                                       {"forward_ms", r.forward_ms},
-                                       {"backward_ms", r.backward_ms},
-                                       {"peak_bytes", r.peak_bytes},
-                                       {"rss_delta_bytes", r.rss_delta_bytes},
-                                       {"step_flops", r.step_flops},
-                                       {"gflops", r.gflops()}};
+        nlohmann::ordered_json line = {
+            {"arch", args.model.arch},
+            {"overrides", overrides.empty() ? nlohmann::ordered_json(nullptr)
+                                            : nlohmann::ordered_json(overrides)},
+            {"depth", plan_architecture(mode_options).depth()},
+            {"block_config", mode_options.block_config()},
+            {"memory", r.memory},
+            {"batch", r.batch},
+            {"device", device_name},
+            {"threads", at::get_num_threads()},
+            {"forward_ms", r.forward_ms},
+            {"backward_ms", r.backward_ms},
+            {"peak_bytes", r.peak_bytes},
+            {"rss_delta_bytes", r.rss_delta_bytes},
+            {"step_flops", r.step_flops},
+            {"gflops", r.gflops()}};
         if (max_batch) {
           line["max_batch"] = largest;
           line["memory_cap_bytes"] = cap;
@@ -203,6 +278,61 @@ int bench_command(const std::vector<std::string>& raw_args) {
     }
   }
   return 0;
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto args = std::make_shared<BenchArguments>();
+  CLI::App* command = add_command(app, "bench", "time a training step and measure its peak memory",
+                                  [args] { return run_bench(*args); });
+  command->description(
+      "Measures a training step (forward, cross-entropy, backward): mean forward and\n"
+      "backward ms, R = B/F, achieved GFLOP/s, peak tensor memory above the model and\n"
+      "the input, and the process peak RSS increase (measured in a child process with\n"
+      "freed memory returned to the system at once; the timed steps reuse freed memory\n"
+      "as glibc's heap does in training). A configuration that the memory plan says cannot\n"
+      "fit in the available memory is refused before it runs. Progress goes to stderr.");
+  ModelOptionSettings model;
+  model.memory_list_help = "modes to measure (default naive,efficient,minimal)";
+  add_model_options(*command, args->model, model);
+  command->add_option("--batch", args->batch, "batch sizes, e.g. 64 or 32,64,128")
+      ->type_name("LIST")
+      ->capture_default_str();
+  command->add_option("--device", args->device, "cpu or cuda")
+      ->type_name("DEV")
+      ->capture_default_str();
+  command->add_flag("--cudnn-benchmark", args->cudnn_benchmark,
+                    "CUDA: let cuDNN autotune its algorithms (default off)");
+  command
+      ->add_option("--threads", args->threads,
+                   "intra-op threads (default: the CPUs this process may use)")
+      ->type_name("T")
+      ->check(integer_in(1, 4096));
+  command->add_option("--warmup", args->warmup, "untimed steps first")
+      ->type_name("W")
+      ->capture_default_str()
+      ->check(integer_in(0, int64_t{1000000}));
+  command->add_option("--iters", args->iters, "timed steps")
+      ->type_name("K")
+      ->capture_default_str()
+      ->check(integer_in(1, int64_t{1000000}));
+  CLI::Option* max_batch =
+      command->add_flag("--max-batch", args->max_batch,
+                        "also find the largest batch that trains within --memory-cap");
+  command->add_option("--memory-cap", args->memory_cap, "cap for --max-batch, e.g. 4GiB")
+      ->type_name("SIZE")
+      ->capture_default_str()
+      ->needs(max_batch);
+  command->add_flag("--profile", args->profile,
+                    "after timing, one more step: self time per operation, summed over threads "
+                    "(work inside parallel loops, such as the per-sample GEMMs, counts on every "
+                    "thread that ran it)");
+  command->add_flag("--sgemm", args->sgemm,
+                    "also measure the machine's SGEMM rate and each step's share of it");
+  command->add_flag("--json", args->json, "one JSON object per line per (mode, batch)");
+  // Internal: the child process that measures one step's RSS (see run_bench).
+  command->add_flag("--rss-probe", args->rss_probe)->group("");
 }
 
 }  // namespace densenet::cli

@@ -1,7 +1,7 @@
-#include "legacy_command.h"
-
-#include "arguments.h"
+#include "commands.h"
 #include "model_arguments.h"
+#include "usage_error.h"
+#include "weights_hint.h"
 
 #include "densenet/io/pth_file.h"
 #include "densenet/io/safetensors.h"
@@ -15,66 +15,49 @@ namespace densenet::cli {
 
 namespace {
 
-std::vector<OptionSpec> convert_specs() {
-  std::vector<OptionSpec> specs = {
-      {"checkpoint", "IN", "checkpoint to read: .pth (zip or legacy format) or .safetensors"},
-      {"output", "OUT", "file to write: .pth in torch.save's zip format, or .safetensors"},
-      {"to", "LAYOUT", "torchvision (default) or efficient-pytorch (the original project's keys)"},
-      {"state-dict-only", "", "write only the state dict, dropping {epoch, optimizer, ...}"},
-  };
-  for (const auto& spec : model_option_specs()) specs.push_back(spec);
-  specs.push_back({"help", "", "show this help"});
-  return specs;
-}
+struct ConvertArguments {
+  std::string checkpoint;
+  std::string output;
+  std::string to = "torchvision";
+  bool state_dict_only = false;
+  ModelArguments model;
+};
 
 bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() &&
          text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-}  // namespace
-
-int convert_command(const std::vector<std::string>& raw_args) {
-  const std::vector<OptionSpec> specs = convert_specs();
-  Arguments args(raw_args, specs);
-  if (args.flag("help")) {
-    std::cout
-        << "usage: densenet convert --checkpoint IN --output OUT\n"
-           "                        [--to torchvision|efficient-pytorch] [--state-dict-only]\n"
-           "                        [--arch NAME [overrides]]\n\n"
-           "Reads a DenseNet checkpoint in any key layout (torchvision's current or legacy\n"
-           "names such as denselayer1.norm.1.weight, the original efficient project's\n"
-           "bottleneck.norm_weight, DataParallel's module. prefix), adds num_batches_tracked\n"
-           "where batch norms lack it, and writes the keys of --to in torch.save's zip format\n"
-           "(or safetensors for a .safetensors output). Tensors are copied bit for bit. A state\n"
-           "dict wrapped as {epoch, state_dict, ...} stays wrapped unless --state-dict-only.\n"
-           "With --arch, the weights are first loaded strictly into that model, and every\n"
-           "missing, unexpected or mismatched key is reported. The output is written\n"
-           "atomically.\n\n"
-        << format_options(specs);
-    return 0;
+int run_convert(const ConvertArguments& args) {
+  if (!args.model.arch_given() && args.model.overrides_architecture()) {
+    throw UsageError("model options (" + args.model.overrides_text() +
+                     ") only check the weights against --arch: add --arch NAME");
   }
-  if (!args.positionals().empty()) {
-    throw UsageError("convert takes no positional arguments, got '" + args.positionals()[0] + "'");
+  if (!args.model.arch_given() && args.model.memory) {
+    throw UsageError("--memory changes no weights: convert ignores it");
   }
-  const auto input = args.value("checkpoint");
-  const auto output = args.value("output");
-  if (!input) throw UsageError("--checkpoint IN is required");
-  if (!output) throw UsageError("--output OUT is required");
-  const KeyLayout layout = parse_key_layout(args.value("to").value_or("torchvision"));
-
+  KeyLayout layout;
+  try {
+    layout = parse_key_layout(args.to);
+  } catch (const c10::Error& error) {
+    throw UsageError(std::string("--to: ") + error.what_without_backtrace());
+  }
+  const std::string* input = &args.checkpoint;
+  const std::string* output = &args.output;
   const WeightsFile file = read_weights_file(*input);
   const pth::Value& root = file.root;
   const LocatedStateDict located = locate_state_dict(root, *input);
   const StateDict original = tensors_of(located.dict, *input);
   const StateDict canonical = to_torchvision_keys(original);
-  if (args.has("arch")) {
-    DenseNet model(model_options_from(args));
+  if (args.model.arch_given()) {
+    const DenseNetOptions options = model_options_from(args.model);
+    DenseNet model(options);
     try {
       load_state_dict(*model, fit_final_norm_name(canonical, *model), /*strict=*/true);
     } catch (const c10::Error& error) {
-      TORCH_CHECK(false, "'", *input, "' does not hold a ", *args.value("arch"),
-                  " with these options: ", error.what_without_backtrace());
+      const std::string hint = architecture_mismatch_hint(canonical, options);
+      TORCH_CHECK(false, "'", *input, "' does not hold a ", args.model.label(),
+                  hint.empty() ? "" : " (" + hint + ")", ": ", error.what_without_backtrace());
     }
   }
   const StateDict converted = from_torchvision_keys(canonical, layout);
@@ -84,7 +67,7 @@ int convert_command(const std::vector<std::string>& raw_args) {
   } else {
     pth::Value state = state_dict_value(converted, located.dict);
     pth::Value out_root = state;
-    if (!located.path.empty() && !args.flag("state-dict-only")) {
+    if (!located.path.empty() && !args.state_dict_only) {
       // Keep the wrapper ({epoch, optimizer, ...}) with the converted state dict in its place.
       out_root = pth::Value::dict({}, root.is_ordered_dict());
       for (const auto& item : root.items()) {
@@ -104,6 +87,43 @@ int convert_command(const std::vector<std::string>& raw_args) {
               output->c_str(), key_layout_name(layout), converted.size(),
               static_cast<long long>(renamed));
   return 0;
+}
+
+}  // namespace
+
+void add_convert_command(CLI::App& app) {
+  auto args = std::make_shared<ConvertArguments>();
+  CLI::App* command =
+      add_command(app, "convert", "rewrite a checkpoint's keys as .pth or .safetensors",
+                  [args] { return run_convert(*args); });
+  command->description(
+      "Reads a DenseNet checkpoint in any key layout (torchvision's current or legacy\n"
+      "names such as denselayer1.norm.1.weight, the efficient projects' layouts,\n"
+      "DataParallel's module. prefix), adds num_batches_tracked where batch norms lack\n"
+      "it, and writes the keys of --to in torch.save's zip format (or safetensors for a\n"
+      ".safetensors output). Tensors are copied bit for bit. A state dict wrapped as\n"
+      "{epoch, state_dict, ...} stays wrapped unless --state-dict-only. With --arch, the\n"
+      "weights are first loaded strictly into that model, and every missing, unexpected\n"
+      "or mismatched key is reported. The output is written atomically; a symlink is\n"
+      "followed, a replaced file keeps its mode, /dev/stdout and pipes are written in place.");
+  command
+      ->add_option("--checkpoint", args->checkpoint,
+                   "checkpoint to read: .pth (zip or legacy format) or .safetensors")
+      ->type_name("IN")
+      ->required();
+  command
+      ->add_option("--output", args->output,
+                   "file to write: .pth in torch.save's zip format, or .safetensors")
+      ->type_name("OUT")
+      ->required();
+  command->add_option("--to", args->to, "key layout to write: " + key_layout_names())
+      ->type_name("LAYOUT")
+      ->capture_default_str();
+  command->add_flag("--state-dict-only", args->state_dict_only,
+                    "write only the state dict, dropping {epoch, optimizer, ...}");
+  ModelOptionSettings model;
+  model.default_arch = "";  // optional: only checks the weights
+  add_model_options(*command, args->model, model);
 }
 
 }  // namespace densenet::cli

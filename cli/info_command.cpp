@@ -1,7 +1,6 @@
-#include "legacy_command.h"
-
-#include "arguments.h"
+#include "commands.h"
 #include "model_arguments.h"
+#include "usage_error.h"
 
 #include "densenet/io/state_dict.h"
 #include "densenet/model/architecture.h"
@@ -19,15 +18,12 @@ namespace densenet::cli {
 
 namespace {
 
-std::vector<OptionSpec> info_specs() {
-  std::vector<OptionSpec> specs = model_option_specs();
-  specs.push_back({"json", "", "print one JSON object instead of a table"});
-  specs.push_back(
-      {"keys", "", "print the state-dict keys with shapes, one 'key d0,d1,...' per line"});
-  specs.push_back({"list", "", "list the presets"});
-  specs.push_back({"help", "", "show this help"});
-  return specs;
-}
+struct InfoArguments {
+  ModelArguments model;
+  bool json = false;
+  bool keys = false;
+  bool list = false;
+};
 
 std::string with_thousands(int64_t value) {
   std::string digits = std::to_string(value);
@@ -36,21 +32,34 @@ std::string with_thousands(int64_t value) {
 }
 
 std::string stem_description(const DenseNetOptions& options) {
-  return options.uses_small_stem() ? "3x3 conv (small inputs)"
-                                   : "7x7/2 conv, BN, ReLU, 3x3/2 max-pool (ImageNet)";
+  return options.uses_small_stem() ? "cifar (3x3 conv)"
+                                   : "imagenet (7x7/2 conv, BN, ReLU, 3x3/2 max-pool)";
 }
 
-nlohmann::ordered_json plan_json(const std::string& arch, const ArchitecturePlan& plan) {
+nlohmann::ordered_json memory_json(const MemoryPlan& memory) {
+  return {{"kept_bytes", memory.kept_bytes},
+          {"peak_bytes", memory.peak_bytes},
+          {"peak_stage", memory.peak_stage}};
+}
+
+nlohmann::ordered_json plan_json(const ModelArguments& args, const ArchitecturePlan& plan) {
   const DenseNetOptions& o = plan.options;
   nlohmann::ordered_json blocks = nlohmann::ordered_json::array();
   for (const auto& block : plan.blocks) {
-    blocks.push_back({{"layers", block.num_layers},
-                      {"in_channels", block.in_channels},
-                      {"out_channels", block.out_channels},
-                      {"spatial", block.spatial},
-                      {"transition_out_channels", block.transition_out_channels}});
+    blocks.push_back(
+        {{"layers", block.num_layers},
+         {"in_channels", block.in_channels},
+         {"out_channels", block.out_channels},
+         {"spatial", block.spatial},
+         // null: the last block has no transition
+         {"transition_out_channels", block.transition_out_channels > 0
+                                         ? nlohmann::ordered_json(block.transition_out_channels)
+                                         : nlohmann::ordered_json(nullptr)}});
   }
-  return {{"arch", arch},
+  const std::string overrides = args.overrides_text();
+  return {{"arch", args.arch},
+          {"overrides",
+           overrides.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(overrides)},
           {"options",
            {{"in_channels", o.in_channels()},
             {"num_init_features", o.num_init_features()},
@@ -61,21 +70,22 @@ nlohmann::ordered_json plan_json(const std::string& arch, const ArchitecturePlan
             {"drop_rate", o.drop_rate()},
             {"num_classes", o.num_classes()},
             {"input_size", o.input_size()},
+            {"stem", stem_name(o.effective_stem())},
             {"memory", memory_mode_name(o.memory())}}},
           {"depth", plan.depth()},
-          {"stem", o.uses_small_stem() ? "small" : "imagenet"},
           {"blocks", blocks},
           {"final_channels", plan.final_channels},
           {"parameters", plan.num_parameters()},
           {"forward_macs_per_sample", plan.forward_macs()},
           {"training_memory_per_sample",
-           {{"naive", plan_memory(plan, MemoryMode::kNaive).peak_bytes},
-            {"efficient", plan_memory(plan, MemoryMode::kEfficient).peak_bytes},
-            {"minimal", plan_memory(plan, MemoryMode::kMinimal).peak_bytes}}}};
+           {{"naive", memory_json(plan_memory(plan, MemoryMode::kNaive))},
+            {"efficient", memory_json(plan_memory(plan, MemoryMode::kEfficient))},
+            {"minimal", memory_json(plan_memory(plan, MemoryMode::kMinimal))}}}};
 }
 
-void print_table(const std::string& arch, const ArchitecturePlan& plan) {
+void print_table(const ModelArguments& args, const ArchitecturePlan& plan) {
   const DenseNetOptions& o = plan.options;
+  const std::string arch = args.label();
   std::printf("%s: depth %lld, growth rate k=%lld, %s, compression %g, dropout %g\n", arch.c_str(),
               static_cast<long long>(plan.depth()),
               static_cast<long long>(o.effective_growth_rate()),
@@ -122,44 +132,62 @@ void print_table(const std::string& arch, const ArchitecturePlan& plan) {
   }
 }
 
-}  // namespace
-
-int info_command(const std::vector<std::string>& raw_args) {
-  const std::vector<OptionSpec> specs = info_specs();
-  Arguments args(raw_args, specs);
-  if (args.flag("help")) {
-    std::cout << "usage: densenet info [--arch NAME] [overrides] [--json | --keys | --list]\n\n"
-                 "Describes a DenseNet: layers, channels per block, parameters, multiply-adds.\n\n"
-              << format_options(specs);
-    return 0;
-  }
-  if (!args.positionals().empty()) {
-    throw UsageError("info takes no positional arguments, got '" + args.positionals()[0] + "'");
-  }
-  if (args.flag("list")) {
-    for (const auto& preset : presets()) {
-      std::printf("%-16s %s\n", preset.name.c_str(), preset.description.c_str());
+int run_info(const InfoArguments& args) {
+  if (args.list) {
+    if (args.model.arch_given() || args.model.overrides_architecture()) {
+      throw UsageError("--list lists the presets; it takes no --arch or model options");
     }
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (const auto& preset : presets()) {
+      if (args.json) {
+        list.push_back({{"name", preset.name}, {"description", preset.description}});
+      } else {
+        std::printf("%-16s %s\n", preset.name.c_str(), preset.description.c_str());
+      }
+    }
+    if (args.json) std::cout << list.dump() << "\n";
     return 0;
   }
-  const std::string arch = args.value("arch").value_or("densenet-40");
-  const DenseNetOptions options = model_options_from(args);
-  if (args.flag("keys")) {
+  const DenseNetOptions options = model_options_from(args.model);
+  if (args.keys) {
     DenseNet model(options);
+    nlohmann::ordered_json keys = nlohmann::ordered_json::object();
     for (const auto& item : state_dict(*model)) {
+      if (args.json) {
+        keys[item.key()] = item.value().sizes().vec();
+        continue;
+      }
       std::string line = item.key();
       if (item.value().dim() > 0) line += " " + format_int_list(item.value().sizes().vec());
       std::cout << line << "\n";
     }
+    if (args.json) std::cout << keys.dump() << "\n";
     return 0;
   }
   const ArchitecturePlan plan = plan_architecture(options);
-  if (args.flag("json")) {
-    std::cout << plan_json(arch, plan).dump() << "\n";
+  if (args.json) {
+    std::cout << plan_json(args.model, plan).dump() << "\n";
   } else {
-    print_table(arch, plan);
+    print_table(args.model, plan);
   }
   return 0;
+}
+
+}  // namespace
+
+void add_info_command(CLI::App& app) {
+  auto args = std::make_shared<InfoArguments>();
+  CLI::App* command =
+      add_command(app, "info", "describe an architecture: blocks, parameters, MACs, memory, keys",
+                  [args] { return run_info(*args); });
+  command->description(
+      "Describes a DenseNet: layers, channels and spatial size per block, parameters,\n"
+      "multiply-adds, and the planned training activation memory per sample in each mode.");
+  add_model_options(*command, args->model);
+  command->add_flag("--json", args->json, "print JSON instead of text (with --keys or --list too)");
+  CLI::Option* keys = command->add_flag(
+      "--keys", args->keys, "print the state-dict keys with shapes, one 'key d0,d1,...' per line");
+  command->add_flag("--list", args->list, "list the presets")->excludes(keys);
 }
 
 }  // namespace densenet::cli

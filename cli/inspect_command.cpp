@@ -1,6 +1,4 @@
-#include "legacy_command.h"
-
-#include "arguments.h"
+#include "commands.h"
 
 #include "densenet/io/weights.h"
 
@@ -15,9 +13,10 @@ namespace densenet::cli {
 
 namespace {
 
-std::vector<OptionSpec> inspect_specs() {
-  return {{"json", "", "print one JSON object"}, {"help", "", "show this help"}};
-}
+struct InspectArguments {
+  std::string file;
+  bool json = false;
+};
 
 // Python's names, as `tensor.dtype` prints them without "torch.".
 std::string dtype_name(torch::Dtype dtype) {
@@ -87,8 +86,10 @@ nlohmann::ordered_json scalar_json(const pth::Value& value) {
       return value.as_string();
     case pth::Value::Kind::Bytes:
       return "<" + std::to_string(value.as_string().size()) + " bytes>";
+    case pth::Value::Kind::Dict:
+      return nlohmann::ordered_json::object();  // an empty dict: {}, as json.dumps writes it
     default:
-      return nlohmann::ordered_json::array();  // empty container
+      return nlohmann::ordered_json::array();  // an empty list, tuple or set
   }
 }
 
@@ -127,30 +128,13 @@ void list_value(const pth::Value& value, const std::string& path, Listing& out) 
   out.values.push_back({{"name", path.empty() ? "<root>" : path}, {"value", scalar_json(value)}});
 }
 
-}  // namespace
-
-int inspect_command(const std::vector<std::string>& raw_args) {
-  const std::vector<OptionSpec> specs = inspect_specs();
-  Arguments args(raw_args, specs);
-  if (args.flag("help")) {
-    std::cout << "usage: densenet inspect FILE [--json]\n\n"
-                 "Lists what a checkpoint holds without loading it into a model: every tensor\n"
-                 "(dotted path, dtype, shape) and every other value (epoch, hyper-parameters).\n"
-                 "Reads .pth files in torch.save's zip and legacy formats, safely (no code runs),\n"
-                 "and .safetensors files.\n\n"
-              << format_options(specs);
-    return 0;
-  }
-  if (args.positionals().size() != 1) {
-    throw UsageError("inspect takes exactly one FILE, got " +
-                     std::to_string(args.positionals().size()));
-  }
-  const std::string& path = args.positionals()[0];
+int run_inspect(const InspectArguments& args) {
+  const std::string& path = args.file;
   const WeightsFile file = read_weights_file(path);
   const std::string& format = file.format;
   Listing listing;
   list_value(file.root, "", listing);
-  if (args.flag("json")) {
+  if (args.json) {
     nlohmann::ordered_json json = {{"file", path},
                                    {"format", format},
                                    {"tensors", listing.tensors},
@@ -179,6 +163,21 @@ int inspect_command(const std::vector<std::string>& raw_args) {
         value["value"].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   }
   return 0;
+}
+
+}  // namespace
+
+void add_inspect_command(CLI::App& app) {
+  auto args = std::make_shared<InspectArguments>();
+  CLI::App* command = add_command(app, "inspect", "list the tensors and values in a checkpoint",
+                                  [args] { return run_inspect(*args); });
+  command->description(
+      "Lists what a checkpoint holds without loading it into a model: every tensor\n"
+      "(dotted path, dtype, shape) and every other value (epoch, hyper-parameters).\n"
+      "Reads .pth files in torch.save's zip and legacy formats, safely (no code runs),\n"
+      "and .safetensors files.");
+  command->add_option("FILE", args->file, "checkpoint: .pth or .safetensors")->required();
+  command->add_flag("--json", args->json, "print one JSON object");
 }
 
 }  // namespace densenet::cli

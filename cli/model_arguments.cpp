@@ -1,5 +1,7 @@
 #include "model_arguments.h"
 
+#include "usage_error.h"
+
 #include <torch/cuda.h>
 
 #include "densenet/model/architecture.h"
@@ -23,7 +25,7 @@ std::string preset_names() {
 
 // A CLI11 check that runs one of the library's parsers and reports its message.
 template <typename Parse>
-CLI::Validator library_check(const std::string& description, Parse parse) {
+CLI::Validator library_check(Parse parse) {
   return CLI::Validator(
       [parse](std::string& text) -> std::string {
         try {
@@ -33,8 +35,25 @@ CLI::Validator library_check(const std::string& description, Parse parse) {
           return error.what_without_backtrace();
         }
       },
-      description);
+      "");
 }
+
+}  // namespace
+
+CLI::Validator integer_in(int64_t low, int64_t high) {
+  const std::string range = std::to_string(low) + " to " + std::to_string(high);
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        int64_t value = 0;
+        if (!CLI::detail::lexical_cast(text, value)) {
+          return "expects an integer from " + range + ", got '" + text + "'";
+        }
+        return value >= low && value <= high ? "" : "must be from " + range + ", got " + text;
+      },
+      "");
+}
+
+namespace {
 
 CLI::Validator real_range(double low, bool low_open, double high, bool high_open) {
   const std::string range = std::string(low_open ? "(" : "[") + CLI::detail::to_string(low) + ", " +
@@ -47,7 +66,7 @@ CLI::Validator real_range(double low, bool low_open, double high, bool high_open
                             (high_open ? value < high : value <= high) && std::isfinite(value);
         return inside ? "" : "must be in " + range + ", got " + text;
       },
-      "in " + range);
+      "");
 }
 
 void check_block_config(const std::string& text) {
@@ -65,10 +84,11 @@ template <typename T>
 void add_override(CLI::App& command, const std::string& names, std::optional<T>& target,
                   const std::string& value_name, const std::string& help,
                   const CLI::Validator& check, const std::string& alias = "") {
-  command.add_option(names, target, help)->type_name(value_name)->check(check);
-  // The original project's spelling (efficient-densenet-pytorch's constructor argument),
-  // accepted but not listed.
-  if (!alias.empty()) command.add_option(alias, target)->group("")->check(check);
+  // The original project's spelling (efficient-densenet-pytorch's constructor argument) is a
+  // second name of the same option.
+  command.add_option(alias.empty() ? names : names + "," + alias, target, help)
+      ->type_name(value_name)
+      ->check(check);
 }
 
 }  // namespace
@@ -107,43 +127,44 @@ void add_model_options(CLI::App& command, ModelArguments& args,
   CLI::Option* arch = command.add_option(
       "--arch", args.arch,
       "preset: " + preset_names() +
-          (settings.default_arch.empty() ? " (required: no default)"
-                                         : " (default " + settings.default_arch + ")"));
+          (settings.require_arch           ? " (required: no default)"
+           : settings.default_arch.empty() ? " (none by default)"
+                                           : " (default " + settings.default_arch + ")"));
   arch->type_name("NAME");
-  if (settings.default_arch.empty()) arch->required();
+  if (settings.require_arch) arch->required();
   args.arch_option = arch;
-  const CLI::Range channels(int64_t{1}, O::kMaxChannels);
+  const CLI::Validator channels = integer_in(int64_t{1}, O::kMaxChannels);
   add_override(command, "--growth-rate", args.growth_rate, "K",
                "k: channels each dense layer adds (a BC preset's stem follows as 2k)", channels,
                "--growth_rate");
   add_override(command, "--block-config", args.block_config, "LIST",
-               "layers per dense block, e.g. 6,12,24,16", library_check("LIST", check_block_config),
+               "layers per dense block, e.g. 6,12,24,16", library_check(check_block_config),
                "--block_config");
   add_override(command, "--num-init-features", args.num_init_features, "C",
                "output channels of the stem convolution", channels, "--num_init_features");
   add_override(command, "--bn-size", args.bn_size, "N",
                "bottleneck width factor (0 = plain DenseNet layer, no bottleneck)",
-               CLI::Range(int64_t{0}, O::kMaxBnSize), "--bn_size");
+               integer_in(0, O::kMaxBnSize), "--bn_size");
   add_override(command, "--compression", args.compression, "THETA", "transition compression theta",
                real_range(0, true, 1, false));
   add_override(command, "--drop-rate", args.drop_rate, "P", "dropout after each dense layer",
                real_range(0, false, 1, true), "--drop_rate");
   add_override(command, "--num-classes", args.num_classes, "N", "classifier outputs",
-               CLI::Range(int64_t{1}, O::kMaxClasses), "--num_classes");
+               integer_in(1, O::kMaxClasses), "--num_classes");
   add_override(command, "--in-channels", args.in_channels, "C", "input image channels", channels);
   add_override(command, "--input-size", args.input_size, "S",
                "input height/width in pixels (chooses the stem unless --stem is given)",
-               CLI::Range(int64_t{1}, O::kMaxInputSize));
+               integer_in(1, O::kMaxInputSize));
   add_override(command, "--stem", args.stem, "STEM",
                "cifar (one 3x3 conv) or imagenet (7x7/2 conv, BN, ReLU, 3x3/2 max-pool); "
                "default: cifar for --input-size up to 32, imagenet above",
-               library_check("cifar|imagenet", [](const std::string& text) { parse_stem(text); }));
+               library_check([](const std::string& text) { parse_stem(text); }));
   if (settings.memory_list_help.empty()) {
     add_override(command, "--memory", args.memory, "MODE", "naive | efficient | minimal",
-                 library_check("MODE", [](const std::string& text) { parse_memory_mode(text); }));
+                 library_check([](const std::string& text) { parse_memory_mode(text); }));
   } else {
     add_override(command, "--memory", args.memory, "LIST", settings.memory_list_help,
-                 library_check("LIST", [](const std::string& text) { parse_memory_modes(text); }));
+                 library_check([](const std::string& text) { parse_memory_modes(text); }));
   }
   // The original project's options without an equivalent here: rejected with the right one.
   command.add_option("--depth", args.depth)->group("");
@@ -210,25 +231,6 @@ torch::Device device_from(const std::string& name) {
   return name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 }
 
-std::vector<OptionSpec> model_option_specs(const std::string& memory_list_help) {
-  std::vector<OptionSpec> specs = {
-      {"arch", "NAME",
-       "preset: densenet121|161|169|201|264, densenet-bc-100|190|250, densenet-40 (default)"},
-      {"growth-rate", "K", "channels added per dense layer (k)"},
-      {"block-config", "LIST", "layers per dense block, e.g. 6,12,24,16"},
-      {"num-init-features", "C", "output channels of the stem convolution"},
-      {"bn-size", "N", "bottleneck width factor (0 = plain DenseNet layer, no bottleneck)"},
-      {"compression", "THETA", "transition compression in (0, 1]"},
-      {"drop-rate", "P", "dropout after each dense layer, in [0, 1)"},
-      {"num-classes", "N", "classifier outputs"},
-      {"in-channels", "C", "input image channels"},
-      {"input-size", "S", "input height/width; <= 32 selects the small (CIFAR) stem"},
-      {"memory", "MODE", "naive | efficient | minimal"},
-  };
-  if (!memory_list_help.empty()) specs.back() = {"memory", "LIST", memory_list_help};
-  return specs;
-}
-
 std::vector<MemoryMode> parse_memory_modes(const std::string& text) {
   std::vector<MemoryMode> modes;
   std::stringstream stream(text);
@@ -236,32 +238,6 @@ std::vector<MemoryMode> parse_memory_modes(const std::string& text) {
   while (std::getline(stream, item, ',')) modes.push_back(parse_memory_mode(item));
   TORCH_CHECK(!modes.empty(), "no memory mode given: use e.g. naive,efficient,minimal");
   return modes;
-}
-
-DenseNetOptions model_options_from(const Arguments& args, bool read_memory) {
-  DenseNetOptions options = preset_options(args.value("arch").value_or("densenet-40"));
-  if (auto v = args.integer("growth-rate")) options.growth_rate(*v);
-  if (auto v = args.value("block-config")) options.block_config(parse_int_list(*v));
-  if (auto v = args.integer("num-init-features")) options.num_init_features(*v);
-  if (auto v = args.integer("bn-size")) options.bn_size(*v);
-  if (auto v = args.real("compression")) options.compression(*v);
-  if (auto v = args.real("drop-rate")) options.drop_rate(*v);
-  if (auto v = args.integer("num-classes")) options.num_classes(*v);
-  if (auto v = args.integer("in-channels")) options.in_channels(*v);
-  if (auto v = args.integer("input-size")) options.input_size(*v);
-  if (read_memory) {
-    if (auto v = args.value("memory")) options.memory(parse_memory_mode(*v));
-  }
-  validate(options);
-  return options;
-}
-
-torch::Device device_from(const Arguments& args) {
-  const std::string name = args.value("device").value_or("cpu");
-  TORCH_CHECK(name == "cpu" || name == "cuda", "unknown device '", name, "': use cpu or cuda");
-  TORCH_CHECK(name == "cpu" || torch::cuda::is_available(),
-              "--device cuda: no CUDA device is available (or LibTorch was built without CUDA)");
-  return name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 }
 
 }  // namespace densenet::cli

@@ -1,7 +1,5 @@
 #pragma once
 
-#include "arguments.h"
-
 #include "densenet/model/options.h"
 
 #include <torch/types.h>
@@ -50,8 +48,10 @@ struct ModelArguments {
 
 /// How a command presents the model options.
 struct ModelOptionSettings {
-  /// The preset used without --arch; "" makes --arch required (predict: the weights decide).
+  /// The preset used without --arch; "" for none (then `arch_given()` tells whether one was).
   std::string default_arch = "densenet-40";
+  /// --arch must be given (predict: the weights decide the architecture, no default is right).
+  bool require_arch = false;
   /// Non-empty: --memory takes a comma-separated list of modes, described by this text
   /// (bench, gradcheck). Empty: --memory names one mode.
   std::string memory_list_help;
@@ -70,6 +70,10 @@ void add_model_options(CLI::App& command, ModelArguments& args,
 /// for an invalid combination, naming the flags.
 DenseNetOptions model_options_from(const ModelArguments& args, bool read_memory = true);
 
+/// A CLI11 check for an integer in [low, high] whose message names what was given:
+/// "--topk: expects an integer from 1 to 16777216, got 'cat.jpg'".
+CLI::Validator integer_in(int64_t low, int64_t high);
+
 /// "naive,efficient" -> the modes; throws UsageError naming a bad one.
 std::vector<MemoryMode> memory_modes_from(const std::string& text);
 
@@ -77,22 +81,7 @@ std::vector<MemoryMode> memory_modes_from(const std::string& text);
 /// UsageError otherwise.
 torch::Device device_from(const std::string& name);
 
-// The old hand-written parser's versions, until every command has moved to CLI11.
-
-/// --arch and the per-field overrides, with the original project's flag names. With
-/// `memory_help`, --memory takes a comma-separated list of modes described by it (bench,
-/// gradcheck); otherwise it names one mode.
-std::vector<OptionSpec> model_option_specs(const std::string& memory_list_help = "");
-
 /// "naive,efficient" -> the modes; throws c10::Error naming a bad one.
 std::vector<MemoryMode> parse_memory_modes(const std::string& text);
-
-/// The preset named by --arch (default densenet-40, the original's default network), with
-/// every given override applied. Validates the result. `--memory` names one mode unless
-/// `read_memory` is false (bench takes a list there).
-DenseNetOptions model_options_from(const Arguments& args, bool read_memory = true);
-
-/// --device: cpu (default) or cuda, checked against what this LibTorch build can reach.
-torch::Device device_from(const Arguments& args);
 
 }  // namespace densenet::cli

@@ -9,6 +9,33 @@ namespace {
 constexpr int64_t kSmallStemKernel = 3;
 constexpr int64_t kLargeStemKernel = 7;
 constexpr int64_t kDenseConvKernelArea = 3 * 3;
+// plan_memory multiplies activation element counts by small constants (< 16) and an element
+// size (<= 8); plans whose activation count times this would overflow int64 are refused.
+constexpr int64_t kMemoryPlanHeadroom = 1024;
+
+// int64 arithmetic that throws instead of wrapping (a wrapped count printed as a negative
+// parameter count). `what` names the count in the error.
+int64_t checked_mul(int64_t a, int64_t b, const char* what) {
+  int64_t result = 0;
+  TORCH_CHECK(!__builtin_mul_overflow(a, b, &result), "this architecture is too large: its ", what,
+              " overflows a 64-bit integer; use fewer layers, channels or a smaller input");
+  return result;
+}
+
+int64_t checked_add(int64_t a, int64_t b, const char* what) {
+  int64_t result = 0;
+  TORCH_CHECK(!__builtin_add_overflow(a, b, &result), "this architecture is too large: its ", what,
+              " overflows a 64-bit integer; use fewer layers, channels or a smaller input");
+  return result;
+}
+
+// Sum of products, checked: a*b + c*d + ...
+template <typename... Factors>
+int64_t product(const char* what, int64_t first, Factors... rest) {
+  int64_t result = first;
+  for (const int64_t factor : {rest...}) result = checked_mul(result, factor, what);
+  return result;
+}
 
 }  // namespace
 
@@ -39,8 +66,9 @@ ArchitecturePlan plan_architecture(const DenseNetOptions& options, int64_t input
     block.num_layers = config[b];
     block.in_channels = channels;
     block.growth_rate = k;
-    block.bottleneck_width = options.bn_size() * k;
-    block.out_channels = channels + config[b] * k;
+    block.bottleneck_width = checked_mul(options.bn_size(), k, "bottleneck width");
+    block.out_channels =
+        checked_add(channels, checked_mul(config[b], k, "channel count"), "channel count");
     block.spatial = spatial;
     channels = block.out_channels;
     if (b + 1 < config.size()) {
@@ -56,6 +84,20 @@ ArchitecturePlan plan_architecture(const DenseNetOptions& options, int64_t input
     plan.blocks.push_back(block);
   }
   plan.final_channels = channels;
+  // Every count a caller may ask for, so that an architecture too large to describe fails
+  // here, once, with a clear message.
+  plan.num_parameters();
+  plan.forward_macs();
+  int64_t activations = 0;
+  for (const auto& block : plan.blocks) {
+    const int64_t area = checked_mul(block.spatial, block.spatial, "activation memory");
+    const int64_t widest = block.out_channels + block.bottleneck_width + block.growth_rate;
+    // Each layer's input is at most the block's output; a layer keeps about that much.
+    activations =
+        checked_add(activations, product("activation memory", block.num_layers + 2, widest, area),
+                    "activation memory");
+  }
+  checked_mul(activations, kMemoryPlanHeadroom, "activation memory");
   return plan;
 }
 
@@ -72,53 +114,60 @@ int64_t ArchitecturePlan::depth() const {
 }
 
 int64_t ArchitecturePlan::num_parameters() const {
+  constexpr const char* kWhat = "parameter count";
+  const auto add = [](int64_t a, int64_t b) { return checked_add(a, b, kWhat); };
   const int64_t stem_kernel = options.uses_small_stem() ? kSmallStemKernel : kLargeStemKernel;
   const int64_t c0 = options.num_init_features();
-  int64_t count = options.in_channels() * c0 * stem_kernel * stem_kernel;
-  if (!options.uses_small_stem()) count += 2 * c0;  // norm0
+  int64_t count = product(kWhat, options.in_channels(), c0, stem_kernel, stem_kernel);
+  if (!options.uses_small_stem()) count = add(count, product(kWhat, 2, c0));  // norm0
   for (const auto& block : blocks) {
     for (int64_t l = 0; l < block.num_layers; ++l) {
       const int64_t c = block.layer_in_channels(l);
       const int64_t b = block.bottleneck_width;
-      count += 2 * c;  // norm1
+      count = add(count, product(kWhat, 2, c));  // norm1
       if (b > 0) {
-        count += c * b + 2 * b + b * block.growth_rate * kDenseConvKernelArea;
+        count = add(count, product(kWhat, c, b));
+        count = add(count, product(kWhat, 2, b));
+        count = add(count, product(kWhat, b, block.growth_rate, kDenseConvKernelArea));
       } else {
-        count += c * block.growth_rate * kDenseConvKernelArea;
+        count = add(count, product(kWhat, c, block.growth_rate, kDenseConvKernelArea));
       }
     }
     if (block.transition_out_channels > 0) {
-      count += 2 * block.out_channels + block.out_channels * block.transition_out_channels;
+      count = add(count, product(kWhat, 2, block.out_channels));
+      count = add(count, product(kWhat, block.out_channels, block.transition_out_channels));
     }
   }
-  count += 2 * final_channels;                                              // final norm
-  count += final_channels * options.num_classes() + options.num_classes();  // classifier
-  return count;
+  count = add(count, product(kWhat, 2, final_channels));                      // final norm
+  count = add(count, product(kWhat, final_channels, options.num_classes()));  // classifier
+  return add(count, options.num_classes());
 }
 
 int64_t ArchitecturePlan::forward_macs() const {
+  constexpr const char* kWhat = "multiply-add count";
+  const auto add = [](int64_t a, int64_t b) { return checked_add(a, b, kWhat); };
   const int64_t stem_kernel = options.uses_small_stem() ? kSmallStemKernel : kLargeStemKernel;
   const int64_t stem_conv_spatial =
       options.uses_small_stem() ? input_size : (input_size + 2 * 3 - kLargeStemKernel) / 2 + 1;
-  int64_t macs = options.in_channels() * options.num_init_features() * stem_kernel * stem_kernel *
-                 stem_conv_spatial * stem_conv_spatial;
+  int64_t macs = product(kWhat, options.in_channels(), options.num_init_features(), stem_kernel,
+                         stem_kernel, stem_conv_spatial, stem_conv_spatial);
   for (const auto& block : blocks) {
-    const int64_t area = block.spatial * block.spatial;
+    const int64_t area = product(kWhat, block.spatial, block.spatial);
     for (int64_t l = 0; l < block.num_layers; ++l) {
       const int64_t c = block.layer_in_channels(l);
       const int64_t b = block.bottleneck_width;
       if (b > 0) {
-        macs += (c * b + b * block.growth_rate * kDenseConvKernelArea) * area;
+        macs = add(macs, product(kWhat, c, b, area));
+        macs = add(macs, product(kWhat, b, block.growth_rate, kDenseConvKernelArea, area));
       } else {
-        macs += c * block.growth_rate * kDenseConvKernelArea * area;
+        macs = add(macs, product(kWhat, c, block.growth_rate, kDenseConvKernelArea, area));
       }
     }
     if (block.transition_out_channels > 0) {
-      macs += block.out_channels * block.transition_out_channels * area;
+      macs = add(macs, product(kWhat, block.out_channels, block.transition_out_channels, area));
     }
   }
-  macs += final_channels * options.num_classes();
-  return macs;
+  return add(macs, product(kWhat, final_channels, options.num_classes()));
 }
 
 }  // namespace densenet

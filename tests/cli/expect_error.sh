@@ -1,7 +1,8 @@
 #!/bin/sh
-# usage: expect_error.sh EXPECTED_REGEX COMMAND [ARGS...]
+# usage: [EXPECTED_STATUS=N] expect_error.sh EXPECTED_REGEX COMMAND [ARGS...]
 # Passes when COMMAND exits with a failure status (1 or 2: not killed by a signal, which would
-# be a crash) and its standard error matches EXPECTED_REGEX (grep -E).
+# be a crash; exactly EXPECTED_STATUS when set) and its standard error matches EXPECTED_REGEX
+# (grep -E).
 expected=$1
 shift
 stderr=$("$@" 2>&1 >/dev/null)
@@ -11,6 +12,9 @@ if [ "$status" -eq 0 ]; then
 fi
 if [ "$status" -gt 2 ]; then
   echo "FAIL: '$*' exited with status $status (crash?); stderr:"; echo "$stderr"; exit 1
+fi
+if [ -n "$EXPECTED_STATUS" ] && [ "$status" -ne "$EXPECTED_STATUS" ]; then
+  echo "FAIL: '$*' exited with status $status, not $EXPECTED_STATUS; stderr:"; echo "$stderr"; exit 1
 fi
 if ! printf '%s\n' "$stderr" | grep -Eq -- "$expected"; then
   echo "FAIL: stderr of '$*' does not match '$expected':"; echo "$stderr"; exit 1

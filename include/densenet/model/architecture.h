@@ -44,7 +44,8 @@ struct ArchitecturePlan {
 };
 
 /// Validates `options` and derives all shapes for a square input of `input_size` (defaults
-/// to options.input_size()). Throws c10::Error when the feature maps would vanish.
+/// to options.input_size()). Throws c10::Error when the feature maps would vanish, or when a
+/// count (parameters, multiply-adds, activation memory) would overflow int64.
 ArchitecturePlan plan_architecture(const DenseNetOptions& options, int64_t input_size = 0);
 
 /// Height (or width) after the stem for an input of height `size`.
