@@ -13,6 +13,8 @@ namespace densenet::cli {
 void add_info_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_gradcheck_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_predict_command(CLI::App& app);

@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
                                                 " (built with LibTorch " TORCH_VERSION ")"));
   app.require_subcommand(1);
   // One line per command, in the order `densenet --help` lists them.
+  densenet::cli::add_train_command(app);
+  densenet::cli::add_eval_command(app);
   densenet::cli::add_info_command(app);
   densenet::cli::add_predict_command(app);
   densenet::cli::add_convert_command(app);
