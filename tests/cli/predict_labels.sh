@@ -4,7 +4,7 @@
 # its reason, in one line, exit status 1.
 densenet=$1
 weights=$2
-image=$(ls "$3"/*.png | head -n 1)
+image="$3/rgb.png"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
