@@ -124,7 +124,7 @@ int run_data(DataArgs args) {
         static_cast<long long>(s.images), wall, rate, s.wait_seconds,
         static_cast<long long>(s.skipped));
     const char* names[4] = {"read", "decode", "augment", "collate"};
-    std::printf("  per image (CPU time, summed over workers):");
+    std::printf("  per image (wall time in the workers, summed over them):");
     for (int i = 0; i < 4; ++i) {
       std::printf("  %s %.1f us (%.0f%%)", names[i], per_image_us(stages[i], s.images),
                   stage_total > 0 ? 100.0 * stages[i] / stage_total : 0.0);
@@ -153,8 +153,9 @@ void add_data_command(CLI::App& app) {
                   [args] { return run_data(*args); });
   command->footer(
       "Reads a dataset with the training loader (worker threads, prefetch queue, the train or\n"
-      "eval transform) and consumes the batches without a model. Per-stage times are CPU time\n"
-      "per image summed over the workers: read (file or memory), decode (JPEG/PNG), augment\n"
+      "eval transform) and consumes the batches without a model. Per-stage times are wall time\n"
+      "in the workers per image, summed over them: read (file or memory), decode (JPEG/PNG), "
+      "augment\n"
       "(crop, flip, jitter, normalise), collate (copy into the batch).\n"
       "Example: densenet data --dataset fashion-mnist --workers 2 --batch 64");
   std::string names;

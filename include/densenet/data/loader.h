@@ -44,7 +44,8 @@ struct LoaderPosition {
   int64_t next_batch = 0;
 };
 
-/// Since start_epoch. Stage times are summed over worker threads (CPU seconds, not wall).
+/// Since start_epoch. Stage times are wall seconds measured inside the workers, summed over
+/// them (on a busy machine they include time the worker waited for a core).
 struct LoaderStats {
   double wait_seconds = 0.0;  // time next() blocked waiting for a batch (wall)
   int64_t images = 0;         // images delivered
