@@ -149,6 +149,12 @@ const std::vector<KeyAccess>& table() {
       DENSENET_KEY("augment", "bool", false,
                    "random crop and horizontal flip on training images (false: none)",
                    c.augment = read_bool(key, node), c.augment),
+      DENSENET_KEY("color-jitter", "real", false,
+                   "ColorJitter brightness/contrast/saturation factor for image folders (0: off)",
+                   c.color_jitter = read_real(key, node), real_node(c.color_jitter)),
+      DENSENET_KEY("lighting", "real", false,
+                   "AlexNet PCA lighting alpha std for image folders, e.g. 0.1 (0: off)",
+                   c.lighting = read_real(key, node), real_node(c.lighting)),
       // Model.
       DENSENET_KEY("arch", "string", true,
                    "architecture preset (densenet info --list), e.g. densenet-bc-100",
@@ -436,6 +442,9 @@ void validate(const TrainConfig& c) {
   require(c.max_eval_samples >= 0, "max-eval-samples", "must be >= 0 (0: all)",
           text(c.max_eval_samples));
   require(c.workers >= 0 && c.workers <= 256, "workers", "must be in [0, 256]", text(c.workers));
+  require(c.color_jitter >= 0 && c.color_jitter < 1, "color-jitter", "must be in [0, 1)",
+          text(c.color_jitter));
+  require(c.lighting >= 0, "lighting", "must be >= 0", text(c.lighting));
   require(c.memory_budget >= 0, "memory-budget", "must be >= 0", text(c.memory_budget));
   require(c.batch_size >= 1, "batch-size", "must be >= 1", text(c.batch_size));
   require(c.num_batch_splits >= 1 && c.num_batch_splits <= c.batch_size, "num-batch-splits",

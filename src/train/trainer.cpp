@@ -198,6 +198,13 @@ struct DataSetup {
   std::shared_ptr<data::Transform> train_transform, eval_transform;
 };
 
+data::AugmentOptions augment_options(const TrainConfig& config) {
+  data::AugmentOptions options;
+  options.brightness = options.contrast = options.saturation = config.color_jitter;
+  options.lighting = config.lighting;
+  return options;
+}
+
 DataSetup open_data(const TrainConfig& config, bool need_train) {
   DataSetup setup;
   data::DatasetOptions options;
@@ -230,9 +237,10 @@ DataSetup open_data(const TrainConfig& config, bool need_train) {
   }
   const data::Normalization normalization = data::default_normalization(config.dataset);
   setup.eval_transform = data::make_eval_transform(config.dataset, setup.input_size, normalization);
-  setup.train_transform =
-      config.augment ? data::make_train_transform(config.dataset, setup.input_size, normalization)
-                     : setup.eval_transform;
+  setup.train_transform = config.augment
+                              ? data::make_train_transform(config.dataset, setup.input_size,
+                                                           normalization, augment_options(config))
+                              : setup.eval_transform;
   return setup;
 }
 

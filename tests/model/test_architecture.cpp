@@ -12,7 +12,7 @@ TEST(Architecture, DepthMatchesPresetNames) {
   const std::pair<const char*, int64_t> expected[] = {
       {"densenet121", 121},     {"densenet161", 161},     {"densenet169", 169},
       {"densenet201", 201},     {"densenet-bc-100", 100}, {"densenet-bc-190", 190},
-      {"densenet-bc-250", 250}, {"densenet-40", 40},
+      {"densenet-bc-250", 250}, {"densenet-bc-40", 40}, {"densenet-40", 40},
   };
   for (const auto& [name, depth] : expected) {
     EXPECT_EQ(plan_architecture(preset_options(name)).depth(), depth) << name;

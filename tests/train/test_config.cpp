@@ -98,7 +98,7 @@ TEST(TrainConfig, ValidateNamesTheKeyAndTheRange) {
                         "'num-batch-splits' must be in [1, batch-size=64], got 100");
   EXPECT_ERROR_CONTAINS(invalid("lr", "-1"), "'lr' must be > 0, got -1");
   EXPECT_ERROR_CONTAINS(invalid("milestones", "5,3"), "'milestones' must be increasing");
-  EXPECT_ERROR_CONTAINS(invalid("milestones", "50"), "'milestones' must lie in (0, epochs=10]");
+  EXPECT_ERROR_CONTAINS(invalid("milestones", "50"), "'milestones' must lie in (0, epochs=7]");
   EXPECT_ERROR_CONTAINS(invalid("label-smoothing", "1"), "'label-smoothing' must be in [0, 1)");
   EXPECT_ERROR_CONTAINS(invalid("device", "tpu"), "'device' must be cpu, cuda or cuda:N");
 }
@@ -122,6 +122,31 @@ TEST(TrainConfig, ResumeKeepsWhatTheRunComputes) {
   EXPECT_EQ(merged.lr, saved.lr);  // not given: the run's own
   EXPECT_ERROR_CONTAINS(resume_config(saved, requested, {"lr"}),
                         "cannot change 'lr' when resuming: the run has 0.1, given 0.5");
+}
+
+}  // namespace
+}  // namespace densenet::train
+
+namespace densenet::train {
+namespace {
+
+// configs/fashion-mnist.yaml is what `densenet train` does with no arguments, and every shipped
+// config loads and validates.
+TEST(TrainConfig, ShippedConfigsLoadAndTheDefaultIsFashionMnist) {
+  TrainConfig from_file;
+  load_config_file(from_file, std::string(DENSENET_CONFIG_DIR) + "/fashion-mnist.yaml");
+  EXPECT_EQ(config_to_yaml(from_file), config_to_yaml(TrainConfig{}));
+  for (const char* name : {"fashion-mnist-bc100", "mnist", "cifar10", "cifar100", "imagenet"}) {
+    TrainConfig config;
+    load_config_file(config, std::string(DENSENET_CONFIG_DIR) + "/" + name + ".yaml");
+    EXPECT_NO_THROW(validate(config)) << name;
+  }
+  TrainConfig imagenet;
+  load_config_file(imagenet, std::string(DENSENET_CONFIG_DIR) + "/imagenet.yaml");
+  EXPECT_EQ(imagenet.arch, "densenet121");
+  EXPECT_EQ(imagenet.batch_size, 256);
+  EXPECT_EQ(imagenet.epochs, 90);
+  EXPECT_EQ(imagenet.lr_type, "step");
 }
 
 }  // namespace
