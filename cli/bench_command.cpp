@@ -286,7 +286,7 @@ void add_bench_command(CLI::App& app) {
   auto args = std::make_shared<BenchArguments>();
   CLI::App* command = add_command(app, "bench", "time a training step and measure its peak memory",
                                   [args] { return run_bench(*args); });
-  command->description(
+  command->footer(
       "Measures a training step (forward, cross-entropy, backward): mean forward and\n"
       "backward ms, R = B/F, achieved GFLOP/s, peak tensor memory above the model and\n"
       "the input, and the process peak RSS increase (measured in a child process with\n"

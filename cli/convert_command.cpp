@@ -96,7 +96,7 @@ void add_convert_command(CLI::App& app) {
   CLI::App* command =
       add_command(app, "convert", "rewrite a checkpoint's keys as .pth or .safetensors",
                   [args] { return run_convert(*args); });
-  command->description(
+  command->footer(
       "Reads a DenseNet checkpoint in any key layout (torchvision's current or legacy\n"
       "names such as denselayer1.norm.1.weight, the efficient projects' layouts,\n"
       "DataParallel's module. prefix), adds num_batches_tracked where batch norms lack\n"

@@ -176,7 +176,7 @@ void add_gradcheck_command(CLI::App& app) {
   auto args = std::make_shared<GradcheckArguments>();
   CLI::App* command = add_command(app, "gradcheck", "check efficient/minimal modes against naive",
                                   [args] { return run_gradcheck(*args); });
-  command->description(
+  command->footer(
       "Builds a naive model and an efficient/minimal one with the same weights and\n"
       "non-trivial running statistics, runs one training or eval step on both and compares\n"
       "the output, the input gradient, every parameter gradient and the state dict after\n"

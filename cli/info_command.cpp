@@ -180,7 +180,7 @@ void add_info_command(CLI::App& app) {
   CLI::App* command =
       add_command(app, "info", "describe an architecture: blocks, parameters, MACs, memory, keys",
                   [args] { return run_info(*args); });
-  command->description(
+  command->footer(
       "Describes a DenseNet: layers, channels and spatial size per block, parameters,\n"
       "multiply-adds, and the planned training activation memory per sample in each mode.");
   add_model_options(*command, args->model);

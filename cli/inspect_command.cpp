@@ -171,7 +171,7 @@ void add_inspect_command(CLI::App& app) {
   auto args = std::make_shared<InspectArguments>();
   CLI::App* command = add_command(app, "inspect", "list the tensors and values in a checkpoint",
                                   [args] { return run_inspect(*args); });
-  command->description(
+  command->footer(
       "Lists what a checkpoint holds without loading it into a model: every tensor\n"
       "(dotted path, dtype, shape) and every other value (epoch, hyper-parameters).\n"
       "Reads .pth files in torch.save's zip and legacy formats, safely (no code runs),\n"

@@ -202,7 +202,7 @@ void add_predict_command(CLI::App& app) {
   auto args = std::make_shared<PredictArguments>();
   CLI::App* command = add_command(app, "predict", "classify JPEG/PNG images with given weights",
                                   [args] { return run_predict(*args); });
-  command->description(
+  command->footer(
       "Classifies JPEG and PNG images. Each image is decoded to RGB (or luma for a\n"
       "1-channel model, as PIL's convert('L')), resized so that its shorter side is\n"
       "--resize (bilinear, antialiased, as PIL), center-cropped to --crop, scaled to\n"
@@ -223,15 +223,17 @@ void add_predict_command(CLI::App& app) {
       ->type_name("K")
       ->capture_default_str()
       ->check(integer_in(1, int64_t{1} << 24));
-  // Larger sides than 65536 pixels would need tens of GB as float32.
+  // 16384 pixels (a 4:3 photo resized to it holds 4 GiB as float32) is far beyond any
+  // classifier's input; larger values ran out of memory (std::bad_alloc) rather than failing
+  // with a message.
   command->add_option("--resize", args->resize, "resize the shorter side to N, bilinear (0 = skip)")
       ->type_name("N")
       ->capture_default_str()
-      ->check(integer_in(0, int64_t{1} << 16));
+      ->check(integer_in(0, int64_t{1} << 14));
   command->add_option("--crop", args->crop, "center crop N x N (0 = skip)")
       ->type_name("N")
       ->capture_default_str()
-      ->check(integer_in(0, int64_t{1} << 16));
+      ->check(integer_in(0, int64_t{1} << 14));
   command
       ->add_option("--mean", args->mean, "per-channel mean (default ImageNet's 0.485,0.456,0.406)")
       ->type_name("LIST");
