@@ -336,7 +336,13 @@ class ImageFolderDataset : public Dataset {
     try {
       image = decode_image(bytes, path);
     } catch (const c10::Error& error) {
-      throw DataError(path, error.what_without_backtrace());
+      // The decoder's message names the file too; keep only its reason.
+      std::string reason = error.what_without_backtrace();
+      const std::string prefix = "cannot decode '" + path + "'";
+      if (reason.rfind(prefix, 0) == 0) reason = reason.substr(prefix.size());
+      if (reason.rfind(": ", 0) == 0) reason = reason.substr(2);
+      if (reason.rfind(" as ", 0) == 0) reason = reason.substr(4);
+      throw DataError(path, reason);
     }
     times.decode += seconds_since(start);
     return {image_tensor(std::move(image)), label};
