@@ -36,6 +36,35 @@ void list_problems(std::ostringstream& message, const char* title,
   }
 }
 
+bool starts_with(const std::string& text, const std::string& prefix) {
+  return text.compare(0, prefix.size(), prefix) == 0;
+}
+
+// A prefix that every key of `longer` carries and that, stripped, turns its keys into exactly
+// `shorter`'s; empty when there is none. Tried for each key of `longer` that ends in shorter's
+// first key, so this costs O(keys) per candidate.
+std::string explaining_prefix(const StateDict& longer, const StateDict& shorter) {
+  if (longer.is_empty() || longer.size() != shorter.size()) return "";
+  const std::string& anchor = shorter.begin()->key();
+  for (const auto& item : longer) {
+    const std::string& key = item.key();
+    if (key.size() <= anchor.size() + 1 ||
+        key.compare(key.size() - anchor.size(), anchor.size(), anchor) != 0 ||
+        key[key.size() - anchor.size() - 1] != '.') {
+      continue;
+    }
+    const std::string prefix = key.substr(0, key.size() - anchor.size());
+    bool all = true;
+    for (const auto& other : longer) {
+      all = all && starts_with(other.key(), prefix) &&
+            shorter.find(other.key().substr(prefix.size())) != nullptr;
+      if (!all) break;
+    }
+    if (all) return prefix;
+  }
+  return "";
+}
+
 }  // namespace
 
 StateDict state_dict(const torch::nn::Module& module) {
@@ -62,6 +91,21 @@ void load_state_dict(torch::nn::Module& module, const StateDict& state, bool str
     if (own.find(item.key()) == nullptr) unexpected.push_back(item.key());
   }
   const bool key_problems = strict && (!missing.empty() || !unexpected.empty());
+  if (key_problems && mismatched.empty() && missing.size() == own.size()) {
+    // Every key missed: a prefix on one side (a wrapper module's name) may explain all of it.
+    if (const std::string prefix = explaining_prefix(state, own); !prefix.empty()) {
+      TORCH_CHECK(false, "cannot load state dict into ", module.name(),
+                  ": every key in the weights starts with '", prefix, "' (e.g. '",
+                  state.begin()->key(), "'), and without it all ", state.size(),
+                  " keys match the model; strip that prefix from the keys");
+    }
+    if (const std::string prefix = explaining_prefix(own, state); !prefix.empty()) {
+      TORCH_CHECK(false, "cannot load state dict into ", module.name(),
+                  ": every key of the model starts with '", prefix, "' (e.g. '", own.begin()->key(),
+                  "') and the weights' keys lack it, though otherwise all ", state.size(),
+                  " match; add that prefix to the keys");
+    }
+  }
   if (key_problems || !mismatched.empty()) {
     std::ostringstream message;
     message << "cannot load state dict into " << module.name() << ":";

@@ -35,7 +35,7 @@ bool ends_with(const std::string& text, const std::string& suffix) {
 
 // Strips a prefix that every key carries.
 StateDict strip_common_prefix(const StateDict& state) {
-  for (const std::string prefix : {"module.", "_orig_mod."}) {
+  for (const std::string prefix : {"module.", "_orig_mod.", "model."}) {
     bool all = !state.is_empty();
     for (const auto& item : state) all = all && starts_with(item.key(), prefix);
     if (!all) continue;
@@ -44,6 +44,48 @@ StateDict strip_common_prefix(const StateDict& state) {
     return strip_common_prefix(stripped);
   }
   return state;
+}
+
+// The number of dense blocks: the largest N of a features.denseblockN key (0 for none).
+int dense_blocks(const StateDict& state) {
+  static const std::regex block(R"(^features\.denseblock(\d+)\.)");
+  int blocks = 0;
+  for (const auto& item : state) {
+    std::smatch match;
+    if (std::regex_search(item.key(), match, block)) {
+      blocks = std::max(blocks, std::stoi(match[1].str()));
+    }
+  }
+  return blocks;
+}
+
+// The final batch norm's name in a state dict: "norm5" (torchvision), "norm_final" (gpleiss) or
+// "norm{blocks+1}" (wandering007, this library); empty when there is none.
+std::string final_norm_name(const StateDict& state) {
+  const int blocks = dense_blocks(state);
+  if (blocks == 0) return "";
+  for (const std::string& name :
+       {std::string("norm5"), std::string("norm_final"), "norm" + std::to_string(blocks + 1)}) {
+    if (state.find("features." + name + ".weight") != nullptr) return name;
+  }
+  return "";
+}
+
+// Renames the final batch norm features.<old>.* to features.<name>.*, keeping the order.
+StateDict rename_final_norm(const StateDict& state, const std::string& name) {
+  const std::string old_name = final_norm_name(state);
+  if (old_name.empty() || old_name == name) return state;
+  const std::string from = "features." + old_name + ".";
+  StateDict renamed;
+  for (const auto& item : state) {
+    const bool final = starts_with(item.key(), from);
+    TORCH_CHECK(final || !starts_with(item.key(), "features." + name + "."), "checkpoint keys '",
+                item.key(), "' and features.", old_name,
+                ".* both name the final batch norm; the file mixes key layouts");
+    renamed.insert(final ? "features." + name + "." + item.key().substr(from.size()) : item.key(),
+                   item.value());
+  }
+  return renamed;
 }
 
 void insert_unique(StateDict& out, const std::string& key, const torch::Tensor& value,
@@ -57,7 +99,10 @@ void insert_unique(StateDict& out, const std::string& key, const torch::Tensor& 
 
 KeyLayout parse_key_layout(const std::string& name) {
   if (name == "torchvision") return KeyLayout::Torchvision;
-  if (name == "efficient-pytorch" || name == "efficient") return KeyLayout::EfficientPytorch;
+  if (name == "gpleiss") return KeyLayout::Gpleiss;
+  if (name == "wandering007" || name == "efficient-pytorch" || name == "efficient") {
+    return KeyLayout::Wandering007;
+  }
   TORCH_CHECK(false, "unknown key layout '", name, "': use one of ", key_layout_names());
 }
 
@@ -65,25 +110,40 @@ const char* key_layout_name(KeyLayout layout) {
   switch (layout) {
     case KeyLayout::Torchvision:
       return "torchvision";
-    case KeyLayout::EfficientPytorch:
-      return "efficient-pytorch";
+    case KeyLayout::Gpleiss:
+      return "gpleiss";
+    case KeyLayout::Wandering007:
+      return "wandering007";
   }
   TORCH_INTERNAL_ASSERT(false, "unknown KeyLayout");
 }
 
 std::string key_layout_names() {
   std::string names;
-  for (const KeyLayout layout : {KeyLayout::Torchvision, KeyLayout::EfficientPytorch}) {
+  for (const KeyLayout layout :
+       {KeyLayout::Torchvision, KeyLayout::Gpleiss, KeyLayout::Wandering007}) {
     names += (names.empty() ? "" : ", ") + std::string(key_layout_name(layout));
   }
   return names;
+}
+
+const char* checkpoint_format_limits() {
+  return "Checkpoints: torch.save's zip format and its legacy format (any pickle protocol), and "
+         "safetensors; keys of torchvision (current and legacy), gpleiss and wandering007 "
+         "(efficient-densenet projects), with a module., _orig_mod. or model. prefix. Refused: "
+         "PyTorch's tar format (before 0.1.10), TorchScript archives, re-compressed zip entries, "
+         "big-endian files, and pickles that name code (os, subprocess, eval, ...). Other "
+         "Python objects beside the weights (argparse.Namespace, numpy scalars) are kept as "
+         "opaque values, never run, with a warning.";
 }
 
 StateDict from_torchvision_keys(const StateDict& torchvision_state, KeyLayout layout) {
   switch (layout) {
     case KeyLayout::Torchvision:
       return torchvision_state;
-    case KeyLayout::EfficientPytorch:
+    case KeyLayout::Gpleiss:
+      return rename_final_norm(torchvision_state, "norm_final");
+    case KeyLayout::Wandering007:
       return to_efficient_pytorch_keys(torchvision_state);
   }
   TORCH_INTERNAL_ASSERT(false, "unknown KeyLayout");
@@ -144,6 +204,7 @@ StateDict to_torchvision_keys(const StateDict& state) {
   }
   // Batch norms saved before PyTorch 0.4.1 (or by modules without it) lack num_batches_tracked;
   // BatchNorm's loader adds a zero, right after running_var where the state dict has it.
+  renamed = rename_final_norm(renamed, "norm5");
   StateDict completed;
   for (const auto& item : renamed) {
     completed.insert(item.key(), item.value());
@@ -167,11 +228,10 @@ StateDict to_efficient_pytorch_keys(const StateDict& torchvision_state) {
       insert_unique(renamed, item.key(), item.value(), item.key());
       continue;
     }
-    if (match[3].str() == "num_batches_tracked") continue;
     insert_unique(renamed, match[1].str() + ".bottleneck." + match[2].str() + "_" + match[3].str(),
                   item.value(), item.key());
   }
-  return renamed;
+  return rename_final_norm(renamed, "norm" + std::to_string(dense_blocks(renamed) + 1));
 }
 
 pth::Value state_dict_value(const StateDict& tensors, const pth::Value& attributes_from) {
@@ -198,8 +258,9 @@ StateDict read_weights(const std::string& path) {
 }
 
 StateDict fit_final_norm_name(const StateDict& weights, const torch::nn::Module& model) {
-  // The original project names the final batch norm norm{blocks + 1}; torchvision always calls
-  // it norm5. With four blocks they agree; otherwise a torchvision file's norm5 is our norm{B+1}.
+  // wandering007's project names the final batch norm norm{blocks + 1}; torchvision always
+  // calls it norm5. With four blocks they agree; otherwise a torchvision file's norm5 is our
+  // norm{B+1}.
   static const std::regex final_norm(R"(^features\.norm(\d+)\.)");
   int expected = -1;
   for (const auto& item : state_dict(model)) {

@@ -16,6 +16,8 @@
 
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace densenet {
 namespace {
@@ -288,6 +290,46 @@ TEST(Unpickler, RefusesWhatAWeightsFileNeverHolds) {
                         "a tensor where none may be");
 }
 
+// Pickle protocols 0 and 1 write ints beyond 64 bits as decimal text (the legacy format's magic
+// number among them); they load as the bytes LONG1 holds (pickle.dumps(v, 2), Python 3.11).
+TEST(Unpickler, TextLongsBeyondSixtyFourBits) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"119547037146038801333356", "6cfc9c46f9206aa85019"},
+      {"-1180591620717411303424", "0000000000000000c0"},
+      {"9223372036854775808", "000000000000008000"},
+      {"-9223372036854775809", "ffffffffffffff7fff"}};
+  for (const auto& [text, hex] : cases) {
+    const Value value = unpickle("L" + text + "L\n.");
+    ASSERT_TRUE(value.is_big_integer()) << text;
+    std::string bytes;
+    for (size_t i = 0; i < hex.size(); i += 2) {
+      bytes.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    }
+    EXPECT_EQ(value.big_integer_bytes(), bytes) << text;
+  }
+  EXPECT_EQ(unpickle("L-42L\n."s).as_int(), -42);
+  EXPECT_ERROR_CONTAINS(unpickle("L12x45678901234567890L\n."s), "malformed text integer");
+}
+
+// Other classes become opaque names, never run: the state beside the weights of a training
+// script (argparse.Namespace via NEWOBJ + BUILD, numpy scalars via REDUCE, a defaultdict's
+// SETITEMS) loads, and the tensors next to it are kept.
+TEST(Unpickler, OtherObjectsAreOpaqueNames) {
+  const Value root = unpickle(
+      "\x80\x02}("s + unicode("args") + "cargparse\nNamespace\n)\x81}" + unicode("lr") +
+      "G?\xb9\x99\x99\x99\x99\x99\x9a" + "sb" + unicode("best") +
+      "cnumpy.core.multiarray\nscalar\n(K\x01tR" + unicode("counts") +
+      "ccollections\ndefaultdict\n(cbuiltins\nlist\ntR(K\x01K\x02u" + unicode("epoch") + "K\x07u.");
+  ASSERT_TRUE(root.is(Value::Kind::Dict));
+  EXPECT_EQ(root.find("args")->type_name(), "argparse.Namespace");
+  EXPECT_TRUE(root.find("args")->is(Value::Kind::Opaque));
+  EXPECT_EQ(root.find("best")->type_name(), "numpy.core.multiarray.scalar");
+  EXPECT_EQ(root.find("counts")->type_name(), "collections.defaultdict");
+  EXPECT_EQ(root.find("epoch")->as_int(), 7);
+  EXPECT_ERROR_CONTAINS(pth::serialize_checkpoint(root),
+                        "cannot write the Python object 'argparse.Namespace' back");
+}
+
 TEST(Unpickler, RejectsMalformedStreams) {
   EXPECT_ERROR_CONTAINS(unpickle(""s), "ends unexpectedly");
   EXPECT_ERROR_CONTAINS(unpickle("\x80\x02"
@@ -413,6 +455,7 @@ TEST(KeyMapping, EfficientLayoutBothWaysAndDataParallelPrefix) {
                 "features.denseblock2.denselayer3.bottleneck.norm_weight",
                 "features.denseblock2.denselayer3.bottleneck.norm_running_mean",
                 "features.denseblock2.denselayer3.bottleneck.norm_running_var",
+                "features.denseblock2.denselayer3.bottleneck.norm_num_batches_tracked",
                 "features.denseblock2.denselayer3.bottleneck.conv_weight",
                 "features.denseblock2.denselayer3.norm2.weight",
             }));
@@ -421,6 +464,56 @@ TEST(KeyMapping, EfficientLayoutBothWaysAndDataParallelPrefix) {
   mixed.insert("features.denseblock1.denselayer1.norm1.weight", torch::ones({2}));
   EXPECT_ERROR_CONTAINS(to_torchvision_keys(mixed), "mixes key layouts");
   EXPECT_ERROR_CONTAINS(parse_key_layout("keras"), "unknown key layout 'keras'");
+}
+
+// The final batch norm of the three layouts: torchvision's norm5, gpleiss's norm_final,
+// wandering007's norm{blocks+1} (here three blocks: norm4), each read and written.
+TEST(KeyMapping, FinalNormOfEachLayoutBothWays) {
+  const auto three_blocks = [](const std::string& final_norm) {
+    StateDict state;
+    state.insert("features.conv0.weight", torch::ones({2, 3, 3, 3}));
+    state.insert("features.denseblock3.denselayer1.norm1.weight", torch::ones({2}));
+    state.insert("features." + final_norm + ".weight", torch::ones({2}));
+    state.insert("features." + final_norm + ".bias", torch::zeros({2}));
+    state.insert("classifier.weight", torch::ones({3, 2}));
+    return state;
+  };
+  const StateDict torchvision = three_blocks("norm5");
+  for (const std::string final_norm : {"norm5", "norm_final", "norm4"}) {
+    EXPECT_EQ(to_torchvision_keys(three_blocks(final_norm)).keys(), torchvision.keys())
+        << final_norm;
+  }
+  EXPECT_EQ(from_torchvision_keys(torchvision, KeyLayout::Gpleiss).keys(),
+            three_blocks("norm_final").keys());
+  EXPECT_EQ(from_torchvision_keys(torchvision, KeyLayout::Wandering007).keys(),
+            (std::vector<std::string>{
+                "features.conv0.weight", "features.denseblock3.denselayer1.bottleneck.norm_weight",
+                "features.norm4.weight", "features.norm4.bias", "classifier.weight"}));
+  StateDict both = three_blocks("norm_final");
+  both.insert("features.norm5.weight", torch::ones({2}));
+  EXPECT_ERROR_CONTAINS(from_torchvision_keys(to_torchvision_keys(both), KeyLayout::Gpleiss),
+                        "mixes key layouts");
+  EXPECT_EQ(parse_key_layout("gpleiss"), KeyLayout::Gpleiss);
+  EXPECT_EQ(parse_key_layout("efficient-pytorch"), KeyLayout::Wandering007);
+  EXPECT_EQ(key_layout_names(), "torchvision, gpleiss, wandering007");
+}
+
+// "model." (like "module.") is stripped; another prefix on every key is named in one line.
+TEST(KeyMapping, CommonPrefixIsStrippedOrNamed) {
+  torch::nn::Linear linear(2, 3);
+  StateDict wrapped;
+  for (const auto& item : state_dict(*linear)) wrapped.insert("model." + item.key(), item.value());
+  EXPECT_EQ(to_torchvision_keys(wrapped).keys(), state_dict(*linear).keys());
+  StateDict backbone;
+  for (const auto& item : state_dict(*linear)) {
+    backbone.insert("backbone.net." + item.key(), item.value());
+  }
+  EXPECT_ERROR_CONTAINS(load_state_dict(*linear, backbone),
+                        "every key in the weights starts with 'backbone.net.' (e.g. "
+                        "'backbone.net.weight'), and without it all 2 keys match the model");
+  torch::nn::Sequential outer(linear);
+  EXPECT_ERROR_CONTAINS(load_state_dict(*outer, state_dict(*linear)),
+                        "every key of the model starts with '0.'");
 }
 
 TEST(KeyMapping, StateDictIsFoundInsideTrainingWrappers) {

@@ -7,9 +7,20 @@
   {arch}_io.safetensors: an input and the eval-mode logits PyTorch computes with those weights.
 - generic_zip.pth / generic_legacy.pth: every dtype, views with offsets and strides, shared
   storages, a Parameter, an SGD optimizer's state_dict, nested containers and scalars.
-- efficient_zip.pth: torchvision densenet121 weights renamed to the original
-  efficient-densenet-pytorch layout by its convert.py rule, wrapped as {epoch, state_dict};
-  efficient_legacy_dataparallel.pth: the same with DataParallel's "module." prefix, legacy format.
+- efficient_zip.pth: torchvision densenet121 weights renamed to wandering007's
+  efficient-densenet-pytorch layout by its utils/convert.py rule (its current layout, with
+  bottleneck.norm_num_batches_tracked), wrapped as {epoch, state_dict};
+  efficient_old_zip.pth: the layout before December 2018, without that counter;
+  efficient_legacy_dataparallel.pth: the old layout with DataParallel's "module." prefix, legacy
+  format.
+- protocol{1..5}_{zip,legacy}.pth: generic_*.pth's contents with each pickle protocol torch.save
+  can write (0 cannot hold tensors).
+- gpleiss_densenet121.pth, gpleiss_cifar.pth, wandering007_cifar.pth: random weights of the two
+  efficient projects' models (efficient_projects.py), as their state_dict() names them.
+- model_prefix.pth / backbone_prefix.pth: densenet121 weights with every key under "model." /
+  "backbone.".
+- namespace_{zip,legacy,protocol1}.pth: {epoch, state_dict, args: argparse.Namespace,
+  best_acc1: numpy.float64, step: numpy.int64}, as training scripts save them.
 - malicious_*.pth: pickles that would run os.system / eval when loaded with plain pickle.
 - torchscript.pt, compressed.pth, text.pth, empty.pth: files that are not checkpoints;
   truncated_zip.pth, truncated_legacy.pth: two thirds of generic_*.pth.
@@ -24,10 +35,12 @@ import re
 import sys
 import zipfile
 
+import numpy as np
 import torch
 import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import efficient_projects  # noqa: E402
 import safetensors_io  # noqa: E402
 
 SEED = 20261125
@@ -56,14 +69,16 @@ def to_legacy_keys(state):
     return legacy
 
 
-def to_efficient_keys(state):
-    """efficient-densenet-pytorch's convert.py --to efficient: norm1.* / conv1.* of a dense
-    layer become bottleneck.norm_* / bottleneck.conv_*; its module has no num_batches_tracked."""
+def to_efficient_keys(state, counters=True):
+    """wandering007/efficient-densenet-pytorch's utils/convert.py --to efficient: norm1.* /
+    conv1.* of a dense layer become bottleneck.norm_* / bottleneck.conv_* (num_batches_tracked
+    too, as its bottleneck has had since December 2018; counters=False drops it, the older
+    layout)."""
     out = collections.OrderedDict()
     for key, value in state.items():
         match = re.match(r"^(.*denselayer\d+)\.(norm|conv)1\.(.*)$", key)
         if match:
-            if match.group(3) == "num_batches_tracked":
+            if match.group(3) == "num_batches_tracked" and not counters:
                 continue
             key = "%s.bottleneck.%s_%s" % (match.group(1), match.group(2), match.group(3))
         out[key] = value
@@ -138,13 +153,58 @@ def write_efficient(out):
     torch.manual_seed(SEED)
     model = torchvision.models.densenet121()
     randomize_bn(model, torch.Generator().manual_seed(SEED))
+    for module in model.modules():  # counters that are not 0, so that a dropped one shows
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.num_batches_tracked.fill_(1234)
     state = to_efficient_keys(model.state_dict())
     torch.save({"epoch": 90, "state_dict": state, "best_error": 0.25},
                os.path.join(out, "efficient_zip.pth"))
+    state = to_efficient_keys(model.state_dict(), counters=False)
+    torch.save({"epoch": 90, "state_dict": state}, os.path.join(out, "efficient_old_zip.pth"))
     wrapped = collections.OrderedDict(("module." + k, v) for k, v in state.items())
     torch.save({"epoch": 90, "state_dict": wrapped}, os.path.join(out,
                "efficient_legacy_dataparallel.pth"), _use_new_zipfile_serialization=False)
     torch.save(model.state_dict(), os.path.join(out, "densenet121_zip.pth"))
+
+
+def write_protocols(out):
+    contents = generic_contents()
+    for protocol in range(1, 6):
+        torch.save(contents, os.path.join(out, "protocol%d_zip.pth" % protocol),
+                   pickle_protocol=protocol)
+        torch.save(contents, os.path.join(out, "protocol%d_legacy.pth" % protocol),
+                   _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+
+
+def write_projects(out):
+    generator = torch.Generator().manual_seed(SEED + 7)
+    for name in ["gpleiss_densenet121", "gpleiss_cifar", "wandering007_cifar"]:
+        model = efficient_projects.randomize(getattr(efficient_projects, name)(), generator)
+        torch.save(model.state_dict(), os.path.join(out, name + ".pth"))
+
+
+def write_prefixed(out):
+    torch.manual_seed(SEED + 3)
+    state = torchvision.models.densenet121().state_dict()
+    for prefix in ["model", "backbone"]:
+        torch.save(collections.OrderedDict((prefix + "." + k, v) for k, v in state.items()),
+                   os.path.join(out, prefix + "_prefix.pth"))
+
+
+def write_namespace(out):
+    """What a training script's checkpoint holds beside the weights; torch.load (weights_only
+    False, 1.13's default) rebuilds these objects by running their classes."""
+    torch.manual_seed(SEED + 5)
+    model = torchvision.models.densenet121()
+    randomize_bn(model, torch.Generator().manual_seed(SEED + 5))
+    contents = {"epoch": 12, "state_dict": model.state_dict(),
+                "args": argparse.Namespace(arch="densenet121", lr=0.1, milestones=[30, 60]),
+                "best_acc1": np.float64(0.7125), "step": np.int64(4500)}
+    torch.save(contents, os.path.join(out, "namespace_zip.pth"))
+    torch.save(contents, os.path.join(out, "namespace_legacy.pth"),
+               _use_new_zipfile_serialization=False)
+    torch.save(contents, os.path.join(out, "namespace_protocol1.pth"),
+               _use_new_zipfile_serialization=False, pickle_protocol=1)
 
 
 class RunsShell:
@@ -187,6 +247,10 @@ def main():
     write_models(args.out)
     write_generic(args.out)
     write_efficient(args.out)
+    write_protocols(args.out)
+    write_projects(args.out)
+    write_prefixed(args.out)
+    write_namespace(args.out)
     write_bad_files(args.out)
 
 

@@ -18,7 +18,9 @@ namespace densenet::pth {
 class Value {
  public:
   // Storage and Global exist only while unpickling (a tensor's storage, a class or function
-  // reference); a loaded checkpoint never holds them.
+  // reference); a loaded checkpoint never holds them. Opaque stands for any other Python
+  // object (argparse.Namespace, a numpy scalar, ...): its class or function name is kept, its
+  // contents are not, and nothing of it is ever run.
   enum class Kind {
     None,
     Bool,
@@ -32,7 +34,8 @@ class Value {
     Dict,
     Tensor,
     Storage,
-    Global
+    Global,
+    Opaque
   };
   using Items = std::vector<std::pair<Value, Value>>;
 
@@ -54,18 +57,20 @@ class Value {
   static Value big_integer(std::string little_endian_bytes);
   static Value storage(torch::Tensor flat);      // 1-D tensor over the whole storage
   static Value global(std::string dotted_name);  // "collections.OrderedDict"
+  static Value opaque(std::string dotted_name);  // "argparse.Namespace"
 
   Kind kind() const;
   bool is(Kind kind) const { return this->kind() == kind; }
   bool is_none() const { return is(Kind::None); }
-  /// Python's name of the kind ("int", "OrderedDict", "Tensor", ...), for error messages.
+  /// Python's name of the kind ("int", "OrderedDict", "Tensor", ...; an Opaque value's class
+  /// or function name), for error messages.
   std::string type_name() const;
 
   bool as_bool() const;
   int64_t as_int() const;  // errors for a big integer
   bool is_big_integer() const;
   const std::string& big_integer_bytes() const;
-  const std::string& global_name() const;
+  const std::string& global_name() const;  // Global or Opaque
   const torch::Tensor& storage_tensor() const;
   double as_float() const;               // int or float
   const std::string& as_string() const;  // str or bytes

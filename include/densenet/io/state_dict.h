@@ -19,7 +19,9 @@ StateDict state_dict(const torch::nn::Module& module);
 /// Copies `state` into `module`'s parameters and buffers (converting dtype and device as
 /// `load_state_dict` in PyTorch does). With `strict`, every missing key, unexpected key and
 /// shape mismatch is listed in one c10::Error and nothing is copied; without it, matching keys
-/// are copied and the rest is ignored (shape mismatches are still errors).
+/// are copied and the rest is ignored (shape mismatches are still errors). When no key matches
+/// but a prefix on every key of one side would make them all match (weights saved from a
+/// wrapper module, e.g. "backbone."), the error says so in one line instead.
 void load_state_dict(torch::nn::Module& module, const StateDict& state, bool strict = true);
 
 }  // namespace densenet

@@ -162,6 +162,10 @@ void Pickler::write(const Value& value) {
     case Value::Kind::Tensor:
       write_tensor(value.as_tensor());
       return;
+    case Value::Kind::Opaque:
+      TORCH_CHECK(false, "cannot write the Python object '", value.global_name(),
+                  "' back: it was read as an opaque value (its contents were skipped); keep "
+                  "only the state dict (convert --state-dict-only)");
     case Value::Kind::Storage:
     case Value::Kind::Global:
       break;

@@ -102,13 +102,24 @@ Checkpoint parse_zip(std::string_view bytes, const std::string& source) {
   return {unpickler.load(), Format::Zip};
 }
 
+// A legacy file is recognised by its structure, not by the bytes of one pickle protocol: its
+// first pickle, in whatever protocol torch.save(..., pickle_protocol=N) used (1 to 5; protocol 0
+// cannot save tensors), unpickles to the magic number. The unpickler is the safe one, and it
+// stops at the first byte that is not a pickle.
+bool starts_with_legacy_magic(std::string_view bytes, const std::string& source) {
+  try {
+    Unpickler header(bytes, source);
+    const Value magic = header.load();
+    return magic.is_big_integer() && magic.big_integer_bytes() == kLegacyMagic;
+  } catch (const c10::Error&) {
+    return false;
+  }
+}
+
 Checkpoint parse_legacy(std::string_view bytes, const std::string& source) {
   // Magic number, protocol version and system info are separate small pickles.
   Unpickler header(bytes, source);
-  const Value magic = header.load();
-  if (!magic.is_big_integer() || magic.big_integer_bytes() != kLegacyMagic) {
-    not_a_checkpoint(bytes, source);
-  }
+  header.load();  // the magic number, checked by starts_with_legacy_magic
   const Value version = header.load();
   TORCH_CHECK(version.is(Value::Kind::Int) && !version.is_big_integer() &&
                   version.as_int() == kLegacyProtocolVersion,
@@ -183,11 +194,7 @@ Checkpoint parse_legacy(std::string_view bytes, const std::string& source) {
 
 Checkpoint parse_checkpoint(std::string_view bytes, const std::string& source) {
   if (looks_like_zip(bytes)) return parse_zip(bytes, source);
-  // A legacy file starts with pickle protocol 2 and a 10-byte LONG1: the magic number.
-  if (bytes.size() >= 4 && static_cast<unsigned char>(bytes[0]) == 0x80 &&
-      static_cast<unsigned char>(bytes[2]) == 0x8a) {
-    return parse_legacy(bytes, source);
-  }
+  if (starts_with_legacy_magic(bytes, source)) return parse_legacy(bytes, source);
   not_a_checkpoint(bytes, source);
 }
 

@@ -5,10 +5,13 @@
 #include <c10/util/Exception.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <unordered_set>
+#include <vector>
 
 namespace densenet::pth {
 
@@ -70,6 +73,97 @@ bool is_allowed_callable(const std::string& name) {
       "builtins.frozenset",
   };
   return allowed.count(name) != 0;
+}
+
+// A decimal integer as the minimal little-endian two's-complement bytes that LONG1 would hold
+// (pickle.encode_long), or nothing when the text is not a decimal integer of at most 1000 digits
+// (the bound keeps the quadratic conversion cheap; the legacy magic number has 22).
+std::optional<std::string> decimal_to_little_endian(const std::string& text) {
+  const bool negative = !text.empty() && text[0] == '-';
+  const size_t first = negative || (!text.empty() && text[0] == '+') ? 1 : 0;
+  if (text.size() <= first || text.size() - first > 1000) return std::nullopt;
+  std::vector<uint8_t> bytes;  // magnitude, little-endian
+  for (size_t i = first; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9') return std::nullopt;
+    uint32_t carry = static_cast<uint32_t>(text[i] - '0');
+    for (uint8_t& byte : bytes) {
+      const uint32_t value = byte * 10u + carry;
+      byte = static_cast<uint8_t>(value & 0xFF);
+      carry = value >> 8;
+    }
+    for (; carry > 0; carry >>= 8) bytes.push_back(static_cast<uint8_t>(carry & 0xFF));
+  }
+  bytes.push_back(0);  // room for the sign bit
+  if (negative) {
+    uint32_t carry = 1;
+    for (uint8_t& byte : bytes) {
+      const uint32_t value = static_cast<uint8_t>(~byte) + carry;
+      byte = static_cast<uint8_t>(value & 0xFF);
+      carry = value >> 8;
+    }
+  }
+  while (bytes.size() > 1 && ((bytes.back() == 0x00 && !(bytes[bytes.size() - 2] & 0x80)) ||
+                              (bytes.back() == 0xFF && (bytes[bytes.size() - 2] & 0x80)))) {
+    bytes.pop_back();
+  }
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// Modules whose globals run code or reach the system: a pickle that names one is hostile, not a
+// training script's extra state, and is refused (the rest become opaque values; neither runs).
+bool is_code_global(const std::string& module, const std::string& name) {
+  static const std::unordered_set<std::string> modules = {"os",
+                                                          "posix",
+                                                          "nt",
+                                                          "subprocess",
+                                                          "sys",
+                                                          "shutil",
+                                                          "importlib",
+                                                          "runpy",
+                                                          "socket",
+                                                          "pickle",
+                                                          "_pickle",
+                                                          "marshal",
+                                                          "ctypes",
+                                                          "code",
+                                                          "codeop",
+                                                          "pty",
+                                                          "commands",
+                                                          "webbrowser",
+                                                          "multiprocessing",
+                                                          "signal",
+                                                          "io",
+                                                          "pathlib",
+                                                          "tempfile",
+                                                          "threading",
+                                                          "asyncio",
+                                                          "types",
+                                                          "inspect",
+                                                          "operator",
+                                                          "functools",
+                                                          "torch.hub",
+                                                          "torch.jit",
+                                                          "torch.serialization",
+                                                          "torch.ops",
+                                                          "torch._C",
+                                                          "torch.utils.cpp_extension"};
+  static const std::unordered_set<std::string> builtins = {
+      "eval",       "exec",    "compile",     "open",         "__import__", "getattr",
+      "setattr",    "delattr", "globals",     "locals",       "vars",       "input",
+      "breakpoint", "apply",   "execfile",    "file",         "reload",     "memoryview",
+      "type",       "super",   "classmethod", "staticmethod", "property",   "help",
+      "exit",       "quit"};
+  if (module == "builtins") return builtins.count(name) != 0;
+  for (size_t dot = module.size(); dot != std::string::npos && dot > 0;
+       dot = module.rfind('.', dot - 1)) {
+    if (modules.count(module.substr(0, dot)) != 0) return true;
+  }
+  return false;
+}
+
+bool ends_with_name(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() &&
+         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 bool checked_add(int64_t a, int64_t b, int64_t* out) {
@@ -202,10 +296,15 @@ Value Unpickler::global(const std::string& module, const std::string& name) {
   if (is_allowed_callable(dotted) || storage_dtype(dotted).has_value()) {
     return Value::global(std::move(dotted));
   }
+  if (!is_code_global(module == "__builtin__" ? "builtins" : module, name)) {
+    // Training scripts save argparse.Namespace, numpy scalars and the like beside the weights;
+    // torch.load would rebuild them by running their classes. Here they stay names.
+    if (opaque_names_.size() < 16) opaque_names_.insert(dotted);
+    return Value::opaque(std::move(dotted));
+  }
   fail("it refers to the Python global '" + dotted +
-       "', which a weights file never needs; refusing to load it (as torch.load with "
-       "weights_only=True: only tensors, storages, OrderedDict and plain containers are "
-       "allowed, and no code runs)");
+       "', which runs code or reaches the system; refusing to load it (torch.load "
+       "with weights_only=True refuses it too; nothing runs)");
 }
 
 Value Unpickler::persistent_load(const Value& id) {
@@ -313,6 +412,17 @@ Value Unpickler::rebuild_tensor(const std::vector<Value>& args, size_t count,
 }
 
 Value Unpickler::call(const Value& callable, const Value& args_value) {
+  if (callable.is(Value::Kind::Opaque)) {
+    // Protocols 0 and 1 build plain objects as copyreg._reconstructor(cls, object, state):
+    // the object is named after cls.
+    const std::vector<Value>& args = args_value.elements();
+    const bool reconstructor = ends_with_name(callable.global_name(), "._reconstructor");
+    if (reconstructor && args_value.is(Value::Kind::Tuple) && !args.empty() &&
+        args[0].is(Value::Kind::Opaque)) {
+      return Value::opaque(args[0].global_name());
+    }
+    return Value::opaque(callable.global_name());
+  }
   if (!callable.is(Value::Kind::Global)) fail("a call of a " + callable.type_name());
   if (!args_value.is(Value::Kind::Tuple)) fail("call arguments are not a tuple");
   const std::string& name = callable.global_name();
@@ -389,6 +499,7 @@ Value Unpickler::call(const Value& callable, const Value& args_value) {
 
 void Unpickler::build(const Value& state) {
   Value& target = top();
+  if (target.is(Value::Kind::Opaque)) return;  // an object's __dict__ or __setstate__: skipped
   if (target.is(Value::Kind::Dict)) {
     // OrderedDict.__dict__.update(state): state_dict()'s `_metadata`.
     if (!state.is(Value::Kind::Dict)) fail("BUILD of a dict with a " + state.type_name());
@@ -405,6 +516,18 @@ void Unpickler::build(const Value& state) {
   }
   fail("BUILD of a " + target.type_name() + " with a " + state.type_name() +
        " (only OrderedDict attributes are restored)");
+}
+
+void Unpickler::warn_about_opaque_values() {
+  if (opaque_names_.empty()) return;
+  std::string names;
+  for (const auto& name : opaque_names_) names += (names.empty() ? "" : ", ") + name;
+  // One line per file, on stderr: the tensors load, and the user learns what was skipped.
+  std::fprintf(stderr,
+               "warning: '%s' holds Python objects that are not tensors (%s); they are kept as "
+               "opaque values, never run\n",
+               source_.c_str(), names.c_str());
+  opaque_names_.clear();
 }
 
 void Unpickler::validate(const Value& root) const {
@@ -498,6 +621,7 @@ Value Unpickler::load() {
         validate(result);
         // Acyclic: the containers are the result's now, and must not be emptied on the way out.
         containers_.clear();
+        warn_about_opaque_values();
         return result;
       }
       case '(':  // MARK
@@ -557,7 +681,16 @@ Value Unpickler::load() {
         errno = 0;
         char* end = nullptr;
         const long long value = std::strtoll(line.c_str(), &end, 10);
-        if (line.empty() || *end != '\0' || errno != 0) fail("a malformed text integer");
+        if (line.empty() || *end != '\0') fail("a malformed text integer");
+        if (errno == ERANGE) {
+          // Protocols 0 and 1 write ints beyond 64 bits (the legacy format's magic number) as
+          // decimal text.
+          std::optional<std::string> big = decimal_to_little_endian(line);
+          if (!big) fail("a malformed text integer");
+          push(Value::big_integer(std::move(*big)));
+          break;
+        }
+        if (errno != 0) fail("a malformed text integer");
         push(Value::integer(value));
         break;
       }
@@ -628,12 +761,14 @@ Value Unpickler::load() {
         break;
       case 'a': {  // APPEND
         Value item = pop();
+        if (top().is(Value::Kind::Opaque)) break;  // a list subclass: its items are skipped
         if (!top().is(Value::Kind::List)) fail("APPEND to a " + top().type_name());
         top().elements().push_back(std::move(item));
         break;
       }
       case 'e': {  // APPENDS
         std::vector<Value> items = pop_mark();
+        if (top().is(Value::Kind::Opaque)) break;
         if (!top().is(Value::Kind::List)) fail("APPENDS to a " + top().type_name());
         auto& elements = top().elements();
         for (auto& item : items) elements.push_back(std::move(item));
@@ -653,6 +788,7 @@ Value Unpickler::load() {
       case 's': {  // SETITEM
         Value value = pop();
         Value key = pop();
+        if (top().is(Value::Kind::Opaque)) break;  // a dict subclass (defaultdict, ...)
         if (!top().is(Value::Kind::Dict)) fail("SETITEM on a " + top().type_name());
         top().set_item(std::move(key), std::move(value));
         break;
@@ -660,6 +796,7 @@ Value Unpickler::load() {
       case 'u': {  // SETITEMS
         std::vector<Value> items = pop_mark();
         if (items.size() % 2 != 0) fail("SETITEMS with an odd number of items");
+        if (top().is(Value::Kind::Opaque)) break;
         if (!top().is(Value::Kind::Dict)) fail("SETITEMS on a " + top().type_name());
         for (size_t i = 0; i < items.size(); i += 2) top().set_item(items[i], items[i + 1]);
         break;
@@ -732,6 +869,10 @@ Value Unpickler::load() {
       case 0x81: {  // NEWOBJ: cls.__new__(cls, *args); only Parameter is allowed
         Value args = pop();
         Value cls = pop();
+        if (cls.is(Value::Kind::Opaque)) {
+          push(Value::opaque(cls.global_name()));
+          break;
+        }
         if (!cls.is(Value::Kind::Global) || cls.global_name() != "torch.nn.parameter.Parameter") {
           fail("NEWOBJ of " + (cls.is(Value::Kind::Global) ? cls.global_name() : cls.type_name()) +
                " (only torch.nn.Parameter may be instantiated)");

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -18,9 +19,11 @@ using StorageLoader =
 
 /// A pickle virtual machine with the semantics of `torch.load(weights_only=True)`: it builds
 /// only None, bools, ints, floats, strings, bytes, tuples, lists, sets, dicts, OrderedDicts and
-/// tensors, and it calls no Python function. Globals other than the handful a weights file
-/// needs (tensor rebuild functions, storage types, OrderedDict, ...) are refused with an
-/// error naming them, before anything else happens. Every read is bounds-checked, nesting is
+/// tensors, and it calls no Python function. Globals of modules that run code or reach the
+/// system (os, subprocess, builtins.eval, ...) are refused with an error naming them, before
+/// anything else happens; other globals (argparse.Namespace, numpy scalars, which training
+/// scripts save beside the weights) become Opaque values that keep only their name, with one
+/// warning on stderr per pickle. Every read is bounds-checked, nesting is
 /// limited, and reference cycles are rejected, so a hostile file yields a c10::Error.
 class Unpickler {
  public:
@@ -50,6 +53,8 @@ class Unpickler {
   Value persistent_load(const Value& id);
   Value rebuild_tensor(const std::vector<Value>& args, size_t count, const char* function);
   void build(const Value& state);
+  /// One warning on stderr naming the opaque objects of the pickle just loaded, if any.
+  void warn_about_opaque_values();
   /// Rejects reference cycles, excessive nesting and leftover storages or globals.
   void validate(const Value& root) const;
   [[noreturn]] void fail(const std::string& message) const;
@@ -63,6 +68,7 @@ class Unpickler {
   std::unordered_map<uint64_t, Value> memo_;
   // Every container built, so that cycles a hostile pickle makes can be broken on the way out.
   std::vector<Value> containers_;
+  std::set<std::string> opaque_names_;  // the globals kept as opaque values (at most 16 named)
 };
 
 }  // namespace densenet::pth

@@ -40,6 +40,8 @@ const char* kind_name(Value::Kind kind) {
       return "Storage";
     case Value::Kind::Global:
       return "global";
+    case Value::Kind::Opaque:
+      return "object";
   }
   return "?";
 }
@@ -131,12 +133,19 @@ Value Value::global(std::string dotted_name) {
   return Value(std::move(node));
 }
 
+Value Value::opaque(std::string dotted_name) {
+  auto node = make_node(Kind::Opaque);
+  node->text = std::move(dotted_name);
+  return Value(std::move(node));
+}
+
 Value::Kind Value::kind() const {
   return node_ ? node_->kind : Kind::None;
 }
 
 std::string Value::type_name() const {
   if (is_ordered_dict()) return "OrderedDict";
+  if (is(Kind::Opaque)) return node_->text;
   return kind_name(kind());
 }
 
@@ -161,7 +170,7 @@ const std::string& Value::big_integer_bytes() const {
 }
 
 const std::string& Value::global_name() const {
-  TORCH_INTERNAL_ASSERT(is(Kind::Global));
+  TORCH_INTERNAL_ASSERT(is(Kind::Global) || is(Kind::Opaque));
   return node_->text;
 }
 
