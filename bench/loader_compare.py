@@ -122,7 +122,8 @@ def main():
                 best = run
             ours, ours_cpu = max(ours, run["images_per_second"]), min(ours_cpu, run["cpu_ms"])
         print(f"{args.images} JPEGs ~500x375, RandomResizedCrop(224) + flip + normalise, "
-              f"batch {args.batch}, {args.workers} workers, best of {args.epochs} epochs")
+              f"batch {args.batch}, {args.workers} workers, best epoch of {args.rounds} alternated "
+              f"rounds of {args.epochs} epochs each")
         print(f"  torch DataLoader + torchvision ImageFolder: {torch_rate:8.1f} images/s, "
               f"{torch_cpu:.2f} CPU ms/image")
         print(f"  densenet data:                              {ours:8.1f} images/s, "
