@@ -21,7 +21,9 @@ import torchvision
 from PIL import Image
 from torchvision import transforms
 
-IMAGES = ["photo.jpg", "palette.png", "tall.png"]
+# The last six were misread or refused before (issue 13): 16-bit grey, palette + tRNS, CMYK.
+IMAGES = ["photo.jpg", "palette.png", "tall.png", "png_grey16_30000.png", "png_grey16.png",
+          "png_palette8_trns.png", "png_rgb16_interlaced.png", "cmyk_adobe.jpg", "ycck.jpg"]
 
 
 def torchvision_state(path):
