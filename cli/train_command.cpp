@@ -56,6 +56,8 @@ void add_key_options(CLI::App& command, TrainArguments& args, bool train_only_ke
                         : key.type == "size"                              ? "SIZE"
                                                                           : "TEXT");
     }
+    // A later flag wins, as a flag wins over the config file.
+    option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     option->group(key.model ? "Model" : train_only_keys ? "Training" : "Options");
   }
 }

@@ -52,6 +52,19 @@ void copy_checked(torch::Tensor& destination, const torch::Tensor& source, size_
 
 }  // namespace
 
+pth::Value float_value(double value) {
+  return pth::Value::tensor(torch::tensor(value, torch::kFloat64));
+}
+
+double float_of(const pth::Value& value) {
+  if (value.is(pth::Value::Kind::Tensor)) {
+    TORCH_CHECK(value.as_tensor().numel() == 1, "expected a number, got a tensor of shape ",
+                value.as_tensor().sizes());
+    return value.as_tensor().item<double>();
+  }
+  return value.as_float();
+}
+
 Optimizer::Optimizer(torch::nn::Module& model, const OptimizerOptions& options)
     : options_(options) {
   TORCH_CHECK(options.name == "sgd" || options.name == "adamw", "unknown optimizer '", options.name,
@@ -142,20 +155,19 @@ pth::Value Optimizer::state_dict() const {
   for (size_t g = 0; g < group_sizes_.size(); ++g) {
     const auto& group_options = optimizer_->param_groups()[g].options();
     pth::Value group = pth::Value::dict();
-    group.set_item(key("lr"), pth::Value::real(group_options.get_lr()));
+    group.set_item(key("lr"), float_value(group_options.get_lr()));
     if (options_.name == "sgd") {
       const auto& sgd = static_cast<const torch::optim::SGDOptions&>(group_options);
-      group.set_item(key("momentum"), pth::Value::real(sgd.momentum()));
-      group.set_item(key("dampening"), pth::Value::real(sgd.dampening()));
-      group.set_item(key("weight_decay"), pth::Value::real(sgd.weight_decay()));
+      group.set_item(key("momentum"), float_value(sgd.momentum()));
+      group.set_item(key("dampening"), float_value(sgd.dampening()));
+      group.set_item(key("weight_decay"), float_value(sgd.weight_decay()));
       group.set_item(key("nesterov"), pth::Value::boolean(sgd.nesterov()));
     } else {
       const auto& adam = static_cast<const torch::optim::AdamWOptions&>(group_options);
-      group.set_item(key("betas"),
-                     pth::Value::tuple({pth::Value::real(std::get<0>(adam.betas())),
-                                        pth::Value::real(std::get<1>(adam.betas()))}));
-      group.set_item(key("eps"), pth::Value::real(adam.eps()));
-      group.set_item(key("weight_decay"), pth::Value::real(adam.weight_decay()));
+      group.set_item(key("betas"), pth::Value::tuple({float_value(std::get<0>(adam.betas())),
+                                                      float_value(std::get<1>(adam.betas()))}));
+      group.set_item(key("eps"), float_value(adam.eps()));
+      group.set_item(key("weight_decay"), float_value(adam.weight_decay()));
       group.set_item(key("amsgrad"), pth::Value::boolean(adam.amsgrad()));
     }
     group.set_item(key("maximize"), pth::Value::boolean(false));

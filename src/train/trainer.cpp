@@ -111,7 +111,7 @@ pth::Value text(const std::string& value) {
   return pth::Value::string(value);
 }
 pth::Value number(double value) {
-  return pth::Value::real(value);
+  return float_value(value);
 }
 pth::Value integer(int64_t value) {
   return pth::Value::integer(value);
@@ -149,7 +149,7 @@ EpochRecord record_from(const pth::Value& dict) {
   EpochRecord r;
   const auto get = [&](const char* name) {
     const pth::Value* value = dict.find(name);
-    return value == nullptr ? std::nan("") : value->as_float();
+    return value == nullptr ? std::nan("") : float_of(*value);
   };
   r.epoch = dict.find("epoch") == nullptr ? 0 : dict.find("epoch")->as_int();
   r.lr = get("lr");
@@ -494,15 +494,15 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
     s.epoch = field(root, "epoch", source).as_int();
     s.next_batch = field(root, "next_batch", source).as_int();
     s.global_step = field(root, "global_step", source).as_int();
-    s.best_top1 = field(root, "best_top1", source).as_float();
+    s.best_top1 = float_of(field(root, "best_top1", source));
     s.best_epoch = field(root, "best_epoch", source).as_int();
-    s.elapsed_before = field(root, "elapsed_seconds", source).as_float();
+    s.elapsed_before = float_of(field(root, "elapsed_seconds", source));
     const pth::Value& partial = field(root, "partial_epoch", source);
-    s.loss_sum = field(partial, "loss_sum", source).as_float();
+    s.loss_sum = float_of(field(partial, "loss_sum", source));
     s.correct = field(partial, "correct", source).as_int();
     s.images = field(partial, "images", source).as_int();
-    s.epoch_seconds = field(partial, "seconds", source).as_float();
-    s.wait_seconds = field(partial, "wait_seconds", source).as_float();
+    s.epoch_seconds = float_of(field(partial, "seconds", source));
+    s.wait_seconds = float_of(field(partial, "wait_seconds", source));
     set_cpu_rng_state(field(field(root, "rng", source), "torch_cpu", source).as_tensor());
     std::vector<EpochRecord> history;
     for (const auto& record : field(root, "history", source).elements()) {
@@ -691,9 +691,10 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
       const torch::Tensor labels = batch->labels.to(s.device, /*non_blocking=*/true);
       const BatchResult result =
           accumulate_gradients(s.model, images, labels, splits, config.label_smoothing);
-      TORCH_CHECK(result.finite, "the loss is ", result.loss_sum, " at epoch ", s.epoch + 1,
-                  ", step ", s.next_batch + 1, " (global step ", s.global_step + 1,
-                  "): training stopped before the update; the last checkpoint (",
+      TORCH_CHECK(result.finite, "the loss is ",
+                  std::isnan(result.loss_sum) ? "nan" : (result.loss_sum > 0 ? "inf" : "-inf"),
+                  " at epoch ", s.epoch + 1, ", step ", s.next_batch + 1, " (global step ",
+                  s.global_step + 1, "): training stopped before the update; the last checkpoint (",
                   s.checkpointer->last_path(),
                   ") holds the last good weights. Lower lr, or add warmup-epochs or clip");
       const double batch_loss = result.loss_sum;
@@ -739,8 +740,13 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     record.elapsed_seconds = elapsed();
     progress.finish();
     s.metrics->log(record);
-    plot_training_curves(s.metrics->history(), (fs::path(s.run_dir) / "curves.png").string(),
-                         config.dataset + " " + config.arch);
+    try {
+      plot_training_curves(s.metrics->history(), (fs::path(s.run_dir) / "curves.png").string(),
+                           config.dataset + " " + config.arch);
+    } catch (const c10::Error& error) {
+      // A picture is not worth stopping a run for: the numbers are in metrics.csv.
+      print(*s.out, "warning: curves.png not updated: %s\n", error.what_without_backtrace());
+    }
 
     const bool is_best = eval.top1 > s.best_top1;
     if (is_best) {

@@ -11,6 +11,15 @@
 
 namespace densenet::train {
 
+/// A float in a checkpoint, as a 0-dim float64 tensor: PyTorch 1.13's torch.load(weights_only=True)
+/// has no pickle opcode for floats (BINFLOAT arrived in 2.0), and torch.optim takes 0-dim tensors
+/// as hyperparameters (tests/reference/check_train_checkpoint.py loads one into torch.optim.SGD).
+/// The value is exact.
+pth::Value float_value(double value);
+
+/// A number written by float_value, or a plain int or float.
+double float_of(const pth::Value& value);
+
 /// What builds the optimiser; the values of the config keys of the same names.
 struct OptimizerOptions {
   std::string name = "sgd";  // sgd | adamw

@@ -1,0 +1,118 @@
+#!/bin/bash
+# usage: train_cli.sh CASE DENSENET WORKDIR
+# One bad-input case of `densenet train`/`densenet eval`: a clear one-line error, a failure
+# status (1 or 2, never a signal), and nothing lost. Runs are tiny (synthetic 16x16 images).
+set -u
+case_name=$1
+densenet=$2
+work=$3/$case_name
+rm -rf "$work"
+mkdir -p "$work"
+tiny=(--dataset synthetic --input-size 16 --max-train-samples 64 --max-eval-samples 32
+      --batch-size 16 --arch densenet-bc-40 --block-config 2,2 --growth-rate 4 --threads 1
+      --workers 0)
+
+fail() { echo "FAIL ($case_name): $*"; exit 1; }
+
+# expect REGEX COMMAND...: fails unless COMMAND fails (status 1-2) with stderr matching REGEX.
+expect() {
+  local regex=$1
+  shift
+  local stderr status
+  stderr=$("$@" 2>&1 >/dev/null)
+  status=$?
+  [ "$status" -ne 0 ] || fail "'$*' succeeded"
+  [ "$status" -le 2 ] || fail "'$*' exited with status $status (crash?): $stderr"
+  printf '%s\n' "$stderr" | grep -Eq -- "$regex" || fail "stderr does not match '$regex': $stderr"
+  [ "$(printf '%s\n' "$stderr" | grep -c 'error')" -le 1 ] || fail "more than one error line: $stderr"
+  echo "ok: $stderr"
+}
+
+train_ok() { "$densenet" train "${tiny[@]}" "$@" >/dev/null 2>"$work/stderr" || fail "train $*: $(cat "$work/stderr")"; }
+
+case $case_name in
+  missing_dataset)
+    expect "dataset root '/nonexistent/fashion' does not exist; install Debian's dataset-fashion-mnist" \
+      "$densenet" train --data /nonexistent/fashion --output-dir "$work/run" ;;
+  config_not_yaml)
+    printf 'epochs: [1, 2\n' > "$work/bad.yaml"
+    expect "is not a YAML file: .* at line" "$densenet" train --config "$work/bad.yaml" ;;
+  config_unknown_key)
+    printf 'learning-rate: 0.1\n' > "$work/bad.yaml"
+    expect "bad.yaml: unknown config key 'learning-rate'" "$densenet" train --config "$work/bad.yaml" ;;
+  config_bad_value)
+    printf 'optimizer: lamb\n' > "$work/bad.yaml"
+    expect "config key 'optimizer': unknown value 'lamb': use one of sgd, adamw" \
+      "$densenet" train --config "$work/bad.yaml" --output-dir "$work/run" ;;
+  flag_bad_value)
+    expect "config key 'epochs': expected an integer, got 'ten'" "$densenet" train --epochs ten ;;
+  config_is_directory)
+    expect "config file '.*' is a directory" "$densenet" train --config "$work" ;;
+  resume_missing)
+    expect "cannot resume from '$work/none.pth': no such file or directory" \
+      "$densenet" train --resume "$work/none.pth" ;;
+  resume_corrupt)
+    head -c 3000 /dev/urandom > "$work/corrupt.pth"
+    expect "corrupt.pth" "$densenet" train --resume "$work/corrupt.pth" ;;
+  resume_not_training_checkpoint)
+    train_ok --epochs 1 --output-dir "$work/run"
+    /usr/bin/python3 -c "import torch,sys; d=torch.load(sys.argv[1], weights_only=True); torch.save(d['model'], sys.argv[2])" \
+      "$work/run/last.pth" "$work/weights.pth" || fail "python"
+    expect "is not a densenet training checkpoint: no 'config'" \
+      "$densenet" train --resume "$work/weights.pth" ;;
+  resume_other_architecture)
+    train_ok --epochs 1 --output-dir "$work/run"
+    expect "cannot change 'growth-rate' when resuming: the run has 4, given 8" \
+      "$densenet" train "${tiny[@]}" --growth-rate 8 --resume "$work/run" ;;
+  eval_other_architecture)
+    train_ok --epochs 1 --output-dir "$work/run"
+    /usr/bin/python3 -c "import torch,sys; d=torch.load(sys.argv[1], weights_only=True); torch.save(d['model'], sys.argv[2])" \
+      "$work/run/last.pth" "$work/weights.pth" || fail "python"
+    for regex in "the weights in '.*weights.pth' do not fit densenet-bc-40 with 3 input channels" \
+                 "missing keys \(24\)" "features.denseblock1.denselayer3.norm1.weight"; do
+      expect "$regex" "$densenet" eval --weights "$work/weights.pth" --dataset synthetic \
+        --input-size 16 --arch densenet-bc-40 --block-config 3,3 --growth-rate 4 --threads 1
+    done ;;
+  occupied_output_dir)
+    train_ok --epochs 1 --output-dir "$work/run"
+    cp "$work/run/last.pth" "$work/before.pth"
+    expect "output-dir '$work/run' already holds a run: continue it with --resume" \
+      "$densenet" train "${tiny[@]}" --epochs 1 --output-dir "$work/run"
+    cmp -s "$work/run/last.pth" "$work/before.pth" || fail "last.pth changed" ;;
+  disk_full)
+    # A file-size limit makes every checkpoint write fail with EFBIG, as a full disk fails it
+    # with ENOSPC: the run must stop with one line and leave the previous checkpoint intact.
+    train_ok --epochs 1 --output-dir "$work/run"
+    cp "$work/run/last.pth" "$work/before.pth"
+    size_kib=$(( $(stat -c %s "$work/run/last.pth") / 1024 / 2 ))
+    expect "could not write a checkpoint \(the previous one is intact\)" \
+      bash -c "trap '' XFSZ; ulimit -f $size_kib; exec \"\$0\" \"\$@\"" \
+      "$densenet" train "${tiny[@]}" --epochs 2 --resume "$work/run"
+    cmp -s "$work/run/last.pth" "$work/before.pth" || fail "last.pth changed"
+    ls "$work/run"/.last.pth* 2>/dev/null && fail "a temporary file was left behind"
+    /usr/bin/python3 -c "import torch,sys; torch.load(sys.argv[1], weights_only=True)" \
+      "$work/run/last.pth" || fail "last.pth no longer loads" ;;
+  nan_loss)
+    train_ok --epochs 1 --output-dir "$work/run"
+    cp "$work/run/last.pth" "$work/before.pth"
+    expect "the loss is (nan|inf|-inf) at epoch 1, step [0-9]+ .*training stopped before the update" \
+      "$densenet" train "${tiny[@]}" --epochs 1 --lr 1e30 --output-dir "$work/run" --force
+    cmp -s "$work/run/last.pth" "$work/before.pth" || fail "last.pth changed" ;;
+  sigint_resumes)
+    # Ctrl-C: a checkpoint at the next step, a message saying how to resume, exit 130; the
+    # resumed run then finishes.
+    "$densenet" train "${tiny[@]}" --max-train-samples 2048 --epochs 1 --output-dir "$work/run" \
+      > "$work/out" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 200); do grep -q 'step' "$work/out" 2>/dev/null && break; sleep 0.1; done
+    sleep 1
+    kill -INT $pid
+    wait $pid
+    status=$?
+    [ "$status" -eq 130 ] || fail "exit status $status after SIGINT, not 130: $(cat "$work/out")"
+    grep -q "densenet train --resume $work/run" "$work/out" || fail "no resume hint: $(cat "$work/out")"
+    "$densenet" train --resume "$work/run" > "$work/out2" 2>&1 || fail "resume: $(cat "$work/out2")"
+    grep -q "epoch 1/1 " "$work/out2" || fail "resumed run did not finish the epoch: $(cat "$work/out2")"
+    echo "ok" ;;
+  *) fail "unknown case" ;;
+esac
