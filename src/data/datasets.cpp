@@ -1,5 +1,7 @@
 #include "densenet/data/dataset.h"
 
+#include "data/jpeg_region.h"
+
 #include "densenet/data/image.h"
 #include "densenet/data/rng.h"
 
@@ -325,27 +327,25 @@ class ImageFolderDataset : public Dataset {
     return get_timed(index, times);
   }
   RawSample get_timed(int64_t index, ReadTimes& times) const override {
+    const EncodedSample file = *encoded(index, times);
+    const auto start = Clock::now();
+    Image image;
+    try {
+      image = decode_image(file.bytes, file.path);
+    } catch (const c10::Error& error) {
+      throw decode_error(file.path, error);
+    }
+    times.decode += seconds_since(start);
+    return {image_tensor(std::move(image)), file.label};
+  }
+  std::optional<EncodedSample> encoded(int64_t index, ReadTimes& times) const override {
     TORCH_CHECK(index >= 0 && index < size(), "sample index ", index, " is out of range [0, ",
                 size(), ")");
     const auto& [path, label] = samples_[static_cast<size_t>(index)];
-    auto start = Clock::now();
-    const std::string bytes = read_bytes(path);
+    const auto start = Clock::now();
+    EncodedSample file{read_bytes(path), path, label};
     times.read += seconds_since(start);
-    start = Clock::now();
-    Image image;
-    try {
-      image = decode_image(bytes, path);
-    } catch (const c10::Error& error) {
-      // The decoder's message names the file too; keep only its reason.
-      std::string reason = error.what_without_backtrace();
-      const std::string prefix = "cannot decode '" + path + "'";
-      if (reason.rfind(prefix, 0) == 0) reason = reason.substr(prefix.size());
-      if (reason.rfind(": ", 0) == 0) reason = reason.substr(2);
-      if (reason.rfind(" as ", 0) == 0) reason = reason.substr(4);
-      throw DataError(path, reason);
-    }
-    times.decode += seconds_since(start);
-    return {image_tensor(std::move(image)), label};
+    return file;
   }
   const std::vector<std::string>& classes() const override { return classes_; }
   int64_t channels() const override { return 3; }
@@ -442,6 +442,9 @@ class SubsetDataset : public Dataset {
   RawSample get_timed(int64_t index, ReadTimes& times) const override {
     return base_->get_timed(map(index), times);
   }
+  std::optional<EncodedSample> encoded(int64_t index, ReadTimes& times) const override {
+    return base_->encoded(map(index), times);
+  }
   const std::vector<std::string>& classes() const override { return base_->classes(); }
   int64_t channels() const override { return base_->channels(); }
   std::string describe() const override { return description_; }
@@ -461,6 +464,20 @@ class SubsetDataset : public Dataset {
 
 DataError::DataError(std::string path, const std::string& reason)
     : std::runtime_error("cannot read image '" + path + "': " + reason), path_(std::move(path)) {}
+
+std::optional<EncodedSample> Dataset::encoded(int64_t, ReadTimes&) const {
+  return std::nullopt;
+}
+
+DataError decode_error(const std::string& path, const c10::Error& error) {
+  // The decoder's message names the file too; keep only its reason.
+  std::string reason = error.what_without_backtrace();
+  const std::string prefix = "cannot decode '" + path + "'";
+  if (reason.rfind(prefix, 0) == 0) reason = reason.substr(prefix.size());
+  if (reason.rfind(": ", 0) == 0) reason = reason.substr(2);
+  if (reason.rfind(" as ", 0) == 0) reason = reason.substr(4);
+  return DataError(path, reason);
+}
 
 RawSample Dataset::get_timed(int64_t index, ReadTimes& times) const {
   const auto start = Clock::now();

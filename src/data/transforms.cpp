@@ -1,11 +1,13 @@
 #include "densenet/data/transforms.h"
 
+#include "data/jpeg_region.h"
 #include "densenet/data/image_transform.h"
 
 #include <c10/util/Exception.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 namespace densenet::data {
@@ -118,7 +120,29 @@ class ResizedCropFlip : public Transform {
   torch::Tensor apply(const torch::Tensor& image, Rng& rng) const override {
     const PixelView in = view_of(image);
     const CropBox box = random_resized_crop_box(in.height, in.width, rng);
-    Image out = resize_bilinear(crop(in, box), size_, size_);
+    return finish(crop(in, box), rng);
+  }
+  torch::Tensor apply_encoded(const EncodedSample& sample, Rng& rng,
+                              ReadTimes& times) const override {
+    const auto start = std::chrono::steady_clock::now();
+    std::optional<Image> box;
+    try {
+      // The same draws as apply(): the box from the image size, then the rest.
+      box = decode_jpeg_box(sample.bytes, sample.path, [&](int64_t height, int64_t width) {
+        return random_resized_crop_box(height, width, rng);
+      });
+    } catch (const c10::Error& error) {
+      throw decode_error(sample.path, error);
+    }
+    if (!box) return Transform::apply_encoded(sample, rng, times);  // PNG, CMYK: whole
+    times.decode += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return finish(std::move(*box), rng);
+  }
+
+ private:
+  /// Everything after the crop: resize, flip, jitter, ToTensor, lighting, Normalize.
+  torch::Tensor finish(Image cropped, Rng& rng) const {
+    Image out = resize_bilinear(cropped, size_, size_);
     if (rng.bernoulli(0.5)) flip_in_place(out);
     out = color_jitter(std::move(out), rng);
     if (augment_.lighting <= 0.0) return normalize(out, norm_);
@@ -132,7 +156,6 @@ class ResizedCropFlip : public Transform {
     return normalize_tensor(chw);
   }
 
- private:
   /// torchvision ColorJitter: a random order of the enabled adjustments, each with a factor
   /// uniform in [max(0, 1 - x), 1 + x].
   Image color_jitter(Image image, Rng& rng) const {
@@ -198,6 +221,19 @@ void check_input_size(int64_t input_size) {
 }
 
 }  // namespace
+
+torch::Tensor Transform::apply_encoded(const EncodedSample& sample, Rng& rng,
+                                       ReadTimes& times) const {
+  const auto start = std::chrono::steady_clock::now();
+  Image image;
+  try {
+    image = decode_image(sample.bytes, sample.path);
+  } catch (const c10::Error& error) {
+    throw decode_error(sample.path, error);
+  }
+  times.decode += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return apply(to_tensor(std::move(image)), rng);
+}
 
 Image to_image(const torch::Tensor& image) {
   const PixelView in = view_of(image.contiguous());

@@ -3,6 +3,8 @@
 // errors.
 
 #include "data/data_dir.h"
+#include "data/jpeg_region.h"
+#include "densenet/data/image.h"
 #include "densenet/data/loader.h"
 #include "support/expect_error.h"
 #include "support/tensor_compare.h"
@@ -12,6 +14,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <fstream>
+#include <sstream>
 
 namespace densenet::data {
 namespace {
@@ -226,6 +230,92 @@ TEST(Loader, ShardsGlobalBatchesAcrossRanks) {
   const std::vector<int64_t> want1 = {perm[3], perm[4], perm[5], perm[9], perm[10], perm[0]};
   EXPECT_EQ(per_rank[0], want0);
   EXPECT_EQ(per_rank[1], want1);
+}
+
+}  // namespace
+}  // namespace densenet::data
+
+namespace densenet::data {
+namespace {
+
+/// An image folder that hands out pixels only, so that transforms decode whole images.
+class PixelsOnly : public Dataset {
+ public:
+  explicit PixelsOnly(std::shared_ptr<const Dataset> base) : base_(std::move(base)) {}
+  int64_t size() const override { return base_->size(); }
+  RawSample get(int64_t index) const override { return base_->get(index); }
+  const std::vector<std::string>& classes() const override { return base_->classes(); }
+  int64_t channels() const override { return base_->channels(); }
+  std::string describe() const override { return base_->describe(); }
+
+ private:
+  std::shared_ptr<const Dataset> base_;
+};
+
+TEST(PartialDecode, BoxesMatchTheFullDecode) {
+  const std::string dir = densenet::testing::data_dir() + "/jpegs/";
+  for (const std::string name : {"s444.jpg", "s422.jpg", "s420.jpg", "gray.jpg"}) {
+    std::ifstream stream(dir + name, std::ios::binary);
+    std::stringstream contents;
+    contents << stream.rdbuf();
+    const std::string bytes = contents.str();
+    const Image whole = decode_image(bytes, name);
+    Rng rng(17);
+    for (int i = 0; i < 200; ++i) {
+      CropBox chosen;
+      const std::optional<Image> part =
+          decode_jpeg_box(bytes, name, [&](int64_t height, int64_t width) {
+            EXPECT_EQ(height, whole.height);
+            EXPECT_EQ(width, whole.width);
+            chosen.height = rng.integer(1, height);
+            chosen.width = rng.integer(1, width);
+            chosen.top = rng.integer(0, height - chosen.height);
+            chosen.left = rng.integer(0, width - chosen.width);
+            return chosen;
+          });
+      ASSERT_TRUE(part.has_value()) << name;
+      const torch::Tensor expected =
+          torch::from_blob(const_cast<uint8_t*>(whole.pixels.data()),
+                           {whole.height, whole.width, whole.channels}, torch::kUInt8)
+              .narrow(0, chosen.top, chosen.height)
+              .narrow(1, chosen.left, chosen.width)
+              .contiguous();
+      ASSERT_TRUE(torch::equal(to_tensor(*part), expected))
+          << name << " box top " << chosen.top << " left " << chosen.left << " " << chosen.height
+          << "x" << chosen.width;
+    }
+  }
+  EXPECT_FALSE(decode_jpeg_box("\x89PNG....", "x.png", [](int64_t, int64_t) {
+                 ADD_FAILURE() << "choose called for a PNG";
+                 return CropBox{};
+               }).has_value());
+}
+
+TEST(PartialDecode, LoaderBatchesEqualWholeImageDecoding) {
+  DatasetOptions folder;
+  folder.name = "imagefolder";
+  folder.root = densenet::testing::data_dir() + "/folder";
+  const auto files = open_dataset(folder, Split::Train);
+  const auto transform = make_train_transform(
+      "imagefolder", 48, default_normalization("imagefolder"), {0.3, 0.3, 0.3, 0.1});
+  LoaderOptions options;
+  options.batch_size = 4;
+  options.workers = 2;
+  options.seed = 3;
+  DataLoader partial(files, transform, options);
+  DataLoader whole(std::make_shared<PixelsOnly>(files), transform, options);
+  for (const int64_t e : {0, 1}) {
+    const auto a = epoch(partial, e);
+    const auto b = epoch(whole, e);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(densenet::testing::tensors_identical(
+          "epoch " + std::to_string(e) + " batch " + std::to_string(i), a[i].images, b[i].images));
+      EXPECT_TRUE(torch::equal(a[i].labels, b[i].labels));
+    }
+    EXPECT_EQ(partial.epoch_stats().skipped, 1);
+    EXPECT_EQ(whole.epoch_stats().skipped, 1);
+  }
 }
 
 }  // namespace

@@ -13,6 +13,7 @@ OUT/
   cifar_truncated/  data_batch_3.bin cut mid-record
   folder/{train,val}/CLASS/...   JPEGs and PNGs, a nested folder, a text file (ignored) and a
                                  corrupt .jpg (skipped by the loader)
+  jpegs/          JPEGs with 4:4:4, 4:2:2 and 4:2:0 chroma and a grey one (partial decoding)
   empty_folder/train/            no class folders
   empty_class/train/{a,b}        b holds only a text file
   expected.safetensors  the images/labels the C++ readers must produce, and torchvision
@@ -176,6 +177,12 @@ def main():
                     np.asarray(opened.convert("RGB")).copy())
         with open(f"{out}/folder/{split}_classes.txt", "w") as f:
             f.write("\n".join(folder.classes) + "\n")
+    # JPEGs of every chroma subsampling, odd sizes, and grey, for the partial decoder.
+    os.makedirs(f"{out}/jpegs")
+    for sub in ["4:4:4", "4:2:2", "4:2:0"]:
+        Image.fromarray(smooth_rgb(203, 151, rng)).save(
+            f"{out}/jpegs/s{sub.replace(':', '')}.jpg", quality=85, subsampling=sub)
+    Image.fromarray(smooth_rgb(97, 131, rng)).convert("L").save(f"{out}/jpegs/gray.jpg")
     os.makedirs(f"{out}/empty_folder/train")
     os.makedirs(f"{out}/empty_class/train/a")
     os.makedirs(f"{out}/empty_class/train/b")

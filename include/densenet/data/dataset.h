@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -23,6 +24,14 @@ struct RawSample {
 struct ReadTimes {
   double read = 0.0;
   double decode = 0.0;
+};
+
+/// A sample's file as read, not yet decoded (image folders), so that a transform can decode
+/// only the part it keeps.
+struct EncodedSample {
+  std::string bytes;
+  std::string path;
+  int64_t label = 0;
 };
 
 /// A failure of one sample (an unreadable or corrupt image file): the loader skips the sample,
@@ -47,6 +56,10 @@ class Dataset {
   /// get(), adding the time spent reading and decoding to `times`. The default counts all of
   /// get() as reading (in-memory datasets decode when opened).
   virtual RawSample get_timed(int64_t index, ReadTimes& times) const;
+  /// The sample's encoded file, for datasets that read files (imagefolder); nullopt for the
+  /// others (the default). Adds the read time to `times`. Throws DataError for an unreadable
+  /// file.
+  virtual std::optional<EncodedSample> encoded(int64_t index, ReadTimes& times) const;
   /// Class names, index = label.
   virtual const std::vector<std::string>& classes() const = 0;
   /// Channels of every image: 1 or 3.

@@ -21,6 +21,12 @@ class Transform {
   /// (H, W, C) uint8 -> (C, H', W') float32, normalised. Throws c10::Error for an image the
   /// transform cannot take (wrong channel count, smaller than a crop without padding).
   virtual torch::Tensor apply(const torch::Tensor& image, Rng& rng) const = 0;
+  /// apply() on the decoded file, identical to decoding it whole and calling apply() with the
+  /// same rng. The default does exactly that; RandomResizedCrop decodes only the JPEG rows and
+  /// columns its box needs. Adds decode time to times.decode. Throws DataError when the file
+  /// cannot be decoded.
+  virtual torch::Tensor apply_encoded(const EncodedSample& sample, Rng& rng,
+                                      ReadTimes& times) const;
 };
 
 /// Augmentation switches beyond each dataset's standard pipeline.
