@@ -12,7 +12,7 @@ TEST(Architecture, DepthMatchesPresetNames) {
   const std::pair<const char*, int64_t> expected[] = {
       {"densenet121", 121},     {"densenet161", 161},     {"densenet169", 169},
       {"densenet201", 201},     {"densenet-bc-100", 100}, {"densenet-bc-190", 190},
-      {"densenet-bc-250", 250}, {"densenet-bc-40", 40}, {"densenet-40", 40},
+      {"densenet-bc-250", 250}, {"densenet-bc-40", 40},   {"densenet-40", 40},
   };
   for (const auto& [name, depth] : expected) {
     EXPECT_EQ(plan_architecture(preset_options(name)).depth(), depth) << name;
@@ -89,6 +89,44 @@ TEST(Architecture, CompressionThatEmptiesATransitionIsRejected) {
           DenseNetOptions().num_init_features(2).growth_rate(1).block_config({1, 1}).compression(
               0.1)),
       "compression 0.1 leaves transition 1 with 0 of its 3 channels");
+}
+
+// Issue 12: a count that does not fit int64 is an error, never a wrapped (negative) number.
+TEST(Architecture, CountsThatOverflowAreRejected) {
+  const DenseNetOptions huge =
+      DenseNetOptions()
+          .growth_rate(DenseNetOptions::kMaxChannels)
+          .block_config({DenseNetOptions::kMaxLayersPerBlock, DenseNetOptions::kMaxLayersPerBlock});
+  EXPECT_ERROR_CONTAINS(plan_architecture(huge),
+                        "this architecture is too large: its parameter count overflows");
+  // Parameters fit, multiply-adds at 65536x65536 do not.
+  EXPECT_ERROR_CONTAINS(
+      plan_architecture(preset_options("densenet121").input_size(65536).growth_rate(100000)),
+      "its multiply-add count overflows a 64-bit integer");
+  // The largest configuration still describable gives positive counts.
+  const ArchitecturePlan large =
+      plan_architecture(DenseNetOptions().growth_rate(1000).block_config({100, 100, 100}));
+  EXPECT_GT(large.num_parameters(), 0);
+  EXPECT_GT(large.forward_macs(), 0);
+}
+
+TEST(Architecture, OptionsBeyondTheBoundsAreRejected) {
+  EXPECT_ERROR_CONTAINS(validate(DenseNetOptions().growth_rate(2000000000)),
+                        "growth_rate must be <= 1048576, got 2000000000");
+  EXPECT_ERROR_CONTAINS(validate(DenseNetOptions().block_config({1000000000})),
+                        "block_config[0] must be <= 100000 layers, got 1000000000");
+  EXPECT_ERROR_CONTAINS(validate(DenseNetOptions().input_size(2000000000)),
+                        "input_size must be <= 65536, got 2000000000");
+}
+
+TEST(Architecture, StemIsExplicitOrFollowsTheInputSize) {
+  EXPECT_EQ(DenseNetOptions().input_size(32).effective_stem(), Stem::kCifar);
+  EXPECT_EQ(DenseNetOptions().input_size(64).effective_stem(), Stem::kImageNet);
+  EXPECT_EQ(DenseNetOptions().input_size(64).stem(Stem::kCifar).effective_stem(), Stem::kCifar);
+  // The ImageNet stem divides the spatial size by 4 before the first block.
+  EXPECT_EQ(plan_architecture(DenseNetOptions().stem(Stem::kImageNet)).stem_out_spatial, 8);
+  EXPECT_EQ(parse_stem(stem_name(Stem::kImageNet)), Stem::kImageNet);
+  EXPECT_ERROR_CONTAINS(parse_stem("small"), "unknown stem 'small': use cifar or imagenet");
 }
 
 }  // namespace
