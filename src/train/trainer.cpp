@@ -538,13 +538,14 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
   print(out, "%s\n", memory_line.c_str());
   print(out,
         "training: %lld epochs x %lld steps, batch %lld (%lld split%s), %s lr %g %s, "
-        "weight decay %g, %d threads on %s\n",
+        "weight decay %g, %d thread%s on %s\n",
         static_cast<long long>(config.epochs),
         static_cast<long long>(s.train_loader->batches_per_epoch()),
         static_cast<long long>(config.batch_size),
         static_cast<long long>(s.config.num_batch_splits),
         s.config.num_batch_splits == 1 ? "" : "s", config.optimizer.c_str(), config.lr,
-        config.lr_type.c_str(), config.weight_decay, threads, s.device.str().c_str());
+        config.lr_type.c_str(), config.weight_decay, threads, threads == 1 ? "" : "s",
+        s.device.str().c_str());
   out.flush();
 }
 
