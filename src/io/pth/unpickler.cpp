@@ -519,7 +519,9 @@ void Unpickler::build(const Value& state) {
 }
 
 void Unpickler::warn_about_opaque_values() {
-  if (opaque_names_.empty()) return;
+  // Only for the pickle that holds a checkpoint's object (it has a storage loader), not for the
+  // probe that looks for the legacy magic number in any file.
+  if (opaque_names_.empty() || !load_storage_) return;
   std::string names;
   for (const auto& name : opaque_names_) names += (names.empty() ? "" : ", ") + name;
   // One line per file, on stderr: the tensors load, and the user learns what was skipped.
