@@ -186,22 +186,22 @@ DenseNetOptions model_options_from(const ModelArguments& args, bool read_memory)
   } catch (const c10::Error& error) {
     throw UsageError(std::string("--arch: ") + error.what_without_backtrace());
   }
-  const bool bottleneck_preset = options.bn_size() > 0;
-  if (args.growth_rate) {
-    options.growth_rate(*args.growth_rate);
-    if (bottleneck_preset && !args.num_init_features) {
-      options.num_init_features(2 * *args.growth_rate);
-    }
+  try {
+    ModelOverrides overrides;
+    overrides.growth_rate = args.growth_rate;
+    overrides.num_init_features = args.num_init_features;
+    if (args.block_config) overrides.block_config = parse_int_list(*args.block_config);
+    overrides.bn_size = args.bn_size;
+    overrides.compression = args.compression;
+    overrides.drop_rate = args.drop_rate;
+    overrides.num_classes = args.num_classes;
+    overrides.in_channels = args.in_channels;
+    overrides.input_size = args.input_size;
+    if (args.stem) overrides.stem = parse_stem(*args.stem);
+    options = apply_overrides(options, overrides);
+  } catch (const c10::Error& error) {
+    throw UsageError(error.what_without_backtrace());
   }
-  if (args.block_config) options.block_config(parse_int_list(*args.block_config));
-  if (args.num_init_features) options.num_init_features(*args.num_init_features);
-  if (args.bn_size) options.bn_size(*args.bn_size);
-  if (args.compression) options.compression(*args.compression);
-  if (args.drop_rate) options.drop_rate(*args.drop_rate);
-  if (args.num_classes) options.num_classes(*args.num_classes);
-  if (args.in_channels) options.in_channels(*args.in_channels);
-  if (args.input_size) options.input_size(*args.input_size);
-  if (args.stem) options.stem(parse_stem(*args.stem));
   if (read_memory && args.memory) options.memory(parse_memory_mode(*args.memory));
   try {
     validate(options);

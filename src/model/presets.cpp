@@ -75,4 +75,24 @@ DenseNetOptions preset_options(const std::string& name) {
   TORCH_CHECK(false, "unknown architecture '", name, "': choose one of ", known);
 }
 
+DenseNetOptions apply_overrides(DenseNetOptions options, const ModelOverrides& overrides) {
+  if (overrides.growth_rate) {
+    options.growth_rate(*overrides.growth_rate);
+    if (options.bn_size() > 0 && !overrides.num_init_features) {
+      options.num_init_features(2 * *overrides.growth_rate);
+    }
+  }
+  if (overrides.num_init_features) options.num_init_features(*overrides.num_init_features);
+  if (overrides.block_config) options.block_config(*overrides.block_config);
+  if (overrides.bn_size) options.bn_size(*overrides.bn_size);
+  if (overrides.compression) options.compression(*overrides.compression);
+  if (overrides.drop_rate) options.drop_rate(*overrides.drop_rate);
+  if (overrides.num_classes) options.num_classes(*overrides.num_classes);
+  if (overrides.in_channels) options.in_channels(*overrides.in_channels);
+  if (overrides.input_size) options.input_size(*overrides.input_size);
+  if (overrides.stem) options.stem(*overrides.stem);
+  validate(options);
+  return options;
+}
+
 }  // namespace densenet

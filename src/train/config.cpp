@@ -181,6 +181,10 @@ const std::vector<KeyAccess>& table() {
       DENSENET_KEY("drop-rate", "real", true, "dropout after each dense layer, in [0, 1)",
                    c.drop_rate = node.IsNull() ? std::nullopt : std::optional(read_real(key, node)),
                    optional_node(c.drop_rate)),
+      DENSENET_KEY("stem", "string", true,
+                   "cifar (one 3x3 conv) | imagenet (7x7/2 conv + max-pool); empty: cifar for "
+                   "inputs up to 32 pixels",
+                   c.stem = read_string(key, node), c.stem),
       DENSENET_KEY("memory", "string", false,
                    "naive | efficient | minimal | auto (auto: fastest that fits memory-budget)",
                    c.memory = read_string(key, node), c.memory),
@@ -430,6 +434,7 @@ void validate(const TrainConfig& c) {
   require_one_of("memory", c.memory, {"naive", "efficient", "minimal", "auto"});
   require_one_of("lr-type", c.lr_type, {"multistep", "cosine", "triangle", "step"});
   require_one_of("optimizer", c.optimizer, {"sgd", "adamw"});
+  if (!c.stem.empty()) require_one_of("stem", c.stem, {"cifar", "imagenet"});
   const auto text = [](auto value) {
     std::ostringstream out;
     out << value;

@@ -74,25 +74,21 @@ std::shared_ptr<data::Dataset> first(std::shared_ptr<data::Dataset> dataset, int
   return data::subset(std::move(dataset), std::move(indices), description);
 }
 
-// The preset with the config's overrides. As the DenseNet paper builds DenseNet-BC, the stem
-// has 2k channels: a changed growth rate moves it too unless num-init-features is given.
+// The preset with the config's overrides, sized for the data.
 DenseNetOptions model_options(const TrainConfig& config, int64_t channels, int64_t classes,
                               int64_t input_size) {
-  DenseNetOptions options = preset_options(config.arch);
-  const bool bc_stem =
-      options.bn_size() > 0 && options.num_init_features() == 2 * options.effective_growth_rate();
-  if (config.growth_rate) {
-    options.growth_rate(*config.growth_rate);
-    if (bc_stem && !config.num_init_features) options.num_init_features(2 * *config.growth_rate);
-  }
-  if (config.num_init_features) options.num_init_features(*config.num_init_features);
-  if (!config.block_config.empty()) options.block_config(config.block_config);
-  if (config.bn_size) options.bn_size(*config.bn_size);
-  if (config.compression) options.compression(*config.compression);
-  if (config.drop_rate) options.drop_rate(*config.drop_rate);
-  options.in_channels(channels).num_classes(classes).input_size(input_size);
-  validate(options);
-  return options;
+  ModelOverrides overrides;
+  overrides.growth_rate = config.growth_rate;
+  overrides.num_init_features = config.num_init_features;
+  if (!config.block_config.empty()) overrides.block_config = config.block_config;
+  overrides.bn_size = config.bn_size;
+  overrides.compression = config.compression;
+  overrides.drop_rate = config.drop_rate;
+  if (!config.stem.empty()) overrides.stem = parse_stem(config.stem);
+  overrides.in_channels = channels;
+  overrides.num_classes = classes;
+  overrides.input_size = input_size;
+  return apply_overrides(preset_options(config.arch), overrides);
 }
 
 torch::Tensor cpu_rng_state() {

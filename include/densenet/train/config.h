@@ -34,6 +34,7 @@ struct TrainConfig {
   std::optional<int64_t> bn_size;
   std::optional<double> compression;
   std::optional<double> drop_rate;
+  std::string stem;                  // cifar | imagenet; empty = from the input size (<= 32: cifar)
   std::string memory = "efficient";  // naive | efficient | minimal | auto
   int64_t memory_budget = 0;         // bytes, for memory: auto; 0 = 80% of what is available
 
