@@ -1,5 +1,7 @@
 #include "commands.h"
 
+#include <sstream>
+
 #include "usage_error.h"
 
 #include <algorithm>
@@ -72,6 +74,19 @@ CLI::App* add_command(CLI::App& app, const std::string& name, const std::string&
     if (code != 0) throw CommandExit{code};
   });
   return command;
+}
+
+std::string wrapped(const std::string& text, size_t width) {
+  std::string out, line, word;
+  std::istringstream words(text);
+  while (words >> word) {
+    if (!line.empty() && line.size() + 1 + word.size() > width) {
+      out += line + "\n";
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+  }
+  return out + line;
 }
 
 }  // namespace densenet::cli

@@ -35,4 +35,8 @@ struct CommandExit {
 CLI::App* add_command(CLI::App& app, const std::string& name, const std::string& description,
                       std::function<int()> run);
 
+/// `text` broken into lines of at most `width` columns at spaces, for help footers (CLI11 prints
+/// footers as given).
+std::string wrapped(const std::string& text, size_t width = 88);
+
 }  // namespace densenet::cli

@@ -97,15 +97,17 @@ void add_convert_command(CLI::App& app) {
       add_command(app, "convert", "rewrite a checkpoint's keys as .pth or .safetensors",
                   [args] { return run_convert(*args); });
   command->footer(
-      "Reads a DenseNet checkpoint in any key layout (torchvision's current or legacy\n"
-      "names such as denselayer1.norm.1.weight, the efficient projects' layouts,\n"
-      "DataParallel's module. prefix), adds num_batches_tracked where batch norms lack\n"
-      "it, and writes the keys of --to in torch.save's zip format (or safetensors for a\n"
-      ".safetensors output). Tensors are copied bit for bit. A state dict wrapped as\n"
-      "{epoch, state_dict, ...} stays wrapped unless --state-dict-only. With --arch, the\n"
-      "weights are first loaded strictly into that model, and every missing, unexpected\n"
-      "or mismatched key is reported. The output is written atomically; a symlink is\n"
-      "followed, a replaced file keeps its mode, /dev/stdout and pipes are written in place.");
+      std::string(
+          "Reads a DenseNet checkpoint in any key layout (torchvision's current or legacy\n"
+          "names such as denselayer1.norm.1.weight, the efficient projects' layouts,\n"
+          "DataParallel's module. prefix), adds num_batches_tracked where batch norms lack\n"
+          "it, and writes the keys of --to in torch.save's zip format (or safetensors for a\n"
+          ".safetensors output). Tensors are copied bit for bit. A state dict wrapped as\n"
+          "{epoch, state_dict, ...} stays wrapped unless --state-dict-only. With --arch, the\n"
+          "weights are first loaded strictly into that model, and every missing, unexpected\n"
+          "or mismatched key is reported. The output is written atomically; a symlink is\n"
+          "followed, a replaced file keeps its mode, /dev/stdout and pipes are written in place.") +
+      "\n\n" + wrapped(checkpoint_format_limits()));
   command
       ->add_option("--checkpoint", args->checkpoint,
                    "checkpoint to read: .pth (zip or legacy format) or .safetensors")

@@ -161,7 +161,7 @@ void add_data_command(CLI::App& app) {
   std::string names;
   for (const auto& name : data::dataset_names()) names += (names.empty() ? "" : "|") + name;
   command->add_option("--dataset", args->dataset.name, names + " (default fashion-mnist)");
-  command->add_option("--root", args->dataset.root,
+  command->add_option("--data,--root", args->dataset.root,
                       "dataset folder (default: fashion-mnist /usr/share/datasets/fashion-mnist, "
                       "others data/NAME)");
   command->add_option("--split", args->split, "train (default) or test");

@@ -2,6 +2,8 @@
 #include "commands.h"
 #include "usage_error.h"
 
+#include "densenet/data/image.h"
+#include "densenet/io/weights.h"
 #include "densenet/train/config.h"
 #include "densenet/train/trainer.h"
 
@@ -67,13 +69,14 @@ void add_eval_command(CLI::App& app) {
   command
       ->add_option("--weights", args->weights,
                    "weights: a training checkpoint (its model and data settings are used), a "
-                   "torchvision or efficient-pytorch .pth, or .safetensors")
+                   "torchvision, gpleiss or wandering007 .pth, or .safetensors")
       ->type_name("FILE")
       ->required();
   command->add_option("--batch-size", args->batch_size, "images per evaluation batch")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
       ->capture_default_str();
   command->add_flag("--json", args->json, "print the result as one JSON object");
+  command->footer(wrapped(std::string(checkpoint_format_limits()) + " " + image_format_limits()));
   for (const train::ConfigKey& key : train::config_keys()) {
     bool wanted = false;
     for (const std::string& name : eval_keys()) wanted = wanted || name == key.name;

@@ -172,10 +172,12 @@ void add_inspect_command(CLI::App& app) {
   CLI::App* command = add_command(app, "inspect", "list the tensors and values in a checkpoint",
                                   [args] { return run_inspect(*args); });
   command->footer(
-      "Lists what a checkpoint holds without loading it into a model: every tensor\n"
-      "(dotted path, dtype, shape) and every other value (epoch, hyper-parameters).\n"
-      "Reads .pth files in torch.save's zip and legacy formats, safely (no code runs),\n"
-      "and .safetensors files.");
+      std::string(
+          "Lists what a checkpoint holds without loading it into a model: every tensor\n"
+          "(dotted path, dtype, shape) and every other value (epoch, hyper-parameters).\n"
+          "Reads .pth files in torch.save's zip and legacy formats, safely (no code runs),\n"
+          "and .safetensors files.") +
+      "\n\n" + wrapped(checkpoint_format_limits()));
   command->add_option("FILE", args->file, "checkpoint: .pth or .safetensors")->required();
   command->add_flag("--json", args->json, "print one JSON object");
 }

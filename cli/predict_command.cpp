@@ -203,12 +203,13 @@ void add_predict_command(CLI::App& app) {
   CLI::App* command = add_command(app, "predict", "classify JPEG/PNG images with given weights",
                                   [args] { return run_predict(*args); });
   command->footer(
-      "Classifies JPEG and PNG images. Each image is decoded to RGB (or luma for a\n"
-      "1-channel model, as PIL's convert('L')), resized so that its shorter side is\n"
-      "--resize (bilinear, antialiased, as PIL), center-cropped to --crop, scaled to\n"
-      "[0, 1] and normalised: torchvision's ImageNet evaluation transform by default.\n"
-      "Prints the top-k classes and their softmax probabilities. An image that cannot\n"
-      "be read is reported and skipped; the exit code is then 1.");
+      std::string("Classifies JPEG and PNG images. Each image is decoded to RGB (or luma for a\n"
+                  "1-channel model, as PIL's convert('L')), resized so that its shorter side is\n"
+                  "--resize (bilinear, antialiased, as PIL), center-cropped to --crop, scaled to\n"
+                  "[0, 1] and normalised: torchvision's ImageNet evaluation transform by default.\n"
+                  "Prints the top-k classes and their softmax probabilities. An image that cannot\n"
+                  "be read is reported and skipped; the exit code is then 1.") +
+      "\n\n" + wrapped(std::string(image_format_limits()) + " " + checkpoint_format_limits()));
   ModelOptionSettings model;
   model.default_arch = "";
   model.require_arch = true;  // the weights decide: no default would be right

@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "usage_error.h"
 
+#include "densenet/data/image.h"
 #include "densenet/train/config.h"
 #include "densenet/train/trainer.h"
 
@@ -99,9 +100,12 @@ void add_train_command(CLI::App& app) {
       ->type_name("FILE");
   add_key_options(*command, *args);
   command->footer(
-      "Writes to the run directory: config.yaml, classes.txt, metrics.csv, metrics.jsonl,\n"
-      "curves.png, last.pth (every epoch, atomically), best.pth, checkpoint-NNN.pth.\n"
-      "Ctrl-C writes a checkpoint at the next step and prints how to resume (--resume DIR).");
+      std::string(
+          "Writes to the run directory: config.yaml, classes.txt, metrics.csv, metrics.jsonl,\n"
+          "curves.png, last.pth (every epoch, atomically), best.pth, checkpoint-NNN.pth.\n"
+          "Ctrl-C writes a checkpoint at the next step and prints how to resume (--resume "
+          "DIR).\n\n") +
+      wrapped(image_format_limits()));
 }
 
 }  // namespace densenet::cli

@@ -55,7 +55,7 @@ std::string where_to_get(const std::string& name) {
 
 void check_root(const std::string& name, const std::string& root) {
   TORCH_CHECK(fs::is_directory(root), name, ": dataset root '", root, "' does not exist; ",
-              where_to_get(name), ", or give its folder with --root");
+              where_to_get(name), ", or give its folder with --data");
 }
 
 /// The first of `names` that exists in one of `dirs`.

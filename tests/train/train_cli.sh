@@ -101,18 +101,17 @@ case $case_name in
   sigint_resumes)
     # Ctrl-C: a checkpoint at the next step, a message saying how to resume, exit 130; the
     # resumed run then finishes.
-    "$densenet" train "${tiny[@]}" --max-train-samples 2048 --epochs 1 --output-dir "$work/run" \
-      > "$work/out" 2>&1 &
+    "$densenet" train "${tiny[@]}" --max-train-samples 1024 --input-size 32 --epochs 2 \
+      --log-interval 1 --output-dir "$work/run" > "$work/out" 2>&1 &
     pid=$!
-    for _ in $(seq 1 200); do grep -q 'step' "$work/out" 2>/dev/null && break; sleep 0.1; done
-    sleep 1
+    for _ in $(seq 1 600); do grep -q 'step 1/' "$work/out" 2>/dev/null && break; sleep 0.05; done
     kill -INT $pid
     wait $pid
     status=$?
     [ "$status" -eq 130 ] || fail "exit status $status after SIGINT, not 130: $(cat "$work/out")"
     grep -q "densenet train --resume $work/run" "$work/out" || fail "no resume hint: $(cat "$work/out")"
     "$densenet" train --resume "$work/run" > "$work/out2" 2>&1 || fail "resume: $(cat "$work/out2")"
-    grep -q "epoch 1/1 " "$work/out2" || fail "resumed run did not finish the epoch: $(cat "$work/out2")"
+    grep -q "epoch 2/2 " "$work/out2" || fail "resumed run did not finish: $(cat "$work/out2")"
     echo "ok" ;;
   *) fail "unknown case" ;;
 esac
