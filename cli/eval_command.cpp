@@ -39,10 +39,15 @@ struct EvalArguments {
 int run_eval(const EvalArguments& args, const CLI::App& command) {
   train::TrainConfig requested;
   std::vector<std::string> given;
-  for (const std::string& key : eval_keys()) {
-    if (command.get_option("--" + key)->count() == 0) continue;
-    train::set_config_value(requested, key, args.values.at(key));
-    given.push_back(key);
+  try {
+    for (const std::string& key : eval_keys()) {
+      if (command.get_option("--" + key)->count() == 0) continue;
+      train::set_config_value(requested, key, args.values.at(key));
+      given.push_back(key);
+    }
+    train::validate(requested);
+  } catch (const c10::Error& error) {
+    throw UsageError(error.what_without_backtrace());
   }
   requested.test_batch_size = args.batch_size;
   given.push_back("test-batch-size");
@@ -82,6 +87,10 @@ void add_eval_command(CLI::App& app) {
     for (const std::string& name : eval_keys()) wanted = wanted || name == key.name;
     if (!wanted) continue;
     command->add_option("--" + key.name, args->values[key.name], key.help)
+        ->type_name(key.type == "int"                                   ? "INT"
+                    : key.type == "real"                                ? "X"
+                    : key.type == "int list" || key.type == "real list" ? "LIST"
+                                                                        : "TEXT")
         ->group(key.model ? "Model" : "Data");
   }
 }

@@ -11,7 +11,9 @@
 #include "densenet/tools/memory_tracker.h"
 
 #include <c10/util/Exception.h>
+
 #include <torch/torch.h>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -133,7 +135,10 @@ int run_predict(const PredictArguments& args) {
                      std::to_string(transform.std.size()));
   }
   for (const double s : transform.std) {
-    if (!(s > 0)) throw UsageError("--std values must be positive");
+    if (!(s > 0) || !std::isfinite(s)) throw UsageError("--std values must be positive and finite");
+  }
+  for (const double m : transform.mean) {
+    if (!std::isfinite(m)) throw UsageError("--mean values must be finite numbers");
   }
   const torch::Device device = device_from(args.device);
   std::vector<std::string> labels;

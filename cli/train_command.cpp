@@ -25,8 +25,11 @@ struct TrainArguments {
 
 // The first Ctrl-C (or SIGTERM) asks for a checkpoint at the next step boundary; a second one
 // ends the process at once (the last checkpoint on disk stays loadable: writes are atomic).
+volatile std::sig_atomic_t stop_signal = 0;  // the first signal received, for the exit status
+
 extern "C" void on_stop_signal(int signal) {
   static volatile std::sig_atomic_t received = 0;
+  if (stop_signal == 0) stop_signal = signal;
   if (received++ > 0) {
     std::signal(signal, SIG_DFL);
     std::raise(signal);
@@ -66,11 +69,17 @@ void add_key_options(CLI::App& command, TrainArguments& args, bool train_only_ke
 int run_train(const TrainArguments& args, const CLI::App& command) {
   train::TrainConfig requested;
   std::vector<std::string> given;
-  if (!args.config_file.empty()) given = train::load_config_file(requested, args.config_file);
-  for (const train::ConfigKey& key : train::config_keys()) {
-    if (command.get_option("--" + key.name)->count() == 0) continue;
-    train::set_config_value(requested, key.name, args.values.at(key.name));
-    given.push_back(key.name);
+  // A bad key or value in a flag or the config file is a command-line mistake (exit 2).
+  try {
+    if (!args.config_file.empty()) given = train::load_config_file(requested, args.config_file);
+    for (const train::ConfigKey& key : train::config_keys()) {
+      if (command.get_option("--" + key.name)->count() == 0) continue;
+      train::set_config_value(requested, key.name, args.values.at(key.name));
+      given.push_back(key.name);
+    }
+    train::validate(requested);
+  } catch (const c10::Error& error) {
+    throw UsageError(error.what_without_backtrace());
   }
   train::TrainConfig config = requested;
   if (!requested.resume.empty()) {
@@ -82,7 +91,8 @@ int run_train(const TrainArguments& args, const CLI::App& command) {
   std::signal(SIGTERM, on_stop_signal);
   train::Trainer trainer(config);
   const train::RunSummary summary = trainer.run();
-  return summary.interrupted ? 130 : 0;
+  // As a shell reports a process ended by the signal: 128 + its number (130 SIGINT, 143 SIGTERM).
+  return summary.interrupted ? 128 + (stop_signal != 0 ? stop_signal : SIGINT) : 0;
 }
 
 }  // namespace

@@ -47,7 +47,8 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset,
   TORCH_CHECK(dataset_ != nullptr && transform_ != nullptr,
               "a loader needs a dataset and a transform");
   TORCH_CHECK(options_.batch_size >= 1, "batch size must be >= 1, got ", options_.batch_size);
-  TORCH_CHECK(options_.workers >= 0, "workers must be >= 0, got ", options_.workers);
+  TORCH_CHECK(options_.workers >= 0 && options_.workers <= 256, "workers must be in [0, 256], got ",
+              options_.workers);
   TORCH_CHECK(options_.prefetch_batches >= 1, "prefetch must be >= 1 batch, got ",
               options_.prefetch_batches);
   TORCH_CHECK(options_.world_size >= 1 && options_.rank >= 0 && options_.rank < options_.world_size,

@@ -77,6 +77,9 @@ DenseNetOptions preset_options(const std::string& name) {
 
 DenseNetOptions apply_overrides(DenseNetOptions options, const ModelOverrides& overrides) {
   if (overrides.growth_rate) {
+    // Checked here so that the error names the growth rate, not the stem it moves.
+    TORCH_CHECK(*overrides.growth_rate >= 1 && *overrides.growth_rate <= (int64_t{1} << 19),
+                "growth rate must be from 1 to 524288, got ", *overrides.growth_rate);
     options.growth_rate(*overrides.growth_rate);
     if (options.bn_size() > 0 && !overrides.num_init_features) {
       options.num_init_features(2 * *overrides.growth_rate);

@@ -192,6 +192,10 @@ int64_t parse_byte_size(const std::string& text) {
     scale = 1024.0 * 1024;
   } else if (unit == "G" || unit == "GiB") {
     scale = 1024.0 * 1024 * 1024;
+  } else if (unit == "T" || unit == "TiB") {
+    scale = 1024.0 * 1024 * 1024 * 1024;
+  } else if (unit == "P" || unit == "PiB") {
+    scale = 1024.0 * 1024 * 1024 * 1024 * 1024;
   } else if (unit == "KB") {
     scale = 1e3;
   } else if (unit == "MB") {
@@ -200,8 +204,10 @@ int64_t parse_byte_size(const std::string& text) {
     scale = 1e9;
   } else {
     TORCH_CHECK(false, "unknown size unit '", unit, "' in '", text,
-                "': use B, KiB, MiB, GiB (or K, M, G), KB, MB, GB");
+                "': use B, KiB, MiB, GiB, TiB, PiB (or K, M, G, T, P), KB, MB, GB");
   }
+  // 2^62 bytes (4 EiB) is beyond any machine and keeps sums of sizes from overflowing.
+  TORCH_CHECK(number * scale <= 4.6e18, "size '", text, "' is too large: at most 4 EiB");
   return static_cast<int64_t>(number * scale);
 }
 

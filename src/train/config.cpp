@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <regex>
 #include <sstream>
 
 namespace densenet::train {
@@ -366,6 +367,8 @@ std::vector<std::string> load_config_text(TrainConfig& config, const std::string
     const std::string key = item.first.as<std::string>();
     try {
       const KeyAccess& access = find_key(key);
+      TORCH_CHECK(std::find(keys.begin(), keys.end(), access.key.name) == keys.end(), "key '",
+                  access.key.name, "' is given twice (the later would silently win)");
       access.set(config, item.second);
       keys.push_back(access.key.name);
     } catch (const c10::Error& error) {
@@ -479,8 +482,15 @@ void validate(const TrainConfig& c) {
   require(c.threads >= 0 && c.threads <= 1024, "threads", "must be in [0, 1024] (0: all cores)",
           text(c.threads));
   require(c.log_interval >= 1, "log-interval", "must be >= 1", text(c.log_interval));
-  require(c.device == "cpu" || c.device.rfind("cuda", 0) == 0, "device",
-          "must be cpu, cuda or cuda:N", "'" + c.device + "'");
+  require(c.device == "cpu" || c.device == "cuda" ||
+              std::regex_match(c.device, std::regex("cuda:[0-9]{1,3}")),
+          "device", "must be cpu, cuda or cuda:N", "'" + c.device + "'");
+  require(c.milestones.empty() || c.lr_type == "multistep", "milestones",
+          "apply to lr-type multistep only (this run uses " + c.lr_type + ")",
+          config_value(c, "milestones"));
+  require(c.memory_budget == 0 || c.memory == "auto", "memory-budget",
+          "is used by memory: auto only (this run uses memory " + c.memory + ")",
+          config_value(c, "memory-budget"));
   require(c.dataset != "imagefolder" || !c.data.empty(), "data",
           "must name the image folder root (ROOT/train/CLASS/*.jpg) for dataset imagefolder",
           "nothing");

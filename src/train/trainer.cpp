@@ -169,16 +169,23 @@ std::string default_run_dir(const TrainConfig& config) {
   return "runs/" + config.dataset + "-" + config.arch + "-" + stamp;
 }
 
-// Refuses a directory that holds another run, unless resuming or forced.
-void prepare_run_dir(const std::string& dir, const TrainConfig& config) {
+// Refuses a directory that holds another run (a checkpoint or metrics), unless it is the run
+// being resumed or --force is given. A directory with only config.yaml (a run that stopped
+// before its first checkpoint) may be reused.
+void prepare_run_dir(const std::string& dir, const TrainConfig& config,
+                     const std::string& resume_path) {
   std::error_code error;
   if (fs::exists(dir, error)) {
     TORCH_CHECK(fs::is_directory(dir, error), "output-dir '", dir,
                 "' exists and is not a directory");
-    const bool holds_run = fs::exists(fs::path(dir) / "config.yaml", error) ||
-                           fs::exists(fs::path(dir) / "last.pth", error) ||
+    const bool holds_run = fs::exists(fs::path(dir) / "last.pth", error) ||
                            fs::exists(fs::path(dir) / "metrics.csv", error);
-    TORCH_CHECK(!holds_run || !config.resume.empty() || config.force, "output-dir '", dir,
+    const bool is_resumed_run =
+        !resume_path.empty() && fs::equivalent(fs::path(resume_path).parent_path().empty()
+                                                   ? fs::path(".")
+                                                   : fs::path(resume_path).parent_path(),
+                                               dir, error);
+    TORCH_CHECK(!holds_run || is_resumed_run || config.force, "output-dir '", dir,
                 "' already holds a run: continue it with --resume ", dir,
                 ", or overwrite it with --force, or choose another --output-dir");
   }
@@ -449,6 +456,19 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
                                                     s.config.num_batch_splits, optimizer_copies));
   }
   s.plan = plan_architecture(options);
+  if (!s.device.is_cuda()) {
+    // Refuse before allocating what the memory plan says cannot fit: the kernel's OOM killer
+    // would end the run without a word.
+    const int64_t need = predicted_step_bytes(s.plan, options.memory(), config.batch_size,
+                                              s.config.num_batch_splits, optimizer_copies);
+    const int64_t available = default_memory_budget() / 8 * 10;  // MemAvailable
+    TORCH_CHECK(need <= available, "this run needs about ", format_bytes(need),
+                " for a training step (memory ", memory_mode_name(options.memory()), ", batch ",
+                config.batch_size, ", ", input_size, "x", input_size, " images) but ",
+                format_bytes(available),
+                " is available: use a smaller batch-size or input-size, memory efficient or "
+                "minimal, or memory auto (which adds batch splits)");
+  }
   s.model = DenseNet(options);
   s.model->to(s.device);
 
@@ -472,7 +492,7 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
 
   // The run directory.
   s.run_dir = config.output_dir.empty() ? default_run_dir(config) : config.output_dir;
-  if (!config.test_only) prepare_run_dir(s.run_dir, config);
+  if (!config.test_only) prepare_run_dir(s.run_dir, config, s.resume_path);
   s.checkpointer =
       std::make_unique<Checkpointer>(s.run_dir, config.save_interval, config.keep_checkpoints);
   s.metrics = std::make_unique<MetricLogger>(s.run_dir);
@@ -524,18 +544,19 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
   print(out, "data: %s\n      %s: %s\n", s.train_set->describe().c_str(), s.eval_name.c_str(),
         s.eval_set->describe().c_str());
   print(out,
-        "model: %s, %lld blocks %s, growth rate %lld, %lld channels in, %lld classes, "
+        "model: %s, %lld blocks %s, growth rate %lld, input %lldx%lldx%lld, %lld classes, "
         "%.3f M parameters, %.3f GMAC per image\n",
         config.arch.c_str(), static_cast<long long>(options.block_config().size()),
         format_int_list(options.block_config()).c_str(),
         static_cast<long long>(options.effective_growth_rate()),
-        static_cast<long long>(options.in_channels()), static_cast<long long>(classes),
+        static_cast<long long>(options.in_channels()), static_cast<long long>(input_size),
+        static_cast<long long>(input_size), static_cast<long long>(classes),
         s.plan.num_parameters() / 1e6, s.plan.forward_macs() / 1e9);
   print(out, "%s\n", memory_line.c_str());
   print(out,
-        "training: %lld epochs x %lld steps, batch %lld (%lld split%s), %s lr %g %s, "
+        "training: %lld epoch%s x %lld steps, batch %lld (%lld split%s), %s lr %g %s, "
         "weight decay %g, %d thread%s on %s\n",
-        static_cast<long long>(config.epochs),
+        static_cast<long long>(config.epochs), config.epochs == 1 ? "" : "s",
         static_cast<long long>(s.train_loader->batches_per_epoch()),
         static_cast<long long>(config.batch_size),
         static_cast<long long>(s.config.num_batch_splits),
@@ -644,6 +665,12 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     }
   };
 
+  if (s.epoch >= config.epochs) {
+    print(*s.out,
+          "the run has already trained its %lld epochs: nothing to do (give --epochs N with a "
+          "larger N to train further)\n",
+          static_cast<long long>(s.epoch));
+  }
   const int64_t steps = s.train_loader->batches_per_epoch();
   const auto& parameters = s.optimizer->parameters();
   const int64_t splits = config.num_batch_splits;
@@ -691,9 +718,12 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
       TORCH_CHECK(result.finite, "the loss is ",
                   std::isnan(result.loss_sum) ? "nan" : (result.loss_sum > 0 ? "inf" : "-inf"),
                   " at epoch ", s.epoch + 1, ", step ", s.next_batch + 1, " (global step ",
-                  s.global_step + 1, "): training stopped before the update; the last checkpoint (",
-                  s.checkpointer->last_path(),
-                  ") holds the last good weights. Lower lr, or add warmup-epochs or clip");
+                  s.global_step + 1, "): training stopped before the update; ",
+                  fs::exists(s.checkpointer->last_path())
+                      ? "the last checkpoint (" + s.checkpointer->last_path() +
+                            ") holds the last good weights"
+                      : std::string("no checkpoint was written"),
+                  ". Lower lr, or add warmup-epochs or clip");
       const double batch_loss = result.loss_sum;
       const int64_t batch_correct = result.correct;
       if (config.clip > 0) torch::nn::utils::clip_grad_norm_(parameters, config.clip);

@@ -151,3 +151,27 @@ TEST(TrainConfig, ShippedConfigsLoadAndTheDefaultIsFashionMnist) {
 
 }  // namespace
 }  // namespace densenet::train
+
+namespace densenet::train {
+namespace {
+
+TEST(TrainConfig, RefusesDuplicateKeysAndKeysTheRunWouldIgnore) {
+  TrainConfig config;
+  EXPECT_ERROR_CONTAINS(load_config_text(config, "seed: 5\nseed: 7\n", "dup.yaml"),
+                        "dup.yaml: key 'seed' is given twice");
+  const auto invalid = [](const std::string& yaml) {
+    TrainConfig c;
+    load_config_text(c, yaml, "x.yaml");
+    validate(c);
+  };
+  EXPECT_ERROR_CONTAINS(invalid("lr-type: cosine\nmilestones: [3, 5]\n"),
+                        "'milestones' apply to lr-type multistep only");
+  EXPECT_ERROR_CONTAINS(invalid("memory: efficient\nmemory-budget: 1GiB\n"),
+                        "'memory-budget' is used by memory: auto only");
+  EXPECT_ERROR_CONTAINS(invalid("device: cuda:abc\n"), "'device' must be cpu, cuda or cuda:N");
+  EXPECT_ERROR_CONTAINS(set_config_value(config, "memory-budget", "99999999999999999999999"),
+                        "expected a size such as 4GiB");
+}
+
+}  // namespace
+}  // namespace densenet::train

@@ -113,5 +113,21 @@ case $case_name in
     "$densenet" train --resume "$work/run" > "$work/out2" 2>&1 || fail "resume: $(cat "$work/out2")"
     grep -q "epoch 2/2 " "$work/out2" || fail "resumed run did not finish: $(cat "$work/out2")"
     echo "ok" ;;
+  config_duplicate_key)
+    printf 'seed: 5\nseed: 7\n' > "$work/dup.yaml"
+    expect "key 'seed' is given twice" "$densenet" train --config "$work/dup.yaml" ;;
+  out_of_memory)
+    # The memory plan's need far above the machine's: refused before anything is allocated or
+    # written.
+    expect "this run needs about .* but .* is available: use a smaller batch-size" \
+      "$densenet" train "${tiny[@]}" --input-size 16384 --output-dir "$work/run"
+    [ ! -e "$work/run" ] || fail "the refused run created its directory" ;;
+  resume_into_another_run)
+    train_ok --epochs 1 --output-dir "$work/a"
+    train_ok --epochs 1 --output-dir "$work/b"
+    cp "$work/b/last.pth" "$work/before.pth"
+    expect "output-dir '$work/b' already holds a run" \
+      "$densenet" train --resume "$work/a" --epochs 2 --output-dir "$work/b"
+    cmp -s "$work/b/last.pth" "$work/before.pth" || fail "b/last.pth changed" ;;
   *) fail "unknown case" ;;
 esac
