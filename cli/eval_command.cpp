@@ -1,5 +1,6 @@
 // `densenet eval`: loss, top-1 and top-5 of any weights on a dataset's evaluation split.
 #include "commands.h"
+#include "model_arguments.h"
 #include "usage_error.h"
 
 #include "densenet/data/image.h"
@@ -30,6 +31,7 @@ const std::vector<std::string>& eval_keys() {
 }
 
 struct EvalArguments {
+  ModelArguments refused;  // --depth, --efficient, --small-inputs
   std::string weights;
   int64_t batch_size = 256;
   bool json = false;
@@ -37,6 +39,7 @@ struct EvalArguments {
 };
 
 int run_eval(const EvalArguments& args, const CLI::App& command) {
+  refuse_original_spellings(args.refused);
   train::TrainConfig requested;
   std::vector<std::string> given;
   try {
@@ -81,6 +84,7 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
       ->capture_default_str();
   command->add_flag("--json", args->json, "print the result as one JSON object");
+  add_refused_spellings(*command, args->refused);
   command->footer(wrapped(std::string(checkpoint_format_limits()) + " " + image_format_limits()));
   for (const train::ConfigKey& key : train::config_keys()) {
     bool wanted = false;

@@ -166,13 +166,17 @@ void add_model_options(CLI::App& command, ModelArguments& args,
     add_override(command, "--memory", args.memory, "LIST", settings.memory_list_help,
                  library_check([](const std::string& text) { parse_memory_modes(text); }));
   }
+  add_refused_spellings(command, args);
+}
+
+void add_refused_spellings(CLI::App& command, ModelArguments& args) {
   // The original project's options without an equivalent here: rejected with the right one.
   command.add_option("--depth", args.depth)->group("");
   command.add_option("--efficient", args.efficient)->group("")->expected(0, 1);
   command.add_option("--small-inputs,--small_inputs", args.small_inputs)->group("")->expected(0, 1);
 }
 
-DenseNetOptions model_options_from(const ModelArguments& args, bool read_memory) {
+void refuse_original_spellings(const ModelArguments& args) {
   if (args.depth) {
     throw UsageError(
         "--depth is not an option here: choose a preset with --arch (e.g. densenet-bc-100 is "
@@ -180,6 +184,10 @@ DenseNetOptions model_options_from(const ModelArguments& args, bool read_memory)
   }
   if (args.efficient) throw UsageError("--efficient is spelled --memory efficient here");
   if (args.small_inputs) throw UsageError("--small-inputs is spelled --stem cifar here");
+}
+
+DenseNetOptions model_options_from(const ModelArguments& args, bool read_memory) {
+  refuse_original_spellings(args);
   DenseNetOptions options;
   try {
     options = preset_options(args.arch);

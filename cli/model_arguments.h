@@ -63,6 +63,12 @@ struct ModelOptionSettings {
 void add_model_options(CLI::App& command, ModelArguments& args,
                        const ModelOptionSettings& settings = {});
 
+/// Only the original project's --depth, --efficient and --small-inputs, hidden, for commands
+/// that take the model from elsewhere (train, eval); refuse_original_spellings rejects them with
+/// the spelling to use instead (UsageError).
+void add_refused_spellings(CLI::App& command, ModelArguments& args);
+void refuse_original_spellings(const ModelArguments& args);
+
 /// The preset named by `args.arch` with every override applied, validated. A BC preset whose
 /// growth rate is overridden gets the paper's 2k stem channels unless --num-init-features is
 /// given (Huang et al. 2017, section 3: "the initial convolution layer comprises 2k

@@ -1,5 +1,6 @@
 // `densenet train`: every configuration key as a flag, over an optional YAML file.
 #include "commands.h"
+#include "model_arguments.h"
 #include "usage_error.h"
 
 #include "densenet/data/image.h"
@@ -19,6 +20,7 @@ namespace densenet::cli {
 namespace {
 
 struct TrainArguments {
+  ModelArguments refused;  // --depth, --efficient, --small-inputs
   std::string config_file;
   std::map<std::string, std::string> values;  // key -> text, for the flags given
 };
@@ -67,6 +69,7 @@ void add_key_options(CLI::App& command, TrainArguments& args, bool train_only_ke
 }
 
 int run_train(const TrainArguments& args, const CLI::App& command) {
+  refuse_original_spellings(args.refused);
   train::TrainConfig requested;
   std::vector<std::string> given;
   // A bad key or value in a flag or the config file is a command-line mistake (exit 2).
@@ -109,6 +112,7 @@ void add_train_command(CLI::App& app) {
                    "YAML file of config keys (configs/*.yaml); flags override it")
       ->type_name("FILE");
   add_key_options(*command, *args);
+  add_refused_spellings(*command, args->refused);
   command->footer(
       std::string(
           "Writes to the run directory: config.yaml, classes.txt, metrics.csv, metrics.jsonl,\n"

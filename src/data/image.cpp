@@ -2,6 +2,8 @@
 
 #include "densenet/io/atomic_file.h"
 
+#include "data/jpeg_error.h"
+
 #include <c10/util/Exception.h>
 
 // libjpeg's header needs stdio's FILE declared first.
@@ -31,26 +33,9 @@ void check_dimensions(int64_t width, int64_t height, const std::string& source) 
               " (a decompression bomb, or an image to downscale first)");
 }
 
-struct JpegError {
-  jpeg_error_mgr manager;  // first, so that the library's pointer is also ours
-  std::jmp_buf jump;
-  char message[JMSG_LENGTH_MAX];
-};
-
-void jpeg_fail(j_common_ptr info) {
-  auto* error = reinterpret_cast<JpegError*>(info->err);
-  (*info->err->format_message)(info, error->message);
-  std::longjmp(error->jump, 1);
-}
-
-// libjpeg reports a truncated stream as a warning and fills the rest with grey; PIL refuses
-// such files ("image file is truncated"), and so does this.
-void jpeg_message(j_common_ptr info, int level) {
-  if (level < 0 &&
-      (info->err->msg_code == JWRN_JPEG_EOF || info->err->msg_code == JWRN_HIT_MARKER)) {
-    jpeg_fail(info);
-  }
-}
+using detail::jpeg_fail;
+using detail::jpeg_message;
+using detail::JpegError;
 
 // Pillow 9.4's CMYK JPEG to RGB: JpegImagePlugin always reads the samples as inverted
 // ("CMYK;I", Adobe's convention, which is what Photoshop and most CMYK JPEGs use), and Convert.c's

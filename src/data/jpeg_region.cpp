@@ -1,5 +1,7 @@
 #include "data/jpeg_region.h"
 
+#include "data/jpeg_error.h"
+
 #include <c10/util/Exception.h>
 
 // libjpeg's header needs stdio's FILE declared first.
@@ -20,25 +22,9 @@ namespace {
 
 constexpr int64_t kContext = 8;  // pixels of context around the box, see the header
 
-struct JpegError {
-  jpeg_error_mgr manager;  // first, so that the library's pointer is also ours
-  std::jmp_buf jump;
-  char message[JMSG_LENGTH_MAX];
-};
-
-void jpeg_fail(j_common_ptr info) {
-  auto* error = reinterpret_cast<JpegError*>(info->err);
-  (*info->err->format_message)(info, error->message);
-  std::longjmp(error->jump, 1);
-}
-
-// As decode_image: a truncated stream is an error, not grey rows.
-void jpeg_message(j_common_ptr info, int level) {
-  if (level < 0 &&
-      (info->err->msg_code == JWRN_JPEG_EOF || info->err->msg_code == JWRN_HIT_MARKER)) {
-    jpeg_fail(info);
-  }
-}
+using detail::jpeg_fail;
+using detail::jpeg_message;
+using detail::JpegError;
 
 }  // namespace
 

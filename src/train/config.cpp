@@ -3,6 +3,8 @@
 #include "densenet/model/options.h"
 #include "densenet/tools/memory_tracker.h"
 
+#include "densenet/util/edit_distance.h"
+
 #include <c10/util/Exception.h>
 #include <yaml-cpp/yaml.h>
 
@@ -260,22 +262,6 @@ const std::vector<KeyAccess>& table() {
 std::string normalize_key(std::string key) {
   std::replace(key.begin(), key.end(), '_', '-');
   return key;
-}
-
-// Levenshtein distance, for "did you mean" (a dozen short strings: no library needed).
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
 }
 
 const KeyAccess& find_key(const std::string& raw) {

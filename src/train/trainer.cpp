@@ -247,17 +247,25 @@ DataSetup open_data(const TrainConfig& config, bool need_train) {
   return setup;
 }
 
-std::unique_ptr<data::DataLoader> make_eval_loader(const TrainConfig& config,
-                                                   const DataSetup& setup,
-                                                   const torch::Device& device) {
+// Training batches are shuffled and, as timm does, the short last batch is dropped (its batch
+// statistics would be noisy, or missing for one image); evaluation sees every image in order.
+data::LoaderOptions loader_options(const TrainConfig& config, const torch::Device& device,
+                                   bool training) {
   data::LoaderOptions options;
-  options.batch_size = config.test_batch_size;
-  options.shuffle = false;
-  options.drop_last = false;
+  options.batch_size = training ? config.batch_size : config.test_batch_size;
+  options.shuffle = training;
+  options.drop_last = training;
   options.workers = config.workers;
   options.seed = static_cast<uint64_t>(config.seed);
   options.pin_memory = device.is_cuda();
-  return std::make_unique<data::DataLoader>(setup.eval_set, setup.eval_transform, options);
+  return options;
+}
+
+std::unique_ptr<data::DataLoader> make_eval_loader(const TrainConfig& config,
+                                                   const DataSetup& setup,
+                                                   const torch::Device& device) {
+  return std::make_unique<data::DataLoader>(setup.eval_set, setup.eval_transform,
+                                            loader_options(config, device, false));
 }
 
 torch::Device device_of(const TrainConfig& config) {
@@ -423,16 +431,8 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
   const int64_t input_size = data.input_size;
   TORCH_CHECK(s.train_set->size() >= config.batch_size, "batch-size ", config.batch_size,
               " is larger than the training set (", s.train_set->size(), " images)");
-  data::LoaderOptions train_options;
-  train_options.batch_size = config.batch_size;
-  train_options.shuffle = true;
-  // As timm: a short last batch would give noisy batch statistics (or none, for one image).
-  train_options.drop_last = true;
-  train_options.workers = config.workers;
-  train_options.seed = static_cast<uint64_t>(config.seed);
-  train_options.pin_memory = s.device.is_cuda();
-  s.train_loader =
-      std::make_unique<data::DataLoader>(s.train_set, data.train_transform, train_options);
+  s.train_loader = std::make_unique<data::DataLoader>(s.train_set, data.train_transform,
+                                                      loader_options(config, s.device, true));
   s.eval_loader = make_eval_loader(config, data, s.device);
 
   // Model and memory.
