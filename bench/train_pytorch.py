@@ -3,12 +3,16 @@
 side of the time-to-accuracy comparison with `densenet train` (docs/BENCHMARKS.md).
 
 What "the way a user would" means here: torchvision's FashionMNIST dataset class and transforms
-(RandomCrop(28, padding=4), RandomHorizontalFlip, ToTensor, Normalize(0.2860, 0.3530)), a torch
+(RandomCrop(28, padding=P) when P > 0, RandomHorizontalFlip(p), ToTensor, Normalize(0.2860,
+0.3530)), a torch
 DataLoader with N worker processes, a torchvision-style DenseNet-BC with the small-input stem
 (tests/reference/reference_densenet.py, torchvision's module names; torchvision's weight
-initialisation), SGD (momentum, nesterov, weight decay) and MultiStepLR stepped once per
-iteration, as `densenet train` schedules (milestones in epochs, default 0.5 and 0.75 of the
-epochs, the DenseNet paper's). Test loss, top-1 and top-5 accuracy after every epoch.
+initialisation), SGD (momentum, nesterov, weight decay) and a learning rate set every
+iteration as `densenet train` schedules it: cosine (LambdaLR with the closed form 0.5 (1 +
+cos(pi t / T)), T the run's iterations) or MultiStepLR (milestones in epochs, default 0.5 and
+0.75 of the epochs, the DenseNet paper's). The short last batch is dropped, as `densenet train`
+(and timm) drop it. The defaults are configs/fashion-mnist.yaml's. Test loss, top-1 and top-5
+accuracy after every epoch.
 
 Fashion-MNIST comes from Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist, the
 IDX .gz files); torchvision's class wants them uncompressed under <root>/FashionMNIST/raw, so
@@ -55,17 +59,20 @@ def parse_args():
     p.add_argument("--cache-dir", default="/tmp/densenet-fashion-mnist-torchvision",
                    help="where torchvision's raw/ layout is made")
     p.add_argument("--growth-rate", type=int, default=12)
-    p.add_argument("--block-config", type=ints, default=[16, 16, 16])
+    p.add_argument("--block-config", type=ints, default=[6, 6, 6])
     p.add_argument("--bn-size", type=int, default=4)
     p.add_argument("--compression", type=float, default=0.5)
     p.add_argument("--num-init-features", type=int, default=None, help="default: 2 * growth rate")
     p.add_argument("--drop-rate", type=float, default=0.0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--test-batch-size", type=int, default=256)
-    p.add_argument("--drop-last", action="store_true", help="drop the last partial training batch")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--keep-last", action="store_true",
+                   help="keep the last partial training batch (default: dropped, as densenet train)")
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--lr-type", default="multistep", choices=["multistep"])
+    p.add_argument("--lr-type", default="cosine", choices=["cosine", "multistep"])
+    p.add_argument("--crop-padding", type=int, default=0, help="RandomCrop padding; 0 = no crop")
+    p.add_argument("--hflip", type=float, default=0.5, help="RandomHorizontalFlip probability")
     p.add_argument("--milestones", type=floats, default=None,
                    help="epochs, comma-separated; default 0.5 and 0.75 of --epochs")
     p.add_argument("--gamma", type=float, default=0.1)
@@ -87,6 +94,8 @@ def parse_args():
     for name in ("batch_size", "test_batch_size", "epochs", "growth_rate"):
         if getattr(args, name) < 1:
             p.error("--%s must be >= 1, got %d" % (name.replace("_", "-"), getattr(args, name)))
+    if args.crop_padding < 0 or not 0 <= args.hflip <= 1:
+        p.error("--crop-padding must be >= 0 and --hflip in [0, 1]")
     if args.workers < 0 or args.threads < 0:
         p.error("--workers and --threads must be >= 0")
     return args
@@ -153,8 +162,10 @@ def main():
         torch.set_num_threads(args.threads)
     root = torchvision_root(args.data, args.cache_dir)
     normalize = transforms.Normalize((MEAN,), (STD,))
-    train_set = torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=transforms.Compose([
-        transforms.RandomCrop(28, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize]))
+    augment = [transforms.RandomCrop(28, padding=args.crop_padding)] if args.crop_padding > 0 else []
+    augment.append(transforms.RandomHorizontalFlip(args.hflip))
+    train_set = torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=transforms.Compose(
+        augment + [transforms.ToTensor(), normalize]))
     test_set = torchvision.datasets.FashionMNIST(root, train=False, download=False, transform=transforms.Compose([
         transforms.ToTensor(), normalize]))
     if args.max_train_samples > 0:
@@ -163,7 +174,7 @@ def main():
         test_set = torch.utils.data.Subset(test_set, range(min(args.max_eval_samples, len(test_set))))
     common = dict(num_workers=args.workers, persistent_workers=args.workers > 0)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                                               drop_last=args.drop_last, **common)
+                                               drop_last=not args.keep_last, **common)
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=args.test_batch_size, shuffle=False, **common)
 
     model = build_model(args)
@@ -171,17 +182,24 @@ def main():
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                 nesterov=bool(args.nesterov), weight_decay=args.weight_decay)
     steps_per_epoch = len(train_loader)
-    # Milestones in epochs -> iterations, rounded half up like densenet::train::Schedule.
-    milestones = [int(math.floor(m * steps_per_epoch + 0.5)) for m in args.milestones]
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=args.gamma)
+    if args.lr_type == "cosine":
+        total = steps_per_epoch * args.epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    else:
+        # Milestones in epochs -> iterations, rounded half up like densenet::train::Schedule.
+        milestones = [int(math.floor(m * steps_per_epoch + 0.5)) for m in args.milestones]
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=args.gamma)
 
     print("pytorch %s, torchvision %s, %d threads, %d workers; DenseNet-BC k=%d blocks %s bn %d "
           "compression %g init %d: %s parameters; %d training images, %d test images, batch %d, "
-          "%d steps/epoch" % (torch.__version__, torchvision.__version__, torch.get_num_threads(),
-                              args.workers, args.growth_rate, ",".join(map(str, args.block_config)),
-                              args.bn_size, args.compression, args.num_init_features,
-                              format(parameters, ","), len(train_set), len(test_set), args.batch_size,
-                              steps_per_epoch), flush=True)
+          "%d steps/epoch; %s lr %g, weight decay %g, crop padding %d, hflip %g"
+          % (torch.__version__, torchvision.__version__, torch.get_num_threads(),
+             args.workers, args.growth_rate, ",".join(map(str, args.block_config)),
+             args.bn_size, args.compression, args.num_init_features,
+             format(parameters, ","), len(train_set), len(test_set), args.batch_size,
+             steps_per_epoch, args.lr_type, args.lr, args.weight_decay, args.crop_padding, args.hflip),
+          flush=True)
     print("epoch | train s | img/s | data wait | train loss | test loss | test top-1 acc % | "
           "test top-5 acc % | eval s | wall clock s", flush=True)
     epochs, target_seconds, target_epoch = [], None, None

@@ -7,6 +7,7 @@
 #include "densenet/io/weights.h"
 #include "densenet/train/config.h"
 #include "densenet/train/trainer.h"
+#include "densenet/util/heap.h"
 
 #include <nlohmann/json.hpp>
 
@@ -54,6 +55,7 @@ int run_eval(const EvalArguments& args, const CLI::App& command) {
   }
   requested.test_batch_size = args.batch_size;
   given.push_back("test-batch-size");
+  keep_freed_memory();
   std::ostream& out = args.json ? std::cerr : std::cout;
   const train::EvalResult result = train::evaluate_weights(requested, given, args.weights, out);
   if (args.json) {

@@ -6,6 +6,7 @@
 #include "densenet/data/image.h"
 #include "densenet/train/config.h"
 #include "densenet/train/trainer.h"
+#include "densenet/util/heap.h"
 
 #include <c10/util/Exception.h>
 
@@ -90,6 +91,7 @@ int run_train(const TrainArguments& args, const CLI::App& command) {
     // fast it runs.
     config = train::resume_config(train::saved_config(requested.resume), requested, given);
   }
+  keep_freed_memory();
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
   train::Trainer trainer(config);

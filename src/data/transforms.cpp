@@ -93,21 +93,22 @@ void check_normalization(const Normalization& norm) {
   for (const double s : norm.std) TORCH_CHECK(s > 0, "std values must be positive, got ", s);
 }
 
-constexpr int64_t kCropPadding = 4;  // torchvision RandomCrop(32, padding=4), CIFAR recipes
-
-/// RandomCrop(size, padding=4) + RandomHorizontalFlip + ToTensor + Normalize.
+/// RandomCrop(size, padding) + RandomHorizontalFlip + ToTensor + Normalize.
 class PadCropFlip : public Transform {
  public:
-  PadCropFlip(int64_t size, Normalization norm) : size_(size), norm_(std::move(norm)) {}
+  PadCropFlip(int64_t size, int64_t padding, double hflip, Normalization norm)
+      : size_(size), padding_(padding), hflip_(hflip), norm_(std::move(norm)) {}
   torch::Tensor apply(const torch::Tensor& image, Rng& rng) const override {
     const Image in = to_image(image);
-    const CropBox box = random_crop_box(in.height, in.width, kCropPadding, size_, rng);
-    const bool flip = rng.bernoulli(0.5);
-    return normalize(pad_crop_flip(in, kCropPadding, box, flip), norm_);
+    const CropBox box = random_crop_box(in.height, in.width, padding_, size_, rng);
+    const bool flip = rng.bernoulli(hflip_);
+    return normalize(pad_crop_flip(in, padding_, box, flip), norm_);
   }
 
  private:
   int64_t size_;
+  int64_t padding_;
+  double hflip_;
   Normalization norm_;
 };
 
@@ -143,7 +144,7 @@ class ResizedCropFlip : public Transform {
   /// Everything after the crop: resize, flip, jitter, ToTensor, lighting, Normalize.
   torch::Tensor finish(Image cropped, Rng& rng) const {
     Image out = resize_bilinear(cropped, size_, size_);
-    if (rng.bernoulli(0.5)) flip_in_place(out);
+    if (rng.bernoulli(augment_.hflip)) flip_in_place(out);
     out = color_jitter(std::move(out), rng);
     if (augment_.lighting <= 0.0) return normalize(out, norm_);
     TORCH_CHECK(out.channels == 3, "PCA lighting needs RGB images, got ", out.channels,
@@ -381,8 +382,13 @@ std::shared_ptr<Transform> make_train_transform(const std::string& dataset_name,
                                                 const AugmentOptions& augment) {
   check_input_size(input_size);
   check_normalization(norm);
+  TORCH_CHECK(augment.hflip >= 0 && augment.hflip <= 1, "flip probability must be in [0, 1], got ",
+              augment.hflip);
   if (mnist_like_or_cifar(dataset_name) || (dataset_name == "synthetic" && input_size <= 64)) {
-    return std::make_shared<PadCropFlip>(input_size, norm);
+    TORCH_CHECK(augment.crop_padding >= 0 && augment.crop_padding <= input_size,
+                "crop padding must be in [0, ", input_size, "] for ", input_size, "x", input_size,
+                " images, got ", augment.crop_padding);
+    return std::make_shared<PadCropFlip>(input_size, augment.crop_padding, augment.hflip, norm);
   }
   TORCH_CHECK(dataset_name == "imagefolder" || dataset_name == "synthetic", "unknown dataset '",
               dataset_name, "' for the train transform");

@@ -150,8 +150,17 @@ const std::vector<KeyAccess>& table() {
       DENSENET_KEY("workers", "int", false, "loader threads that decode and augment",
                    c.workers = read_int(key, node), c.workers),
       DENSENET_KEY("augment", "bool", false,
-                   "random crop and horizontal flip on training images (false: none)",
+                   "the dataset's training augmentation: crop-padding, hflip, color-jitter, "
+                   "lighting (false: none)",
                    c.augment = read_bool(key, node), c.augment),
+      DENSENET_KEY("crop-padding", "int", false,
+                   "pixels of zero padding before the random crop of MNIST and CIFAR images "
+                   "(torchvision RandomCrop padding; 0: flip only)",
+                   c.crop_padding = read_int(key, node), c.crop_padding),
+      DENSENET_KEY("hflip", "real", false,
+                   "probability of a horizontal flip of a training image (timm's hflip; 0 for "
+                   "digits)",
+                   c.hflip = read_real(key, node), real_node(c.hflip)),
       DENSENET_KEY("color-jitter", "real", false,
                    "ColorJitter brightness/contrast/saturation factor for image folders (0: off)",
                    c.color_jitter = read_real(key, node), real_node(c.color_jitter)),
@@ -439,6 +448,21 @@ void validate(const TrainConfig& c) {
   require(c.color_jitter >= 0 && c.color_jitter < 1, "color-jitter", "must be in [0, 1)",
           text(c.color_jitter));
   require(c.lighting >= 0, "lighting", "must be >= 0", text(c.lighting));
+  require(c.crop_padding >= 0 && c.crop_padding <= 64, "crop-padding", "must be in [0, 64]",
+          text(c.crop_padding));
+  require(c.hflip >= 0 && c.hflip <= 1, "hflip", "must be in [0, 1]", text(c.hflip));
+  // Each pipeline takes only its own options: a key the run would ignore is a mistake.
+  const bool resized_crop = c.dataset == "imagefolder";
+  const bool pad_crop = c.dataset != "imagefolder" && c.dataset != "synthetic";
+  require(!pad_crop || c.color_jitter == 0, "color-jitter",
+          "applies to image folders (RandomResizedCrop pipeline), not to " + c.dataset,
+          text(c.color_jitter));
+  require(!pad_crop || c.lighting == 0, "lighting",
+          "applies to image folders (RandomResizedCrop pipeline), not to " + c.dataset,
+          text(c.lighting));
+  require(!resized_crop || c.crop_padding == TrainConfig{}.crop_padding, "crop-padding",
+          "applies to MNIST and CIFAR (RandomCrop pipeline), not to image folders",
+          text(c.crop_padding));
   require(c.memory_budget >= 0, "memory-budget", "must be >= 0", text(c.memory_budget));
   require(c.batch_size >= 1, "batch-size", "must be >= 1", text(c.batch_size));
   require(c.num_batch_splits >= 1 && c.num_batch_splits <= c.batch_size, "num-batch-splits",

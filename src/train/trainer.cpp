@@ -205,6 +205,8 @@ data::AugmentOptions augment_options(const TrainConfig& config) {
   data::AugmentOptions options;
   options.brightness = options.contrast = options.saturation = config.color_jitter;
   options.lighting = config.lighting;
+  options.crop_padding = config.crop_padding;
+  options.hflip = config.hflip;
   return options;
 }
 

@@ -44,6 +44,47 @@ TEST(Transforms, PadCropFlipMatchesTorchvision) {
                                 ref("rgb32_padcrop_8_3_flip")));
 }
 
+// crop-padding 0 is RandomCrop without padding: the whole image, only flipped or not; hflip is
+// RandomHorizontalFlip(p): 0 never flips, 1 always does.
+TEST(Transforms, CropPaddingAndFlipProbabilityAreHonoured) {
+  const torch::Tensor gray = ref("gray");
+  const Image image = to_image(gray);
+  const torch::Tensor plain = normalize(pad_crop_flip(image, 0, {0, 0, 28, 28}, false), kFashion);
+  const torch::Tensor mirrored = normalize(pad_crop_flip(image, 0, {0, 0, 28, 28}, true), kFashion);
+  const auto count = [&](double hflip, int64_t padding) {
+    AugmentOptions augment;
+    augment.crop_padding = padding;
+    augment.hflip = hflip;
+    const auto transform = make_train_transform("fashion-mnist", 28, kFashion, augment);
+    int64_t flipped = 0, other = 0;
+    for (uint64_t index = 0; index < 200; ++index) {
+      Rng rng(7, index);
+      const torch::Tensor out = transform->apply(gray, rng);
+      if (torch::equal(out, mirrored)) {
+        ++flipped;
+      } else if (!torch::equal(out, plain)) {
+        ++other;
+      }
+    }
+    return std::make_pair(flipped, other);
+  };
+  EXPECT_EQ(count(0.0, 0), (std::pair<int64_t, int64_t>(0, 0)));
+  EXPECT_EQ(count(1.0, 0), (std::pair<int64_t, int64_t>(200, 0)));
+  const auto half = count(0.5, 0);
+  EXPECT_GT(half.first, 60);
+  EXPECT_LT(half.first, 140);
+  EXPECT_EQ(half.second, 0);
+  EXPECT_GT(count(0.0, 4).second, 150);  // shifted crops
+  AugmentOptions bad;
+  bad.hflip = 2;
+  EXPECT_ERROR_CONTAINS(make_train_transform("cifar10", 32, kFashion, bad),
+                        "flip probability must be in [0, 1], got 2");
+  bad.hflip = 0.5;
+  bad.crop_padding = 40;
+  EXPECT_ERROR_CONTAINS(make_train_transform("mnist", 28, kFashion, bad),
+                        "crop padding must be in [0, 28] for 28x28 images, got 40");
+}
+
 TEST(Transforms, ResizedCropMatchesTorchvision) {
   const Image photo = to_image(ref("photo"));
   const auto check = [&](const std::string& name, CropBox box, int64_t size, bool flip) {

@@ -98,7 +98,9 @@ TEST(TrainConfig, ValidateNamesTheKeyAndTheRange) {
                         "'num-batch-splits' must be in [1, batch-size=64], got 100");
   EXPECT_ERROR_CONTAINS(invalid("lr", "-1"), "'lr' must be > 0, got -1");
   EXPECT_ERROR_CONTAINS(invalid("milestones", "5,3"), "'milestones' must be increasing");
-  EXPECT_ERROR_CONTAINS(invalid("milestones", "50"), "'milestones' must lie in (0, epochs=7]");
+  EXPECT_ERROR_CONTAINS(invalid("milestones", "50"), "'milestones' must lie in (0, epochs=6]");
+  EXPECT_ERROR_CONTAINS(invalid("hflip", "1.5"), "'hflip' must be in [0, 1], got 1.5");
+  EXPECT_ERROR_CONTAINS(invalid("crop-padding", "-1"), "'crop-padding' must be in [0, 64], got -1");
   EXPECT_ERROR_CONTAINS(invalid("label-smoothing", "1"), "'label-smoothing' must be in [0, 1)");
   EXPECT_ERROR_CONTAINS(invalid("device", "tpu"), "'device' must be cpu, cuda or cuda:N");
 }
@@ -169,6 +171,16 @@ TEST(TrainConfig, RefusesDuplicateKeysAndKeysTheRunWouldIgnore) {
   EXPECT_ERROR_CONTAINS(invalid("memory: efficient\nmemory-budget: 1GiB\n"),
                         "'memory-budget' is used by memory: auto only");
   EXPECT_ERROR_CONTAINS(invalid("device: cuda:abc\n"), "'device' must be cpu, cuda or cuda:N");
+  // Each augmentation pipeline refuses the other's options rather than ignore them.
+  EXPECT_ERROR_CONTAINS(invalid("dataset: cifar10\ncolor-jitter: 0.4\n"),
+                        "'color-jitter' applies to image folders (RandomResizedCrop pipeline), not "
+                        "to cifar10, got 0.4");
+  EXPECT_ERROR_CONTAINS(invalid("dataset: mnist\nlighting: 0.1\n"),
+                        "'lighting' applies to image folders");
+  EXPECT_ERROR_CONTAINS(invalid("dataset: imagefolder\ncrop-padding: 4\n"),
+                        "'crop-padding' applies to MNIST and CIFAR (RandomCrop pipeline), not to "
+                        "image folders, got 4");
+  EXPECT_NO_THROW(invalid("dataset: synthetic\ncrop-padding: 4\ncolor-jitter: 0.2\n"));
   EXPECT_ERROR_CONTAINS(set_config_value(config, "memory-budget", "99999999999999999999999"),
                         "expected a size such as 4GiB");
 }

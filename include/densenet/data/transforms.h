@@ -37,9 +37,16 @@ struct AugmentOptions {
   /// AlexNet-style PCA lighting with this alpha standard deviation (0.1 in fb.resnet.torch),
   /// 0 = off. A new alpha is drawn for every image.
   double lighting = 0.0;
+  /// Zero padding on each side before the random crop of MNIST-like and CIFAR images
+  /// (torchvision RandomCrop(size, padding)); 4 is the CIFAR recipes' value, 0 leaves only the
+  /// flip. Image folders use RandomResizedCrop instead and ignore it.
+  int64_t crop_padding = 4;
+  /// Probability of a horizontal flip (timm's `hflip`; torchvision RandomHorizontalFlip(p)).
+  /// 0 for digits, which a mirror changes.
+  double hflip = 0.5;
 };
 
-/// Train pipelines. MNIST-likes and CIFAR: RandomCrop(input_size, padding=4) + horizontal flip
+/// Train pipelines. MNIST-likes and CIFAR: RandomCrop(input_size, padding=crop_padding) + flip
 /// + ToTensor + Normalize; imagefolder and synthetic images larger than 64 pixels:
 /// RandomResizedCrop(input_size) + flip [+ ColorJitter + lighting when asked] + ToTensor +
 /// Normalize.

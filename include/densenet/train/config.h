@@ -23,6 +23,8 @@ struct TrainConfig {
   int64_t max_eval_samples = 0;   // 0 = all
   int64_t workers = 1;            // loader threads that decode and augment
   bool augment = true;            // random crop + flip (the dataset's training transform)
+  int64_t crop_padding = 0;       // RandomCrop padding (MNIST, CIFAR; their configs use 4)
+  double hflip = 0.5;             // horizontal flip probability (0 for digits)
   double color_jitter = 0;        // ColorJitter brightness, contrast, saturation factor (folders)
   double lighting = 0;            // AlexNet PCA lighting alpha std (folders)
 
@@ -42,7 +44,7 @@ struct TrainConfig {
   int64_t batch_size = 64;
   int64_t num_batch_splits = 1;  // gradient accumulation: the batch in this many pieces
   int64_t test_batch_size = 256;
-  int64_t epochs = 7;
+  int64_t epochs = 6;
   double lr = 0.1;
   std::string lr_type = "cosine";  // multistep | cosine | triangle | step
   std::vector<double> milestones;  // epochs; empty = 0.5 and 0.75 of `epochs` (the paper's)
@@ -50,7 +52,7 @@ struct TrainConfig {
   std::string optimizer = "sgd";  // sgd | adamw
   double momentum = 0.9;
   bool nesterov = true;
-  double weight_decay = 5e-4;
+  double weight_decay = 1e-4;
   bool no_weight_decay_on_norm = false;  // no weight decay on batch-norm parameters and biases
   double clip = 0;                       // gradient-norm clipping threshold; 0 = off
   double label_smoothing = 0;
