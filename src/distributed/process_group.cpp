@@ -88,12 +88,14 @@ struct ProcessGroup::Impl {
   std::condition_variable heartbeat_stop;
   bool stopping = false;
 
-  c10::intrusive_ptr<c10d::Store> connect(bool server) const {
+  // `worker`: the rank's own connection, counted in the store's "init" key (as torch's are);
+  // the server waits until all world-size ranks have counted themselves.
+  c10::intrusive_ptr<c10d::Store> connect(bool server, bool worker) const {
     c10d::TCPStoreOptions options;
     options.port = static_cast<std::uint16_t>(environment.master_port);
     options.isServer = server;
     options.numWorkers = static_cast<size_t>(environment.world_size);
-    options.waitWorkers = server;
+    options.waitWorkers = worker;
     options.timeout = timeout;
     c10::intrusive_ptr<c10d::Store> tcp =
         c10::make_intrusive<c10d::TCPStore>(environment.master_addr, options);
@@ -204,7 +206,7 @@ ProcessGroup::ProcessGroup(const Environment& environment, std::chrono::millisec
   const bool server = environment.rank == 0 && !environment.agent_store;
   const std::string where = environment.master_addr + ":" + std::to_string(environment.master_port);
   try {
-    impl.store = impl.connect(server);
+    impl.store = impl.connect(server, /*worker=*/true);
   } catch (const std::exception& error) {
     TORCH_CHECK(false, "rank ", environment.rank, ": rendezvous at ", where, " failed",
                 server ? " (rank 0 hosts the store there: is MASTER_PORT in use?)"
@@ -226,7 +228,7 @@ ProcessGroup::ProcessGroup(const Environment& environment, std::chrono::millisec
   }
   impl.heartbeat_interval =
       std::clamp(timeout / 20, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
-  impl.heartbeat_store = impl.connect(/*server=*/false);
+  impl.heartbeat_store = impl.connect(/*server=*/false, /*worker=*/false);
   impl.heartbeat_store->add(heartbeat_key(environment.rank), 1);
   impl.heartbeat = std::thread([&impl] { impl.beat(); });
 }
