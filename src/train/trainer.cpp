@@ -638,12 +638,12 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
     write_file_atomically((fs::path(s.run_dir) / "classes.txt").string(), classes_text);
   }
 
-  print(out, "densenet train: %s\n",
+  print(*s.out, "densenet train: %s\n",
         s.resume_path.empty() ? ("run directory " + s.run_dir).c_str()
                               : ("resuming " + s.resume_path).c_str());
-  print(out, "data: %s\n      %s: %s\n", s.train_set->describe().c_str(), s.eval_name.c_str(),
+  print(*s.out, "data: %s\n      %s: %s\n", s.train_set->describe().c_str(), s.eval_name.c_str(),
         s.eval_set->describe().c_str());
-  print(out,
+  print(*s.out,
         "model: %s, %lld blocks %s, growth rate %lld, input %lldx%lldx%lld, %lld classes, "
         "%.3f M parameters, %.3f GMAC per image\n",
         config.arch.c_str(), static_cast<long long>(options.block_config().size()),
@@ -652,8 +652,8 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
         static_cast<long long>(options.in_channels()), static_cast<long long>(input_size),
         static_cast<long long>(input_size), static_cast<long long>(classes),
         s.plan.num_parameters() / 1e6, s.plan.forward_macs() / 1e9);
-  print(out, "%s\n", memory_line.c_str());
-  print(out,
+  print(*s.out, "%s\n", memory_line.c_str());
+  print(*s.out,
         "training: %lld epoch%s x %lld steps, batch %lld (%lld split%s), %s lr %g %s, "
         "weight decay %g, %d thread%s on %s\n",
         static_cast<long long>(config.epochs), config.epochs == 1 ? "" : "s",
