@@ -1,17 +1,23 @@
 // `densenet train`: every configuration key as a flag, over an optional YAML file.
 #include "commands.h"
+#include "launcher.h"
 #include "model_arguments.h"
 #include "usage_error.h"
 
 #include "densenet/data/image.h"
+#include "densenet/distributed/environment.h"
+#include "densenet/distributed/process_group.h"
 #include "densenet/train/config.h"
 #include "densenet/train/trainer.h"
 #include "densenet/util/heap.h"
 
 #include <c10/util/Exception.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,6 +30,7 @@ struct TrainArguments {
   ModelArguments refused;  // --depth, --efficient, --small-inputs
   std::string config_file;
   std::map<std::string, std::string> values;  // key -> text, for the flags given
+  LaunchOptions launch;
 };
 
 // The first Ctrl-C (or SIGTERM) asks for a checkpoint at the next step boundary; a second one
@@ -85,16 +92,69 @@ int run_train(const TrainArguments& args, const CLI::App& command) {
   } catch (const c10::Error& error) {
     throw UsageError(error.what_without_backtrace());
   }
+  // Where this process stands: the launcher, a rank (torchrun's variables), or the only process.
+  distributed::Environment environment;
+  try {
+    environment = distributed::environment();
+  } catch (const c10::Error& error) {
+    throw UsageError(error.what_without_backtrace());
+  }
+  const LaunchOptions& launch = args.launch;
+  const bool launcher = command.get_option("--nproc-per-node")->count() > 0;
+  for (const char* flag : {"--nnodes", "--node-rank", "--master-addr", "--master-port"}) {
+    if (command.get_option(flag)->count() > 0 && !launcher) {
+      throw UsageError(std::string(flag) + " needs --nproc-per-node (the launcher's flags)");
+    }
+  }
+  if (launcher) {
+    if (std::getenv("WORLD_SIZE") != nullptr) {
+      throw UsageError(
+          "--nproc-per-node starts ranks, but this process is one already (WORLD_SIZE is set): "
+          "use either torchrun or --nproc-per-node");
+    }
+    if (launch.nproc_per_node < 1 || launch.nnodes < 1) {
+      throw UsageError("--nproc-per-node and --nnodes must be >= 1");
+    }
+    if (launch.node_rank < 0 || launch.node_rank >= launch.nnodes) {
+      throw UsageError("--node-rank " + std::to_string(launch.node_rank) + " is outside [0, " +
+                       "--nnodes=" + std::to_string(launch.nnodes) + ")");
+    }
+    if (launch.master_port < 0 || launch.master_port > 65535) {
+      throw UsageError("--master-port " + std::to_string(launch.master_port) +
+                       " is not a TCP port in [1, 65535]");
+    }
+    environment.world_size = launch.nproc_per_node * launch.nnodes;
+  }
   train::TrainConfig config = requested;
   if (!requested.resume.empty()) {
     // Continue under the run's own configuration; what was given may only change where and how
     // fast it runs.
     config = train::resume_config(train::saved_config(requested.resume), requested, given);
   }
+  if (config.batch_size % environment.world_size != 0) {
+    throw UsageError("batch-size " + std::to_string(config.batch_size) +
+                     " is not divisible by the world size " +
+                     std::to_string(environment.world_size) +
+                     ": batch-size is the global batch, split evenly over the ranks");
+  }
+  if (environment.distributed()) {
+    try {
+      distributed::choose_backend(config.dist_backend, torch::Device(config.device));
+    } catch (const c10::Error& error) {
+      throw UsageError(error.what_without_backtrace());
+    }
+  }
+  if (launcher) return launch_local_ranks(launch, arguments_for_ranks());
   keep_freed_memory();
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
-  train::Trainer trainer(config);
+  std::shared_ptr<distributed::ProcessGroup> group;
+  if (environment.distributed()) {
+    const auto timeout =
+        std::chrono::milliseconds(static_cast<int64_t>(config.dist_timeout * 1000.0 + 0.5));
+    group = std::make_shared<distributed::ProcessGroup>(environment, timeout, "gloo");
+  }
+  train::Trainer trainer(config, std::cout, train::is_terminal(stdout), group);
   const train::RunSummary summary = trainer.run();
   // As a shell reports a process ended by the signal: 128 + its number (130 SIGINT, 143 SIGTERM).
   return summary.interrupted ? 128 + (stop_signal != 0 ? stop_signal : SIGINT) : 0;
@@ -114,13 +174,36 @@ void add_train_command(CLI::App& app) {
                    "YAML file of config keys (configs/*.yaml); flags override it")
       ->type_name("FILE");
   add_key_options(*command, *args);
+  // torchrun's flags, with its spellings (dashes or underscores).
+  command
+      ->add_option("--nproc-per-node,--nproc_per_node", args->launch.nproc_per_node,
+                   "start this many ranks on this machine (data-parallel training)")
+      ->group("Data-parallel launcher");
+  command
+      ->add_option("--nnodes", args->launch.nnodes,
+                   "machines in the run, each started with --nproc-per-node [default: 1]")
+      ->group("Data-parallel launcher");
+  command
+      ->add_option("--node-rank,--node_rank", args->launch.node_rank,
+                   "this machine's index in [0, nnodes) [default: 0]")
+      ->group("Data-parallel launcher");
+  command
+      ->add_option("--master-addr,--master_addr", args->launch.master_addr,
+                   "host of rank 0 (the rendezvous store) [default: 127.0.0.1]")
+      ->group("Data-parallel launcher");
+  command
+      ->add_option("--master-port,--master_port", args->launch.master_port,
+                   "its TCP port [default: a free one on one machine, else 29500]")
+      ->group("Data-parallel launcher");
   add_refused_spellings(*command, args->refused);
   command->footer(
       std::string(
           "Writes to the run directory: config.yaml, classes.txt, metrics.csv, metrics.jsonl,\n"
           "curves.png, last.pth (every epoch, atomically), best.pth, checkpoint-NNN.pth.\n"
           "Ctrl-C writes a checkpoint at the next step and prints how to resume (--resume "
-          "DIR).\n\n") +
+          "DIR).\n"
+          "Data-parallel: --nproc-per-node N starts N ranks (or run under torchrun --no_python);\n"
+          "batch-size is the global batch; rank 0 alone prints and writes the run directory.\n\n") +
       wrapped(image_format_limits()));
 }
 

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build clang-format
   libtorch-dev           # LibTorch 1.13 (CPU)
+  libgloo-dev            # Gloo's headers, which c10d's ProcessGroupGloo.hpp includes (data-parallel)
   libopenblas0-pthread   # Debian's default reference BLAS is ~20x slower
   libgtest-dev nlohmann-json3-dev
   libcli11-dev libyaml-cpp-dev  # command-line options and training configs

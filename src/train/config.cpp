@@ -257,6 +257,15 @@ const std::vector<KeyAccess>& table() {
                    c.threads = read_int(key, node), c.threads),
       DENSENET_KEY("device", "string", false, "cpu | cuda | cuda:N",
                    c.device = read_string(key, node), c.device),
+      DENSENET_KEY("dist-backend", "string", false,
+                   "auto | gloo | nccl: collectives of a data-parallel run (auto: gloo on CPU)",
+                   c.dist_backend = read_string(key, node), c.dist_backend),
+      DENSENET_KEY("dist-timeout", "real", false,
+                   "seconds a data-parallel rank waits for the others (rendezvous, collectives)",
+                   c.dist_timeout = read_real(key, node), real_node(c.dist_timeout)),
+      DENSENET_KEY("dist-bucket-size", "size", false,
+                   "bytes of gradients all-reduced together in a data-parallel run, e.g. 25MiB",
+                   c.dist_bucket_size = read_size(key, node), c.dist_bucket_size),
       DENSENET_KEY("log-interval", "int", false,
                    "steps between progress lines when the output is not a terminal",
                    c.log_interval = read_int(key, node), c.log_interval),
@@ -401,9 +410,10 @@ void copy_config_value(TrainConfig& to, const TrainConfig& from, const std::stri
 
 bool may_change_on_resume(const std::string& key) {
   static const std::vector<std::string> keys = {
-      "data",         "workers",       "resume",           "test-only",      "output-dir",
-      "epochs",       "save-interval", "keep-checkpoints", "threads",        "device",
-      "log-interval", "force",         "max-eval-samples", "test-batch-size"};
+      "data",         "workers",         "resume",           "test-only",       "output-dir",
+      "epochs",       "save-interval",   "keep-checkpoints", "threads",         "device",
+      "log-interval", "force",           "max-eval-samples", "test-batch-size", "dist-backend",
+      "dist-timeout", "dist-bucket-size"};
   return std::find(keys.begin(), keys.end(), normalize_key(key)) != keys.end();
 }
 
@@ -492,6 +502,10 @@ void validate(const TrainConfig& c) {
   require(c.threads >= 0 && c.threads <= 1024, "threads", "must be in [0, 1024] (0: all cores)",
           text(c.threads));
   require(c.log_interval >= 1, "log-interval", "must be >= 1", text(c.log_interval));
+  require_one_of("dist-backend", c.dist_backend, {"auto", "gloo", "nccl"});
+  require(c.dist_timeout > 0, "dist-timeout", "must be > 0 seconds", text(c.dist_timeout));
+  require(c.dist_bucket_size >= 1, "dist-bucket-size", "must be >= 1 byte",
+          text(c.dist_bucket_size));
   require(c.device == "cpu" || c.device == "cuda" ||
               std::regex_match(c.device, std::regex("cuda:[0-9]{1,3}")),
           "device", "must be cpu, cuda or cuda:N", "'" + c.device + "'");

@@ -3,6 +3,9 @@
 #include "densenet/data/dataset.h"
 #include "densenet/data/loader.h"
 #include "densenet/data/transforms.h"
+#include "densenet/distributed/gradient_buckets.h"
+#include "densenet/distributed/process_group.h"
+#include "densenet/distributed/replicas.h"
 #include "densenet/io/atomic_file.h"
 #include "densenet/io/pth_file.h"
 #include "densenet/io/state_dict.h"
@@ -263,10 +266,30 @@ data::LoaderOptions loader_options(const TrainConfig& config, const torch::Devic
   return options;
 }
 
+// Rank `rank`'s part of the evaluation set: a contiguous block, the blocks disjoint and
+// covering the set, so that the all-reduced sums count every image exactly once (torch's
+// DistributedSampler would pad the set with duplicates).
+std::shared_ptr<data::Dataset> eval_shard(std::shared_ptr<data::Dataset> eval_set, int64_t rank,
+                                          int64_t world_size) {
+  if (world_size == 1) return eval_set;
+  const int64_t n = eval_set->size();
+  TORCH_CHECK(n >= world_size, "the evaluation set has ", n, " images, fewer than the ", world_size,
+              " ranks: give max-eval-samples >= ", world_size);
+  const int64_t begin = n * rank / world_size, end = n * (rank + 1) / world_size;
+  std::vector<int64_t> indices;
+  for (int64_t i = begin; i < end; ++i) indices.push_back(i);
+  const std::string description = eval_set->describe() + ", rank " + std::to_string(rank) +
+                                  "'s images " + std::to_string(begin) + ".." +
+                                  std::to_string(end - 1);
+  return data::subset(std::move(eval_set), std::move(indices), description);
+}
+
 std::unique_ptr<data::DataLoader> make_eval_loader(const TrainConfig& config,
                                                    const DataSetup& setup,
-                                                   const torch::Device& device) {
-  return std::make_unique<data::DataLoader>(setup.eval_set, setup.eval_transform,
+                                                   const torch::Device& device, int64_t rank = 0,
+                                                   int64_t world_size = 1) {
+  return std::make_unique<data::DataLoader>(eval_shard(setup.eval_set, rank, world_size),
+                                            setup.eval_transform,
                                             loader_options(config, device, false));
 }
 
@@ -277,10 +300,11 @@ torch::Device device_of(const TrainConfig& config) {
   return device;
 }
 
-int apply_threads(const TrainConfig& config) {
-  const int threads = config.threads > 0
-                          ? static_cast<int>(config.threads)
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+// The cores are shared by the ranks of this machine (local world size) unless threads is given.
+int apply_threads(const TrainConfig& config, int64_t local_world_size = 1) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = config.threads > 0 ? static_cast<int>(config.threads)
+                                         : std::max(1, cores / static_cast<int>(local_world_size));
   set_num_threads(threads);
   return threads;
 }
@@ -296,7 +320,7 @@ void clear_stop_request() {
 
 BatchResult accumulate_gradients(DenseNet& model, const torch::Tensor& images,
                                  const torch::Tensor& labels, int64_t splits,
-                                 double label_smoothing) {
+                                 double label_smoothing, distributed::GradientBuckets* buckets) {
   namespace F = torch::nn::functional;
   const auto options =
       F::CrossEntropyFuncOptions().reduction(torch::kSum).label_smoothing(label_smoothing);
@@ -311,8 +335,9 @@ BatchResult accumulate_gradients(DenseNet& model, const torch::Tensor& images,
     result.loss_sum += value;
     if (!std::isfinite(value)) {
       result.finite = false;
-      return result;
+      if (buckets == nullptr) return result;
     }
+    if (buckets != nullptr && p + 1 == image_pieces.size()) buckets->arm();
     (loss / n).backward();
     torch::NoGradGuard no_grad;
     result.correct += count_topk_correct(logits.detach(), label_pieces[p], {1})[0];
@@ -321,7 +346,7 @@ BatchResult accumulate_gradients(DenseNet& model, const torch::Tensor& images,
 }
 
 EvalResult evaluate(DenseNet& model, data::DataLoader& loader, const torch::Device& device,
-                    int64_t epoch) {
+                    int64_t epoch, distributed::ProcessGroup* group) {
   const auto start = Clock::now();
   model->eval();
   torch::NoGradGuard no_grad;
@@ -342,6 +367,18 @@ EvalResult evaluate(DenseNet& model, data::DataLoader& loader, const torch::Devi
     top5 += correct[1];
     result.images += labels.size(0);
   }
+  if (group != nullptr) {
+    // Sums in float64: counts stay exact far beyond any evaluation set.
+    const torch::Tensor sums =
+        torch::tensor({loss_sum, static_cast<double>(top1), static_cast<double>(top5),
+                       static_cast<double>(result.images)},
+                      torch::kFloat64);
+    group->allreduce(sums, distributed::Reduction::sum, "the all-reduce of the evaluation sums");
+    loss_sum = sums[0].item<double>();
+    top1 = static_cast<int64_t>(sums[1].item<double>());
+    top5 = static_cast<int64_t>(sums[2].item<double>());
+    result.images = static_cast<int64_t>(sums[3].item<double>());
+  }
   TORCH_CHECK(result.images > 0, "the evaluation set is empty");
   const double n = static_cast<double>(result.images);
   result.loss = loss_sum / n;
@@ -355,7 +392,15 @@ EvalResult evaluate(DenseNet& model, data::DataLoader& loader, const torch::Devi
 struct Trainer::State {
   TrainConfig config;
   std::ostream* out;
+  std::ostream no_output{nullptr};  // ranks other than 0 print nothing
   bool terminal;
+  // Data-parallel runs: the process group (null for one process) and the gradient buckets.
+  std::shared_ptr<distributed::ProcessGroup> group;
+  std::unique_ptr<distributed::GradientBuckets> buckets;
+  int64_t rank = 0, world_size = 1;
+  bool stop_agreed = false;     // every rank saw a stop request at the last step's all-reduce
+  int64_t replica_checks = 0;   // checkpoints at which the replicas were compared (all equal)
+  int64_t replica_tensors = 0;  // tensors compared at each
   torch::Device device{torch::kCPU};
   std::string run_dir;
   std::string resume_path;
@@ -387,14 +432,30 @@ struct Trainer::State {
   int64_t images = 0;
   double epoch_seconds = 0;
   double wait_seconds = 0;
+  double comm_seconds = 0;  // waiting for collectives after backward (data-parallel)
+
+  bool writes() const { return rank == 0; }  // rank 0 alone prints and owns the run directory
 };
 
-Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
+Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
+                 std::shared_ptr<distributed::ProcessGroup> group)
     : state_(std::make_unique<State>()) {
   State& s = *state_;
-  s.out = &out;
-  s.terminal = terminal;
+  s.group = std::move(group);
+  if (s.group) {
+    s.rank = s.group->rank();
+    s.world_size = s.group->world_size();
+  }
+  s.out = s.writes() ? &out : &s.no_output;
+  s.terminal = terminal && s.writes();
   validate(config);
+  TORCH_CHECK(config.batch_size % s.world_size == 0, "batch-size ", config.batch_size,
+              " is not divisible by the world size ", s.world_size,
+              ": batch-size is the global batch, split evenly over the ranks");
+  TORCH_CHECK(config.batch_size / s.world_size >= config.num_batch_splits, "num-batch-splits ",
+              config.num_batch_splits, " is more than each rank's ",
+              config.batch_size / s.world_size, " images of a batch (batch-size ",
+              config.batch_size, " over ", s.world_size, " ranks)");
 
   // A resumed run continues under the checkpoint's configuration; only keys that do not change
   // what is computed may differ (resume_config in the CLI merges them; checked again here).
@@ -422,7 +483,9 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
               "test-only evaluates a resumed run: give --resume DIR (or use 'densenet eval "
               "--weights FILE' for any weights)");
   s.device = device_of(config);
-  const int threads = apply_threads(config);
+  if (s.group) distributed::choose_backend(config.dist_backend, s.device);
+  const int threads = apply_threads(config, s.group ? s.group->environment().local_world_size : 1);
+  const int64_t local_batch = config.batch_size / s.world_size;  // this rank's images per step
   torch::manual_seed(static_cast<uint64_t>(config.seed));
 
   // Data.
@@ -433,9 +496,14 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
   const int64_t input_size = data.input_size;
   TORCH_CHECK(s.train_set->size() >= config.batch_size, "batch-size ", config.batch_size,
               " is larger than the training set (", s.train_set->size(), " images)");
-  s.train_loader = std::make_unique<data::DataLoader>(s.train_set, data.train_transform,
-                                                      loader_options(config, s.device, true));
-  s.eval_loader = make_eval_loader(config, data, s.device);
+  data::LoaderOptions train_options = loader_options(config, s.device, true);
+  // The global batch b is perm[b * B, (b + 1) * B); rank r takes its r-th part of B / W.
+  train_options.batch_size = local_batch;
+  train_options.rank = s.rank;
+  train_options.world_size = s.world_size;
+  s.train_loader =
+      std::make_unique<data::DataLoader>(s.train_set, data.train_transform, train_options);
+  s.eval_loader = make_eval_loader(config, data, s.device, s.rank, s.world_size);
 
   // Model and memory.
   const int64_t classes = static_cast<int64_t>(s.train_set->classes().size());
@@ -447,21 +515,21 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
     const int64_t budget =
         config.memory_budget > 0 ? config.memory_budget : default_memory_budget();
     const MemoryChoice choice =
-        choose_memory(s.plan, config.batch_size, budget, s.device.type(), optimizer_copies);
+        choose_memory(s.plan, local_batch, budget, s.device.type(), optimizer_copies);
     options.memory(choice.mode);
     s.config.num_batch_splits = std::max(config.num_batch_splits, choice.num_batch_splits);
     memory_line = "memory: auto -> " + choice.reason;
   } else {
     options.memory(parse_memory_mode(config.memory));
     memory_line = "memory: " + config.memory + ", predicted step peak " +
-                  format_bytes(predicted_step_bytes(s.plan, options.memory(), config.batch_size,
+                  format_bytes(predicted_step_bytes(s.plan, options.memory(), local_batch,
                                                     s.config.num_batch_splits, optimizer_copies));
   }
   s.plan = plan_architecture(options);
   if (!s.device.is_cuda()) {
     // Refuse before allocating what the memory plan says cannot fit: the kernel's OOM killer
     // would end the run without a word.
-    const int64_t need = predicted_step_bytes(s.plan, options.memory(), config.batch_size,
+    const int64_t need = predicted_step_bytes(s.plan, options.memory(), local_batch,
                                               s.config.num_batch_splits, optimizer_copies);
     const int64_t available = default_memory_budget() / 8 * 10;  // MemAvailable
     TORCH_CHECK(need <= available, "this run needs about ", format_bytes(need),
@@ -494,7 +562,7 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
 
   // The run directory.
   s.run_dir = config.output_dir.empty() ? default_run_dir(config) : config.output_dir;
-  if (!config.test_only) prepare_run_dir(s.run_dir, config, s.resume_path);
+  if (!config.test_only && s.writes()) prepare_run_dir(s.run_dir, config, s.resume_path);
   s.checkpointer =
       std::make_unique<Checkpointer>(s.run_dir, config.save_interval, config.keep_checkpoints);
   s.metrics = std::make_unique<MetricLogger>(s.run_dir);
@@ -526,13 +594,45 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
     for (const auto& record : field(root, "history", source).elements()) {
       history.push_back(record_from(record));
     }
-    if (!config.test_only) s.metrics->restore(history);
+    if (!config.test_only && s.writes()) s.metrics->restore(history);
+    const pth::Value* saved_world = root.find("world_size");
+    const int64_t saved_world_size = saved_world == nullptr ? 1 : saved_world->as_int();
+    if (saved_world_size != s.world_size && s.next_batch > 0) {
+      // A mid-epoch position is exact only on the same world size (the padding of the shards,
+      // the per-rank batch statistics differ): the epoch starts again from its first batch.
+      print(*s.out,
+            "the checkpoint was written by %lld rank%s, this run has %lld: epoch %lld restarts "
+            "at its first step (its %lld steps done are trained again; exact resumption needs "
+            "the same world size)\n",
+            static_cast<long long>(saved_world_size), saved_world_size == 1 ? "" : "s",
+            static_cast<long long>(s.world_size), static_cast<long long>(s.epoch + 1),
+            static_cast<long long>(s.next_batch));
+      s.global_step -= s.next_batch;
+      s.next_batch = 0;
+      s.loss_sum = 0;
+      s.correct = 0;
+      s.images = 0;
+      s.epoch_seconds = 0;
+      s.wait_seconds = 0;
+    } else if (saved_world_size != s.world_size) {
+      print(*s.out, "the checkpoint was written by %lld rank%s, this run continues on %lld\n",
+            static_cast<long long>(saved_world_size), saved_world_size == 1 ? "" : "s",
+            static_cast<long long>(s.world_size));
+    }
     TORCH_CHECK(s.next_batch <= s.train_loader->batches_per_epoch(), "'", source,
                 "' stopped at batch ", s.next_batch, " of an epoch that now has ",
                 s.train_loader->batches_per_epoch(), " (was the dataset changed?)");
   }
 
-  if (!config.test_only && s.resume_path.empty()) {
+  if (s.group) {
+    // Every rank starts from rank 0's weights and buffers (a fresh run's are equal already, by
+    // the seed; this makes it so whatever happened, as DDP's constructor does).
+    distributed::broadcast_from_rank0(*s.model, *s.group);
+    s.buckets = std::make_unique<distributed::GradientBuckets>(s.model->parameters(), s.group,
+                                                               config.dist_bucket_size);
+  }
+
+  if (!config.test_only && s.resume_path.empty() && s.writes()) {
     write_file_atomically((fs::path(s.run_dir) / "config.yaml").string(), config_to_yaml(s.config));
     std::string classes_text;
     for (const auto& name : s.train_set->classes()) classes_text += name + "\n";
@@ -540,12 +640,12 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
     write_file_atomically((fs::path(s.run_dir) / "classes.txt").string(), classes_text);
   }
 
-  print(out, "densenet train: %s\n",
+  print(*s.out, "densenet train: %s\n",
         s.resume_path.empty() ? ("run directory " + s.run_dir).c_str()
                               : ("resuming " + s.resume_path).c_str());
-  print(out, "data: %s\n      %s: %s\n", s.train_set->describe().c_str(), s.eval_name.c_str(),
+  print(*s.out, "data: %s\n      %s: %s\n", s.train_set->describe().c_str(), s.eval_name.c_str(),
         s.eval_set->describe().c_str());
-  print(out,
+  print(*s.out,
         "model: %s, %lld blocks %s, growth rate %lld, input %lldx%lldx%lld, %lld classes, "
         "%.3f M parameters, %.3f GMAC per image\n",
         config.arch.c_str(), static_cast<long long>(options.block_config().size()),
@@ -554,8 +654,8 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
         static_cast<long long>(options.in_channels()), static_cast<long long>(input_size),
         static_cast<long long>(input_size), static_cast<long long>(classes),
         s.plan.num_parameters() / 1e6, s.plan.forward_macs() / 1e9);
-  print(out, "%s\n", memory_line.c_str());
-  print(out,
+  print(*s.out, "%s\n", memory_line.c_str());
+  print(*s.out,
         "training: %lld epoch%s x %lld steps, batch %lld (%lld split%s), %s lr %g %s, "
         "weight decay %g, %d thread%s on %s\n",
         static_cast<long long>(config.epochs), config.epochs == 1 ? "" : "s",
@@ -565,7 +665,16 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal)
         s.config.num_batch_splits == 1 ? "" : "s", config.optimizer.c_str(), config.lr,
         config.lr_type.c_str(), config.weight_decay, threads, threads == 1 ? "" : "s",
         s.device.str().c_str());
-  out.flush();
+  if (s.group) {
+    print(*s.out,
+          "data-parallel: %lld ranks (gloo), %lld images per rank per step, %lld gradient "
+          "bucket%s of up to %s, dist-timeout %g s\n",
+          static_cast<long long>(s.world_size), static_cast<long long>(local_batch),
+          static_cast<long long>(s.buckets->num_buckets()),
+          s.buckets->num_buckets() == 1 ? "" : "s", format_bytes(config.dist_bucket_size).c_str(),
+          config.dist_timeout);
+  }
+  s.out->flush();
 }
 
 Trainer::~Trainer() = default;
@@ -586,7 +695,7 @@ pth::Value make_checkpoint(const Trainer& trainer, const ArchitecturePlan& plan,
                            const Optimizer& optimizer, int64_t epoch, int64_t next_batch,
                            int64_t global_step, double best_top1, int64_t best_epoch,
                            double elapsed, double loss_sum, int64_t correct, int64_t images,
-                           double epoch_seconds, double wait_seconds,
+                           double epoch_seconds, double wait_seconds, int64_t world_size,
                            const std::vector<EpochRecord>& history,
                            const std::vector<std::string>& classes, const std::string& lr_type) {
   pth::Value root = pth::Value::dict();
@@ -612,6 +721,8 @@ pth::Value make_checkpoint(const Trainer& trainer, const ArchitecturePlan& plan,
   partial.set_item(text("seconds"), number(epoch_seconds));
   partial.set_item(text("wait_seconds"), number(wait_seconds));
   put("partial_epoch", partial);
+  // A mid-epoch position continues exactly only on as many ranks.
+  put("world_size", integer(world_size));
   pth::Value rng = pth::Value::dict();
   rng.set_item(text("torch_cpu"), pth::Value::tensor(cpu_rng_state()));
   put("rng", rng);
@@ -639,8 +750,8 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
   summary.best_top1 = std::nan("");
 
   if (config.test_only) {
-    const EvalResult result = evaluate(s.model, *s.eval_loader, s.device);
-    print(*s.out, "%s: loss %.4f  top-1 %.2f%%  top-5 %.2f%%  (%lld images, %.1f s)\n",
+    const EvalResult result = evaluate(s.model, *s.eval_loader, s.device, 0, s.group.get());
+    print(*s.out, "%s: loss %.6f  top-1 %.2f%%  top-5 %.2f%%  (%lld images, %.1f s)\n",
           s.eval_name.c_str(), result.loss, result.top1, result.top5,
           static_cast<long long>(result.images), result.seconds);
     summary.last_top1 = result.top1;
@@ -655,10 +766,16 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
                   "): nothing was saved; the last checkpoint (", s.checkpointer->last_path(),
                   ") holds the last good weights. Lower lr");
     }
+    if (s.group) {
+      // Rank 0's checkpoint stands for every rank: check that it does, bit for bit.
+      s.replica_tensors = distributed::check_replicas(*s.model, *s.group);
+      ++s.replica_checks;
+      if (!s.writes()) return;
+    }
     const pth::Value checkpoint = make_checkpoint(
         *this, s.plan, *s.optimizer, s.epoch, s.next_batch, s.global_step, s.best_top1,
         s.best_epoch, elapsed(), s.loss_sum, s.correct, s.images, s.epoch_seconds, s.wait_seconds,
-        s.metrics->history(), s.train_set->classes(), config.lr_type);
+        s.world_size, s.metrics->history(), s.train_set->classes(), config.lr_type);
     try {
       s.checkpointer->save(checkpoint, completed_epoch, is_best);
     } catch (const c10::Error& error) {
@@ -689,16 +806,21 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     const double seconds_before = s.epoch_seconds;
     const double wait_before = s.wait_seconds;
     while (true) {
-      if (stop_requested.load()) {
+      // Data-parallel ranks stop together, at the step where any of them saw the request.
+      if (s.group ? s.stop_agreed : stop_requested.load()) {
         progress.finish();
         s.epoch_seconds = seconds_before + seconds_since(epoch_start);
         s.wait_seconds = wait_before + s.train_loader->epoch_stats().wait_seconds;
         save(std::nullopt, false);
         print(*s.out,
               "stopped at epoch %lld, step %lld: checkpoint %s written; continue with\n"
-              "  densenet train --resume %s\n",
+              "  densenet train --resume %s%s\n",
               static_cast<long long>(s.epoch + 1), static_cast<long long>(s.next_batch),
-              s.checkpointer->last_path().c_str(), s.run_dir.c_str());
+              s.checkpointer->last_path().c_str(), s.run_dir.c_str(),
+              s.group ? ("   (on " + std::to_string(s.world_size) +
+                         " ranks again for an exact continuation: --nproc-per-node or torchrun)")
+                            .c_str()
+                      : "");
         s.out->flush();
         summary.interrupted = true;
         summary.epochs_completed = s.epoch;
@@ -715,8 +837,27 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
       const int64_t n = batch->labels.size(0);
       const torch::Tensor images = batch->images.to(s.device, /*non_blocking=*/true);
       const torch::Tensor labels = batch->labels.to(s.device, /*non_blocking=*/true);
-      const BatchResult result =
-          accumulate_gradients(s.model, images, labels, splits, config.label_smoothing);
+      BatchResult result = accumulate_gradients(s.model, images, labels, splits,
+                                                config.label_smoothing, s.buckets.get());
+      int64_t images_done = n;
+      if (s.group) {
+        const auto comm_start = Clock::now();
+        s.buckets->finish();
+        distributed::average_buffers(*s.model, *s.group);
+        // One small all-reduce: the step's sums over the ranks, whether any rank's loss was not
+        // finite, and whether any rank was asked to stop.
+        const torch::Tensor sums = torch::tensor(
+            {result.loss_sum, static_cast<double>(result.correct), static_cast<double>(n),
+             result.finite ? 0.0 : 1.0, stop_requested.load() ? 1.0 : 0.0},
+            torch::kFloat64);
+        s.group->allreduce(sums, distributed::Reduction::sum, "the all-reduce of the step's loss");
+        result.loss_sum = sums[0].item<double>();
+        result.correct = static_cast<int64_t>(sums[1].item<double>());
+        images_done = static_cast<int64_t>(sums[2].item<double>());
+        result.finite = sums[3].item<double>() == 0;
+        s.stop_agreed = sums[4].item<double>() > 0;
+        s.comm_seconds += seconds_since(comm_start);
+      }
       TORCH_CHECK(result.finite, "the loss is ",
                   std::isnan(result.loss_sum) ? "nan" : (result.loss_sum > 0 ? "inf" : "-inf"),
                   " at epoch ", s.epoch + 1, ", step ", s.next_batch + 1, " (global step ",
@@ -734,7 +875,7 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
       ++s.next_batch;
       s.loss_sum += batch_loss;
       s.correct += batch_correct;
-      s.images += n;
+      s.images += images_done;
       if (after_step) after_step(s.global_step);
 
       const double seconds = seconds_before + seconds_since(epoch_start);
@@ -750,7 +891,8 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     }
     const double train_seconds = seconds_before + seconds_since(epoch_start);
     const double wait = wait_before + s.train_loader->epoch_stats().wait_seconds;
-    const EvalResult eval = evaluate(s.model, *s.eval_loader, s.device, s.epoch);
+    const double comm = s.comm_seconds;
+    const EvalResult eval = evaluate(s.model, *s.eval_loader, s.device, s.epoch, s.group.get());
     s.model->train();
 
     EpochRecord record;
@@ -768,13 +910,15 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     record.data_wait_share = train_seconds > 0 ? wait / train_seconds : 0;
     record.elapsed_seconds = elapsed();
     progress.finish();
-    s.metrics->log(record);
-    try {
-      plot_training_curves(s.metrics->history(), (fs::path(s.run_dir) / "curves.png").string(),
-                           config.dataset + " " + config.arch);
-    } catch (const c10::Error& error) {
-      // A picture is not worth stopping a run for: the numbers are in metrics.csv.
-      print(*s.out, "warning: curves.png not updated: %s\n", error.what_without_backtrace());
+    if (s.writes()) {
+      s.metrics->log(record);
+      try {
+        plot_training_curves(s.metrics->history(), (fs::path(s.run_dir) / "curves.png").string(),
+                             config.dataset + " " + config.arch);
+      } catch (const c10::Error& error) {
+        // A picture is not worth stopping a run for: the numbers are in metrics.csv.
+        print(*s.out, "warning: curves.png not updated: %s\n", error.what_without_backtrace());
+      }
     }
 
     const bool is_best = eval.top1 > s.best_top1;
@@ -789,6 +933,7 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     s.images = 0;
     s.epoch_seconds = 0;
     s.wait_seconds = 0;
+    s.comm_seconds = 0;
     save(s.epoch, is_best);
 
     print(*s.out,
@@ -800,6 +945,14 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
           record.eval_top1, record.eval_top5, record.lr, record.images_per_second,
           100.0 * record.data_wait_share, record.epoch_seconds, record.eval_seconds,
           format_duration(record.elapsed_seconds).c_str());
+    if (s.group) {
+      // What backward did not hide: the wait for the gradient buckets, the batch-norm statistics
+      // and the step's sums, after the last backward (rank 0's clock).
+      print(*s.out,
+            "  data-parallel: %lld ranks, communication wait %.1f%% of the epoch (%.2f s)\n",
+            static_cast<long long>(s.world_size),
+            train_seconds > 0 ? 100.0 * comm / train_seconds : 0.0, comm);
+    }
     s.out->flush();
     summary.last_top1 = eval.top1;
   }
@@ -810,6 +963,13 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
   summary.seconds = elapsed();
   print(*s.out, "done: best %s top-1 %.2f%% at epoch %lld; run directory %s\n", s.eval_name.c_str(),
         s.best_top1, static_cast<long long>(s.best_epoch), s.run_dir.c_str());
+  if (s.group) {
+    print(*s.out,
+          "data-parallel: the %lld ranks' replicas were bit-identical (%lld tensors) at all %lld "
+          "checkpoints\n",
+          static_cast<long long>(s.world_size), static_cast<long long>(s.replica_tensors),
+          static_cast<long long>(s.replica_checks));
+  }
   return summary;
 }
 

@@ -66,8 +66,12 @@ struct TrainConfig {
   int64_t keep_checkpoints = 3;  // numbered checkpoints kept (newest)
   int64_t threads = 0;           // 0 = the machine's cores
   std::string device = "cpu";    // cpu | cuda | cuda:N
-  int64_t log_interval = 50;     // steps between plain progress lines (not on a terminal)
-  bool force = false;            // overwrite an output directory that holds another run
+  // Data parallelism (WORLD_SIZE > 1; see densenet/distributed/).
+  std::string dist_backend = "auto";             // auto | gloo | nccl
+  double dist_timeout = 600;                     // seconds to wait for the other ranks
+  int64_t dist_bucket_size = int64_t{25} << 20;  // bytes of gradients per all-reduce
+  int64_t log_interval = 50;  // steps between plain progress lines (not on a terminal)
+  bool force = false;         // overwrite an output directory that holds another run
 };
 
 /// One configuration key: its spelling, what it takes and what it means.

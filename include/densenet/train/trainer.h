@@ -16,6 +16,10 @@
 namespace densenet::data {
 class DataLoader;
 }
+namespace densenet::distributed {
+class GradientBuckets;
+class ProcessGroup;
+}  // namespace densenet::distributed
 
 namespace densenet::train {
 
@@ -29,9 +33,11 @@ struct EvalResult {
 };
 
 /// Evaluates `model` (switched to eval mode, no gradients) over every batch `loader` gives for
-/// `epoch`. The caller restores train mode.
+/// `epoch`. The caller restores train mode. With `group`, each rank's loader holds its own part
+/// of the evaluation set (disjoint, no image twice) and the sums (loss, top-1 and top-5 counts,
+/// images) are all-reduced: every rank returns the result over the whole set.
 EvalResult evaluate(DenseNet& model, data::DataLoader& loader, const torch::Device& device,
-                    int64_t epoch = 0);
+                    int64_t epoch = 0, distributed::ProcessGroup* group = nullptr);
 
 /// The configuration stored in a training checkpoint (`--resume` target: run directory or
 /// file). Throws c10::Error when the file is missing, unreadable or not a training checkpoint.
@@ -56,9 +62,13 @@ struct BatchResult {
   int64_t correct = 0;  // top-1 correct
   bool finite = true;   // false: a piece's loss was NaN or infinite (its backward was skipped)
 };
+/// With `buckets` (data-parallel), the last piece's backward all-reduces the gradients (the
+/// caller then calls buckets->finish()), and a non-finite loss does not skip backward: the other
+/// ranks are waiting for this rank's buckets. The caller stops on `finite` being false anywhere.
 BatchResult accumulate_gradients(DenseNet& model, const torch::Tensor& images,
                                  const torch::Tensor& labels, int64_t splits,
-                                 double label_smoothing);
+                                 double label_smoothing,
+                                 distributed::GradientBuckets* buckets = nullptr);
 
 /// How a run ended.
 struct RunSummary {
@@ -89,8 +99,14 @@ class Trainer {
   /// `out` receives the start-up summary, progress and per-epoch lines; `terminal` selects the
   /// live progress bar (else plain lines every log-interval steps). Throws c10::Error for a
   /// configuration that cannot run (missing data, bad resume, occupied output directory, ...).
+  ///
+  /// With `group` (WORLD_SIZE > 1), the run is data-parallel: batch-size is the global batch,
+  /// each rank trains on its 1/world-size part of it, gradients are averaged in buckets during
+  /// backward, and only rank 0 prints and writes the run directory. Throws c10::Error for a
+  /// batch-size not divisible by the world size.
   explicit Trainer(TrainConfig config, std::ostream& out = std::cout,
-                   bool terminal = is_terminal(stdout));
+                   bool terminal = is_terminal(stdout),
+                   std::shared_ptr<distributed::ProcessGroup> group = nullptr);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;

@@ -1,0 +1,241 @@
+#include "launcher.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace densenet::cli {
+namespace {
+
+const char* const kLauncherFlags[] = {"--nproc-per-node", "--nnodes", "--node-rank",
+                                      "--master-addr", "--master-port"};
+
+std::string dashed(std::string flag) {
+  for (char& c : flag) c = c == '_' ? '-' : c;
+  return flag;
+}
+
+volatile std::sig_atomic_t forwarded_signal = 0;
+
+extern "C" void on_launcher_signal(int signal) {
+  forwarded_signal = signal;
+}
+
+// A TCP port that is free now on the loopback interface (the kernel's choice), for a one-node
+// run's store. Another program may take it before rank 0 binds it; rank 0 then says so.
+int64_t free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error(std::string("cannot open a socket: ") + strerror(errno));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof(address);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    close(fd);
+    throw std::runtime_error(std::string("cannot find a free port: ") + strerror(errno));
+  }
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
+           strsignal(WTERMSIG(status)) + ")";
+  }
+  return "ended with wait status " + std::to_string(status);
+}
+
+int exit_code(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+}  // namespace
+
+bool is_launcher_flag(const std::string& name) {
+  const std::string flag = dashed(name);
+  for (const char* known : kLauncherFlags) {
+    if (flag == known) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> arguments_for_ranks() {
+  std::ifstream file("/proc/self/cmdline", std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  std::vector<std::string> all;
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = text.find('\0', start);
+    all.push_back(text.substr(start, end - start));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  std::vector<std::string> args;
+  for (size_t i = 1; i < all.size(); ++i) {
+    const std::string& arg = all[i];
+    const size_t equals = arg.find('=');
+    if (is_launcher_flag(arg.substr(0, equals))) {
+      if (equals == std::string::npos) ++i;  // the value is the next argument
+      continue;
+    }
+    args.push_back(arg);
+  }
+  return args;
+}
+
+int launch_local_ranks(const LaunchOptions& options, const std::vector<std::string>& args) {
+  const int64_t local_world_size = options.nproc_per_node;
+  const int64_t world_size = local_world_size * options.nnodes;
+  const int64_t port = options.master_port > 0 ? options.master_port
+                       : options.nnodes == 1   ? free_port()
+                                               : 29500;
+
+  std::vector<std::string> argv_strings = {"densenet"};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& arg : argv_strings) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+
+  // Signals are forwarded from the wait loop, not the handler: waitpid returns EINTR.
+  struct sigaction action {};
+  action.sa_handler = on_launcher_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;  // no SA_RESTART
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+
+  // Each rank's environment is built before fork: between fork and exec the child of a
+  // process with threads may only make async-signal-safe calls (no malloc).
+  const char* const replaced[] = {"RANK=",
+                                  "WORLD_SIZE=",
+                                  "LOCAL_RANK=",
+                                  "LOCAL_WORLD_SIZE=",
+                                  "MASTER_ADDR=",
+                                  "MASTER_PORT=",
+                                  "TORCHELASTIC_USE_AGENT_STORE="};
+  std::vector<std::string> inherited;
+  for (char** variable = environ; *variable != nullptr; ++variable) {
+    bool keep = true;
+    for (const char* prefix : replaced) {
+      keep = keep && std::strncmp(*variable, prefix, std::strlen(prefix)) != 0;
+    }
+    if (keep) inherited.emplace_back(*variable);
+  }
+  std::vector<std::vector<std::string>> environments;
+  for (int64_t local = 0; local < local_world_size; ++local) {
+    std::vector<std::string> variables = inherited;
+    variables.push_back("RANK=" + std::to_string(options.node_rank * local_world_size + local));
+    variables.push_back("WORLD_SIZE=" + std::to_string(world_size));
+    variables.push_back("LOCAL_RANK=" + std::to_string(local));
+    variables.push_back("LOCAL_WORLD_SIZE=" + std::to_string(local_world_size));
+    variables.push_back("MASTER_ADDR=" + options.master_addr);
+    variables.push_back("MASTER_PORT=" + std::to_string(port));
+    environments.push_back(std::move(variables));
+  }
+
+  std::vector<pid_t> pids(static_cast<size_t>(local_world_size), 0);
+  for (int64_t local = 0; local < local_world_size; ++local) {
+    const int64_t rank = options.node_rank * local_world_size + local;
+    std::vector<char*> envp;
+    for (std::string& variable : environments[static_cast<size_t>(local)]) {
+      envp.push_back(variable.data());
+    }
+    envp.push_back(nullptr);
+    std::fflush(nullptr);
+    const pid_t pid = fork();
+    if (pid < 0) {
+      std::fprintf(stderr, "densenet train: error: cannot start rank %lld: %s\n",
+                   static_cast<long long>(rank), strerror(errno));
+      for (const pid_t started : pids) {
+        if (started > 0) kill(started, SIGKILL);
+      }
+      return 1;
+    }
+    if (pid == 0) {
+      // The child, in its own process group: a terminal's Ctrl-C reaches it once, forwarded.
+      setpgid(0, 0);
+      // A launcher killed outright (kill -9) takes its ranks with it.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      signal(SIGINT, SIG_DFL);
+      signal(SIGTERM, SIG_DFL);
+      execve("/proc/self/exe", argv.data(), envp.data());
+      static const char message[] = "densenet train: error: cannot run a rank (execve failed)\n";
+      (void)!write(STDERR_FILENO, message, sizeof(message) - 1);
+      _exit(127);
+    }
+    pids[static_cast<size_t>(local)] = pid;
+  }
+
+  int result = 0;
+  size_t running = pids.size();
+  bool ending = false;  // a rank failed: the others are being stopped
+  std::chrono::steady_clock::time_point end_deadline;
+  while (running > 0) {
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, ending ? WNOHANG : 0);
+    if (pid < 0 && errno == EINTR) {
+      const int signal = forwarded_signal;
+      forwarded_signal = 0;
+      for (const pid_t child : pids) {
+        if (child > 0 && signal != 0) kill(child, signal);
+      }
+      continue;
+    }
+    if (pid < 0) break;  // no children left
+    if (pid == 0) {      // ending: poll until the grace period is over
+      if (std::chrono::steady_clock::now() > end_deadline) {
+        for (const pid_t child : pids) {
+          if (child > 0) kill(child, SIGKILL);
+        }
+        end_deadline = std::chrono::steady_clock::now() + std::chrono::hours(1);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
+    }
+    int64_t local = 0;
+    while (local < local_world_size && pids[static_cast<size_t>(local)] != pid) ++local;
+    if (local == local_world_size) continue;
+    pids[static_cast<size_t>(local)] = 0;
+    --running;
+    if (exit_code(status) != 0 && result == 0) {
+      result = exit_code(status);
+      const bool interrupted = WIFEXITED(status) && (result == 130 || result == 143);
+      if (!interrupted) {
+        std::fprintf(stderr, "densenet train: rank %lld (pid %d) %s; stopping the other ranks\n",
+                     static_cast<long long>(options.node_rank * local_world_size + local),
+                     static_cast<int>(pid), describe_status(status).c_str());
+        for (const pid_t child : pids) {
+          if (child > 0) kill(child, SIGTERM);
+        }
+        ending = true;
+        end_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      }
+    }
+  }
+  return result;
+}
+
+}  // namespace densenet::cli

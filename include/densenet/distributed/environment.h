@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace densenet::distributed {
+
+/// Where this process stands in a data-parallel run, from the variables torchrun (and
+/// `densenet train --nproc-per-node`) set: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
+/// MASTER_ADDR, MASTER_PORT, TORCHELASTIC_USE_AGENT_STORE, TORCHELASTIC_RESTART_COUNT.
+struct Environment {
+  int64_t rank = 0;        // this process's index among all processes, in [0, world_size)
+  int64_t world_size = 1;  // processes in the run, over all nodes
+  int64_t local_rank = 0;  // index among the processes of this machine
+  int64_t local_world_size = 1;
+  std::string master_addr;  // host of the rendezvous store (rank 0's, or the elastic agent's)
+  int64_t master_port = 0;
+  // True under torchrun's elastic agent: the agent hosts the store and every rank is a client.
+  bool agent_store = false;
+  int64_t restart_count = 0;  // TORCHELASTIC_RESTART_COUNT: keys of each attempt are separate
+
+  bool distributed() const { return world_size > 1; }
+};
+
+/// Reads the variables through `lookup` (getenv's contract: nullptr when unset). No WORLD_SIZE
+/// (and no RANK) is a single process. Throws c10::Error with one line naming the variable for
+/// a value that is not a whole number, RANK >= WORLD_SIZE, LOCAL_RANK >= LOCAL_WORLD_SIZE, a
+/// missing RANK, MASTER_ADDR or MASTER_PORT with WORLD_SIZE > 1, a port outside [1, 65535].
+Environment environment_from(const std::function<const char*(const char*)>& lookup);
+
+/// environment_from(std::getenv).
+Environment environment();
+
+}  // namespace densenet::distributed

@@ -1,0 +1,213 @@
+#!/bin/bash
+# usage: dist_cli.sh CASE DENSENET WORKDIR PYTHON
+# `densenet train` on two ranks over loopback Gloo (the built-in launcher, or two processes
+# started by hand with torchrun's variables): equal to one process, failures, resumption, exact evaluation.
+# Runs are tiny (synthetic 16x16 images, one thread per rank).
+set -u
+case_name=$1
+densenet=$2
+work=$3/$case_name
+python=$4
+rm -rf "$work"
+mkdir -p "$work"
+tiny=(--dataset synthetic --input-size 16 --max-eval-samples 33 --batch-size 16
+      --arch densenet-bc-40 --block-config 2,2 --growth-rate 4 --threads 1 --workers 0
+      --log-interval 1)
+
+fail() { echo "FAIL ($case_name): $*"; exit 1; }
+
+free_port() {
+  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# expect STATUS REGEX COMMAND...: COMMAND must exit with STATUS and one error line matching REGEX.
+expect() {
+  local want=$1 regex=$2
+  shift 2
+  local stderr status
+  stderr=$("$@" 2>&1 >/dev/null)
+  status=$?
+  [ "$status" -eq "$want" ] || fail "'$*' exited with $status, not $want: $stderr"
+  printf '%s\n' "$stderr" | grep -Eq -- "$regex" || fail "stderr does not match '$regex': $stderr"
+  [ "$(printf '%s\n' "$stderr" | grep -c 'error')" -le 1 ] || fail "more than one error line: $stderr"
+  echo "ok: $stderr"
+}
+
+# wait_for REGEX FILE: until FILE has a line matching REGEX (60 s at most).
+wait_for() {
+  for _ in $(seq 1 1200); do grep -Eq -- "$1" "$2" 2>/dev/null && return 0; sleep 0.05; done
+  fail "no '$1' in $2 after 60 s: $(cat "$2")"
+}
+
+# Starts a run in the background, interrupts it with SIGINT after its 5th step and checks
+# that it stopped there with a checkpoint (exit 130). Arguments: the run's flags.
+interrupted_run() {
+  "$densenet" train "$@" > "$work/interrupted.out" 2>&1 &
+  local pid=$!
+  wait_for 'step 5/' "$work/interrupted.out"
+  kill -INT $pid
+  wait $pid
+  local status=$?
+  [ "$status" -eq 130 ] || fail "status $status after SIGINT, not 130: $(cat "$work/interrupted.out")"
+  grep -q "stopped at epoch 1, step" "$work/interrupted.out" ||
+    fail "the run was not stopped in its first epoch: $(cat "$work/interrupted.out")"
+}
+
+case $case_name in
+  matches_single_process)
+    # Two ranks of 8 images each equal one process with the batch of 16 in two splits (batch
+    # statistics are per split as they are per rank); the replicas stay bit-identical.
+    common=("${tiny[@]}" --max-train-samples 64 --epochs 2)
+    "$densenet" train "${common[@]}" --nproc-per-node 2 --dist-bucket-size 4KiB \
+      --output-dir "$work/two" > "$work/two.out" 2>&1 || fail "2 ranks: $(cat "$work/two.out")"
+    "$densenet" train "${common[@]}" --num-batch-splits 2 --output-dir "$work/one" \
+      > "$work/one.out" 2>&1 || fail "1 process: $(cat "$work/one.out")"
+    cat "$work/two.out"
+    grep -Eq "data-parallel: 2 ranks \(gloo\), 8 images per rank per step, [0-9]+ gradient buckets" \
+      "$work/two.out" || fail "no data-parallel summary with several buckets"
+    grep -q "data-parallel: the 2 ranks' replicas were bit-identical (.* tensors) at all 2 checkpoints" \
+      "$work/two.out" || fail "replicas not reported bit-identical"
+    grep -q "communication wait" "$work/two.out" || fail "no communication wait reported"
+    [ "$(grep -c '^epoch 1/2  train' "$work/two.out")" -eq 1 ] || fail "not rank 0 alone printing"
+    [ "$(grep -c '^densenet train: run directory' "$work/two.out")" -eq 1 ] || fail "rank 1 printed"
+    [ "$(cd "$work/two" && ls | sort)" = "$(cd "$work/one" && ls | sort)" ] ||
+      fail "run directories differ: $(ls "$work/two") / $(ls "$work/one")"
+    "$python" - "$work/two/last.pth" "$work/one/last.pth" <<'PY' || fail "parameters differ"
+import sys, torch
+two = torch.load(sys.argv[1], weights_only=True)
+one = torch.load(sys.argv[2], weights_only=True)
+assert two["global_step"] == one["global_step"] == 8, (two["global_step"], one["global_step"])
+worst = 0.0
+for name, tensor in one["model"].items():
+    if "running" in name or "num_batches" in name:
+        continue  # averaged over ranks vs. updated split after split: not the same by design
+    worst = max(worst, (two["model"][name] - tensor).abs().max().item())
+print("largest parameter difference after 8 steps: %.3g" % worst)
+sys.exit(0 if worst <= 1e-5 else 1)
+PY
+    echo "ok" ;;
+  killed_rank)
+    # Two processes started by hand: rank 1 killed, rank 0 must give up by itself.
+    slow=("${tiny[@]}" --max-train-samples 1024 --epochs 2 --dist-timeout 5)
+    port=$(free_port)
+    env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+      "$densenet" train "${slow[@]}" --output-dir "$work/run" > "$work/rank0.out" 2>&1 &
+    rank0=$!
+    env RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+      "$densenet" train "${slow[@]}" --output-dir "$work/run" > "$work/rank1.out" 2>&1 &
+    rank1=$!
+    wait_for '^epoch 1/2  train' "$work/rank0.out"
+    wait_for '^epoch 2/2 step 3/' "$work/rank0.out"
+    cp "$work/run/last.pth" "$work/before.pth"
+    kill -KILL $rank1
+    start=$(date +%s)
+    wait $rank0
+    status=$?
+    took=$(( $(date +%s) - start ))
+    cat "$work/rank0.out"
+    [ "$status" -eq 1 ] || fail "rank 0 exited with $status, not 1"
+    [ "$took" -le 20 ] || fail "rank 0 took $took s to give up (dist-timeout 5 s)"
+    grep -Eq "error: rank 0: .* failed: lost rank 1 " "$work/rank0.out" || fail "rank 1 not named"
+    cmp -s "$work/run/last.pth" "$work/before.pth" || fail "last.pth changed"
+    # Through the launcher: its status is the killed rank's (128 + 9), and it says which.
+    "$densenet" train "${slow[@]}" --nproc-per-node 2 --output-dir "$work/run2" \
+      > "$work/launcher.out" 2>&1 &
+    launcher=$!
+    wait_for 'step 3/' "$work/launcher.out"
+    victim=""
+    for child in $(pgrep -P $launcher); do
+      tr '\0' '\n' < /proc/$child/environ | grep -qx 'RANK=1' && victim=$child
+    done
+    [ -n "$victim" ] || fail "no rank 1 among the launcher's children"
+    kill -KILL "$victim"
+    wait $launcher
+    status=$?
+    cat "$work/launcher.out"
+    [ "$status" -eq 137 ] || fail "the launcher exited with $status, not 137"
+    grep -q "rank 1 (pid $victim) was killed by signal 9" "$work/launcher.out" ||
+      fail "the launcher did not name rank 1"
+    echo "ok" ;;
+  resume_exact)
+    # Interrupted at a step and resumed, on 2 ranks: bit-identical to the run never stopped.
+    common=("${tiny[@]}" --max-train-samples 512 --epochs 2 --nproc-per-node 2)
+    "$densenet" train "${common[@]}" --output-dir "$work/full" > "$work/full.out" 2>&1 ||
+      fail "full run: $(cat "$work/full.out")"
+    interrupted_run "${common[@]}" --output-dir "$work/part"
+    grep -q "densenet train --resume $work/part" "$work/interrupted.out" || fail "no resume hint"
+    "$densenet" train --nproc-per-node 2 --resume "$work/part" > "$work/resumed.out" 2>&1 ||
+      fail "resume: $(cat "$work/resumed.out")"
+    grep -q "^epoch 2/2  train" "$work/resumed.out" || fail "resumed run did not finish"
+    "$python" - "$work/full/last.pth" "$work/part/last.pth" <<'PY' || fail "not bit-identical"
+import sys, torch
+full = torch.load(sys.argv[1], weights_only=True)
+part = torch.load(sys.argv[2], weights_only=True)
+assert full["global_step"] == part["global_step"] == 64, (full["global_step"], part["global_step"])
+for name, tensor in full["model"].items():
+    assert torch.equal(tensor, part["model"][name]), name
+for index, state in full["optimizer"]["state"].items():
+    for key, value in state.items():
+        assert torch.equal(value, part["optimizer"]["state"][index][key]), (index, key)
+print("model and optimizer state bit-identical over", len(full["model"]), "tensors")
+PY
+    echo "ok" ;;
+  resume_other_world_size)
+    # A mid-epoch checkpoint of 2 ranks resumed on 1: the epoch restarts, and it says so.
+    interrupted_run "${tiny[@]}" --max-train-samples 512 --epochs 1 --nproc-per-node 2 \
+      --output-dir "$work/run"
+    "$densenet" train --resume "$work/run" > "$work/resumed.out" 2>&1 ||
+      fail "resume: $(cat "$work/resumed.out")"
+    grep -q "the checkpoint was written by 2 ranks, this run has 1: epoch 1 restarts at its first step" \
+      "$work/resumed.out" || fail "no restart message: $(cat "$work/resumed.out")"
+    grep -q "^epoch 1/1  train" "$work/resumed.out" || fail "resumed run did not finish"
+    echo "ok" ;;
+  bad_env)
+    run=(train "${tiny[@]}" --max-train-samples 64 --output-dir "$work/run")
+    expect 2 "environment variable RANK=2 is outside \[0, WORLD_SIZE=2\)" \
+      env WORLD_SIZE=2 RANK=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$densenet" "${run[@]}"
+    expect 2 "environment variable WORLD_SIZE='two' is not a whole number" \
+      env WORLD_SIZE=two RANK=0 "$densenet" "${run[@]}"
+    expect 2 "environment variable MASTER_ADDR is not set" \
+      env -u MASTER_ADDR WORLD_SIZE=2 RANK=0 "$densenet" "${run[@]}"
+    expect 2 "environment variable RANK=1 is set but WORLD_SIZE is not" \
+      env -u WORLD_SIZE RANK=1 "$densenet" "${run[@]}"
+    expect 2 "batch-size 16 is not divisible by the world size 3" \
+      "$densenet" "${run[@]}" --nproc-per-node 3
+    expect 2 "batch-size 16 is not divisible by the world size 3" \
+      env WORLD_SIZE=3 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$densenet" "${run[@]}"
+    expect 2 "--nnodes needs --nproc-per-node" "$densenet" "${run[@]}" --nnodes 2
+    expect 2 "--node-rank 2 is outside \[0, --nnodes=2\)" \
+      "$densenet" "${run[@]}" --nproc-per-node 2 --nnodes 2 --node-rank 2
+    expect 2 "dist-backend nccl \(CUDA\) is not supported" \
+      "$densenet" "${run[@]}" --nproc-per-node 2 --dist-backend nccl
+    expect 2 "config key 'dist-timeout' must be > 0 seconds" \
+      "$densenet" "${run[@]}" --nproc-per-node 2 --dist-timeout 0
+    expect 2 "use either torchrun or --nproc-per-node" \
+      env WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$densenet" "${run[@]}" \
+      --nproc-per-node 2
+    [ ! -e "$work/run" ] || fail "a refused run created its directory"
+    echo "ok" ;;
+  exact_eval)
+    # 33 evaluation images over 2 ranks (17 + 16): the same counts and loss as one process.
+    "$densenet" train "${tiny[@]}" --max-train-samples 64 --epochs 1 --output-dir "$work/run" \
+      > "$work/train.out" 2>&1 || fail "train: $(cat "$work/train.out")"
+    "$densenet" train --resume "$work/run" --test-only > "$work/one.out" 2>&1 ||
+      fail "1 process: $(cat "$work/one.out")"
+    "$densenet" train --resume "$work/run" --test-only --nproc-per-node 2 > "$work/two.out" 2>&1 ||
+      fail "2 ranks: $(cat "$work/two.out")"
+    one=$(grep '^test: ' "$work/one.out")
+    two=$(grep '^test: ' "$work/two.out")
+    echo "1 process: $one"
+    echo "2 ranks:   $two"
+    [ "$(grep -c '^test: ' "$work/two.out")" -eq 1 ] || fail "not rank 0 alone printing"
+    printf '%s\n' "$two" | grep -q "(33 images" || fail "not 33 images: $two"
+    "$python" - "$one" "$two" <<'PY' || fail "results differ"
+import re, sys
+pattern = r"loss ([0-9.]+)  top-1 ([0-9.]+)%  top-5 ([0-9.]+)%  \((\d+) images"
+one, two = (re.search(pattern, line).groups() for line in sys.argv[1:])
+assert one[1:] == two[1:], ("top-1, top-5 or image count differ", one, two)
+# Printed to 1e-6: losses that agree to 5e-7 print at most one unit of the last place apart.
+assert abs(float(one[0]) - float(two[0])) <= 1.5e-6, ("losses differ", one[0], two[0])
+PY
+    echo "ok" ;;
+  *) fail "unknown case" ;;
+esac
