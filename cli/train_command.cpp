@@ -7,16 +7,19 @@
 #include "densenet/data/image.h"
 #include "densenet/distributed/environment.h"
 #include "densenet/distributed/process_group.h"
+#include "densenet/train/checkpointer.h"
 #include "densenet/train/config.h"
 #include "densenet/train/trainer.h"
 #include "densenet/util/heap.h"
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -130,6 +133,13 @@ int run_train(const TrainArguments& args, const CLI::App& command) {
     // Continue under the run's own configuration; what was given may only change where and how
     // fast it runs.
     config = train::resume_config(train::saved_config(requested.resume), requested, given);
+    if (std::find(given.begin(), given.end(), "output-dir") == given.end()) {
+      // Continue where the checkpoint is now: a run directory that was moved or copied is
+      // written in its new place, never in the one its config names.
+      const std::filesystem::path directory =
+          std::filesystem::path(train::Checkpointer::resolve(requested.resume)).parent_path();
+      config.output_dir = directory.empty() ? "." : directory.string();
+    }
   }
   if (config.batch_size % environment.world_size != 0) {
     throw UsageError("batch-size " + std::to_string(config.batch_size) +

@@ -632,7 +632,9 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
                                                                config.dist_bucket_size);
   }
 
-  if (!config.test_only && s.resume_path.empty() && s.writes()) {
+  // A new run, or a run continued in another directory, records its configuration and classes.
+  if (!config.test_only && s.writes() &&
+      (s.resume_path.empty() || !fs::exists(fs::path(s.run_dir) / "config.yaml"))) {
     write_file_atomically((fs::path(s.run_dir) / "config.yaml").string(), config_to_yaml(s.config));
     std::string classes_text;
     for (const auto& name : s.train_set->classes()) classes_text += name + "\n";
@@ -762,9 +764,12 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
   const auto save = [&](std::optional<int64_t> completed_epoch, bool is_best) {
     for (const auto& named : s.model->named_parameters()) {
       TORCH_CHECK(torch::isfinite(named.value()).all().item<bool>(), "parameter ", named.key(),
-                  " is no longer finite at epoch ", s.epoch + 1, " (global step ", s.global_step,
-                  "): nothing was saved; the last checkpoint (", s.checkpointer->last_path(),
-                  ") holds the last good weights. Lower lr");
+                  " is no longer finite after global step ", s.global_step, ": nothing was saved; ",
+                  fs::exists(s.checkpointer->last_path())
+                      ? "the last checkpoint (" + s.checkpointer->last_path() +
+                            ") holds the last good weights"
+                      : std::string("no checkpoint was written"),
+                  ". Lower lr, or add warmup-epochs or clip");
     }
     if (s.group) {
       // Rank 0's checkpoint stands for every rank: check that it does, bit for bit.

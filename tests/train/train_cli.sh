@@ -129,5 +129,16 @@ case $case_name in
     expect "output-dir '$work/b' already holds a run" \
       "$densenet" train --resume "$work/a" --epochs 2 --output-dir "$work/b"
     cmp -s "$work/b/last.pth" "$work/before.pth" || fail "b/last.pth changed" ;;
+  resume_moved_run)
+    # A copied run directory continues in the copy; the original is not touched.
+    train_ok --epochs 1 --output-dir "$work/a"
+    cp -r "$work/a" "$work/copy"
+    cp "$work/a/last.pth" "$work/before.pth"
+    "$densenet" train --resume "$work/copy" --epochs 2 >/dev/null 2>"$work/stderr" ||
+      fail "resume: $(cat "$work/stderr")"
+    cmp -s "$work/a/last.pth" "$work/before.pth" || fail "the original's last.pth changed"
+    [ -e "$work/copy/checkpoint-002.pth" ] || fail "the copy has no epoch 2"
+    [ ! -e "$work/a/checkpoint-002.pth" ] || fail "epoch 2 was written into the original"
+    echo "ok" ;;
   *) fail "unknown case" ;;
 esac
