@@ -434,6 +434,18 @@ struct Trainer::State {
   double wait_seconds = 0;
   double comm_seconds = 0;  // waiting for collectives after backward (data-parallel)
 
+  // The current epoch starts at its first batch with empty sums: after an epoch ends, and when a
+  // resume on another world size restarts the interrupted epoch.
+  void restart_epoch_sums() {
+    next_batch = 0;
+    loss_sum = 0;
+    correct = 0;
+    images = 0;
+    epoch_seconds = 0;
+    wait_seconds = 0;
+    comm_seconds = 0;
+  }
+
   bool writes() const { return rank == 0; }  // rank 0 alone prints and owns the run directory
 };
 
@@ -608,12 +620,7 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
             static_cast<long long>(s.world_size), static_cast<long long>(s.epoch + 1),
             static_cast<long long>(s.next_batch));
       s.global_step -= s.next_batch;
-      s.next_batch = 0;
-      s.loss_sum = 0;
-      s.correct = 0;
-      s.images = 0;
-      s.epoch_seconds = 0;
-      s.wait_seconds = 0;
+      s.restart_epoch_sums();
     } else if (saved_world_size != s.world_size) {
       print(*s.out, "the checkpoint was written by %lld rank%s, this run continues on %lld\n",
             static_cast<long long>(saved_world_size), saved_world_size == 1 ? "" : "s",
@@ -932,13 +939,7 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
       s.best_epoch = s.epoch + 1;
     }
     ++s.epoch;
-    s.next_batch = 0;
-    s.loss_sum = 0;
-    s.correct = 0;
-    s.images = 0;
-    s.epoch_seconds = 0;
-    s.wait_seconds = 0;
-    s.comm_seconds = 0;
+    s.restart_epoch_sums();
     save(s.epoch, is_best);
 
     print(*s.out,
