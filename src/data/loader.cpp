@@ -266,6 +266,13 @@ std::optional<Batch> DataLoader::next() {
       }
     }
     if (slot.batch) return std::move(slot.batch);
+    if (options_.keep_empty_batches) {
+      Batch empty;
+      empty.images = torch::empty({0}, torch::kFloat32);
+      empty.labels = torch::empty({0}, torch::kInt64);
+      empty.index = next_batch_ - 1;
+      return empty;
+    }
   }
   return std::nullopt;
 }

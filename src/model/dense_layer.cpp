@@ -1,5 +1,7 @@
 #include "densenet/model/dense_layer.h"
 
+#include "model/batch_norm.h"
+
 #include <torch/nn/functional/activation.h>
 
 namespace densenet {
@@ -32,8 +34,9 @@ void DenseLayerImpl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor DenseLayerImpl::forward(const torch::Tensor& input) {
-  torch::Tensor out = conv1(norm1(input).relu_());        // (N, B or k, H, W)
-  if (has_bottleneck()) out = conv2(norm2(out).relu_());  // (N, k, H, W)
+  // detail::batch_norm: norm1(x), or sync-bn's global-batch statistics inside DenseNet::forward.
+  torch::Tensor out = conv1(detail::batch_norm(*norm1, input).relu_());        // (N, B or k, H, W)
+  if (has_bottleneck()) out = conv2(detail::batch_norm(*norm2, out).relu_());  // (N, k, H, W)
   if (options.drop_rate() > 0.0 && is_training()) {
     // ATen's dropout on the CPU, spelled out: on CUDA torch::dropout draws through a fused
     // kernel with its own random stream, and the efficient modes (which keep the mask as bytes)

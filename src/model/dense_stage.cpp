@@ -13,6 +13,7 @@
 
 #include "kernels/bn_relu.h"
 #include "kernels/norm_relu_conv1x1.h"
+#include "model/batch_norm.h"
 #include "util/blas_threads.h"
 #include "util/parallel.h"
 
@@ -168,52 +169,44 @@ struct NormState {
   Tensor beta;    // (C,) the norm's bias
 };
 
-/// Updates `norm`'s running statistics exactly once, as torch::nn::BatchNorm2d's forward does
-/// (momentum, or a cumulative average when momentum is unset; unbiased variance).
-void update_running_stats(torch::nn::BatchNorm2dImpl& norm, const Tensor& batch_mean,
-                          const Tensor& batch_var, int64_t count) {
-  if (!norm.options.track_running_stats()) return;
-  norm.num_batches_tracked.add_(1);
-  const double factor = norm.options.momentum().has_value()
-                            ? *norm.options.momentum()
-                            : 1.0 / norm.num_batches_tracked.item<double>();
-  const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
-  // In double, then rounded once, as ATen's batch norm does.
-  const auto dtype = norm.running_mean.scalar_type();
-  norm.running_mean.copy_(
-      (batch_mean * factor + norm.running_mean.to(torch::kDouble) * (1.0 - factor)).to(dtype));
-  norm.running_var.copy_(
-      (batch_var * (unbias * factor) + norm.running_var.to(torch::kDouble) * (1.0 - factor))
-          .to(dtype));
-}
-
 /// Per-channel batch statistics in the form this device's norms take them.
 /// CPU: mean and biased variance in double, as ATen's CPU batch norm keeps them before deriving
 /// invstd. CUDA: mean and invstd (formed with `eps`) in the accumulation type, from ATen's CUDA
 /// batch-norm kernels, which the fused running-statistics update takes as they are: on a GPU
 /// each small operation costs a kernel launch, and the double-precision bookkeeping of the CPU
 /// path (a dozen tiny operations per norm) made the forward pass launch-bound.
+/// Under sync-bn: mean and biased variance of the global batch in double on any device.
 struct ChannelStats {
   Tensor mean;     // (C,)
-  Tensor spread;   // (C,) var (CPU) or invstd (CUDA)
+  Tensor spread;   // (C,) var (CPU, sync-bn) or invstd (CUDA)
   double eps = 0;  // CUDA: the eps in invstd
   Tensor counts;   // CUDA: (1,) values per channel, for batch_norm_gather_stats_with_counts
+  bool holds_invstd = false;
+  int64_t count = 0;  // values per channel they were taken over (all replicas under sync-bn)
 
-  bool holds_invstd() const { return mean.is_cuda(); }
   ChannelStats narrow(int64_t first, int64_t c) const {
-    return {mean.narrow(0, first, c), spread.narrow(0, first, c), eps, counts};
+    return {mean.narrow(0, first, c), spread.narrow(0, first, c), eps, counts, holds_invstd, count};
   }
 };
 
-/// Statistics of x's channels over (N, H, W); `eps` is the eps of the norm(s) that will use
-/// them. CUDA: `counts` is (1,) N*H*W in the statistics' dtype, made once per stage.
-ChannelStats channel_stats(const Tensor& x, double eps, const Tensor& counts) {
+/// Statistics of x's channels over (N, H, W), and over every replica when `sync` is given
+/// (one all-reduce); `eps` is the eps of the norm(s) that will use them. CUDA: `counts` is (1,)
+/// N*H*W in the statistics' dtype, made once per stage.
+ChannelStats channel_stats(const Tensor& x, double eps, const Tensor& counts,
+                           const BatchNormAllReduce* sync) {
+  const int64_t count = x.size(0) * x.size(2) * x.size(3);
+  if (sync != nullptr) {
+    auto [mean, var] = kernels::channel_mean_var(x);
+    const GlobalMoments global =
+        all_reduce_moments(*sync, mean.to(torch::kDouble), var.to(torch::kDouble), count);
+    return {global.mean, global.var, eps, Tensor(), false, global.count};
+  }
   if (x.is_cuda()) {
     auto [mean, invstd] = at::batch_norm_stats(x, eps);
-    return {mean, invstd, eps, counts};
+    return {mean, invstd, eps, counts, true, count};
   }
   auto [mean, var] = kernels::channel_mean_var(x);
-  return {mean, var, eps, Tensor()};
+  return {mean, var, eps, Tensor(), false, count};
 }
 
 /// `stats` are the batch statistics of the norm's input channels (training, or eval without
@@ -221,9 +214,9 @@ ChannelStats channel_stats(const Tensor& x, double eps, const Tensor& counts) {
 /// rounded once, as in ATen; on CUDA one fused kernel updates the running statistics and
 /// returns mean and invstd, as SyncBatchNorm does.
 NormState prepare_norm(torch::nn::BatchNorm2dImpl& norm, const Tensor& gamma, const Tensor& beta,
-                       bool training, const ChannelStats& stats, const Tensor& input,
-                       int64_t count) {
+                       bool training, const ChannelStats& stats, const Tensor& input) {
   const double eps = norm.options.eps();
+  const int64_t count = stats.count;
   const bool batch_statistics = training || !norm.options.track_running_stats();
   NormState state;
   if (batch_statistics) {
@@ -231,7 +224,7 @@ NormState prepare_norm(torch::nn::BatchNorm2dImpl& norm, const Tensor& gamma, co
                 "Expected more than 1 value per channel when training (batch x "
                 "height x width = ",
                 count, ")");
-    const bool fused_update = stats.holds_invstd() && training &&
+    const bool fused_update = stats.holds_invstd && training &&
                               norm.options.track_running_stats() &&
                               norm.options.momentum().has_value() && stats.eps == eps;
     if (fused_update) {
@@ -243,7 +236,7 @@ NormState prepare_norm(torch::nn::BatchNorm2dImpl& norm, const Tensor& gamma, co
       state.invstd = invstd.to(gamma.scalar_type());
     } else {
       const Tensor mean = stats.mean.to(torch::kDouble);
-      const Tensor var = stats.holds_invstd()
+      const Tensor var = stats.holds_invstd
                              ? stats.spread.to(torch::kDouble).pow(-2).sub_(stats.eps)
                              : stats.spread;
       if (training) update_running_stats(norm, mean, var, count);
@@ -275,22 +268,34 @@ Tensor scratch_view(const Tensor& scratch, int64_t n, int64_t c, int64_t h, int6
 /// a new buffer in any case (the batch runs whole, so that buffer is there at the peak either
 /// way); `activation` stays and gives the ReLU mask, which saves recomputing the pre-activation
 /// and copying the gradient back: three of the backward's passes over the layer input.
+/// Under sync-bn (`sync`, training) the kernels form dx without the batch-statistics terms and
+/// the terms of the global batch (`stat_count` values per channel) are added after one
+/// all-reduce: an extra pass over x and dx, the price of sync-bn here.
 template <typename GradOutputOf>
 NormReluConvGrads norm_relu_conv_backward(GradOutputOf grad_output_of, Tensor activation,
                                           const Tensor& x, const NormState& norm,
                                           const Tensor& gamma, const Tensor& beta,
                                           const Tensor& weight, int64_t padding, bool training,
-                                          Tensor* accumulate_into, int64_t chunks = kCpuChunks) {
+                                          Tensor* accumulate_into, const BatchNormAllReduce* sync,
+                                          int64_t stat_count, int64_t chunks = kCpuChunks) {
   NormReluConvGrads grads;
   const bool accumulate = accumulate_into != nullptr;
+  const bool synced = training && sync != nullptr;
+  auto add_global_terms = [&](Tensor& grad_x) {
+    if (!synced) return;
+    auto [k1, k2] =
+        all_reduce_norm_terms(*sync, grads.gamma, grads.beta, norm.scale, norm.invstd, stat_count);
+    add_norm_terms(x, grad_x, norm.mean, k1, k2);
+  };
   if (activation.is_cuda()) {
     auto [grad_activation, grad_weight] = conv2d_backward(
         grad_output_of(0, activation.size(0)), activation, weight, padding, /*input_grad=*/true);
     grads.conv_weight = grad_weight;
     Tensor& grad_x = accumulate ? *accumulate_into : grad_activation;
-    std::tie(grads.gamma, grads.beta) =
-        kernels::bn_relu_backward_given_output(grad_activation, activation, x, norm.mean,
-                                               norm.invstd, gamma, training, grad_x, accumulate);
+    std::tie(grads.gamma, grads.beta) = kernels::bn_relu_backward_given_output(
+        grad_activation, activation, x, norm.mean, norm.invstd, gamma, training && !synced, grad_x,
+        accumulate);
+    add_global_terms(grad_x);
     if (!accumulate) grads.input = grad_activation;
     return grads;
   }
@@ -300,7 +305,8 @@ NormReluConvGrads norm_relu_conv_backward(GradOutputOf grad_output_of, Tensor ac
           : conv2d_backward_in_place(grad_output_of, activation, weight, padding, chunks);
   Tensor& grad_x = accumulate ? *accumulate_into : activation;  // activation now holds dA
   std::tie(grads.gamma, grads.beta) = kernels::bn_relu_backward(
-      activation, x, norm.mean, norm.invstd, gamma, beta, training, grad_x, accumulate);
+      activation, x, norm.mean, norm.invstd, gamma, beta, training && !synced, grad_x, accumulate);
+  add_global_terms(grad_x);
   if (!accumulate) grads.input = activation;
   return grads;
 }
@@ -331,6 +337,8 @@ struct StageState : torch::CustomClassHolder {
   bool training = false;
   bool minimal = false;
   ParameterIndex index;
+  BatchNormAllReduce sync;  // sync-bn's all-reduce; empty without sync-bn
+  int64_t stat_count = 0;   // values per channel of the batch statistics (global under sync-bn)
 
   // Kept for backward
   Tensor features;  // (N, C0 + L*k, H, W): block buffer F (an alias without history)
@@ -381,7 +389,8 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
   const int64_t k = block.options.growth_rate();
   const int64_t num_layers = block.options.num_layers();
   const int64_t c_total = c0 + num_layers * k;
-  const int64_t count = n * h * w;  // values per channel for batch statistics
+  const int64_t count = n * h * w;  // values per channel for batch statistics (this replica)
+  const BatchNormAllReduce* sync = state.sync ? &state.sync : nullptr;
   const bool training = state.training;
   const bool bottleneck = block.options.bn_size() > 0;
   const double drop_rate = block.options.drop_rate();
@@ -398,7 +407,8 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
     counts = torch::full({1}, static_cast<double>(count), input.options().dtype(stats_type));
   }
   if (training) {
-    ChannelStats first = channel_stats(features.narrow(1, 0, c0), feature_eps, counts);
+    ChannelStats first = channel_stats(features.narrow(1, 0, c0), feature_eps, counts, sync);
+    state.stat_count = first.count;
     feature_stats = first;
     feature_stats.mean = torch::empty({c_total}, first.mean.options());
     feature_stats.spread = torch::empty({c_total}, first.spread.options());
@@ -425,7 +435,7 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
     const Tensor prefix = features.narrow(1, 0, c_in);  // (N, C_l, H, W), a view of F
     NormState norm1 =
         prepare_norm(*layer.norm1, p[0], p[1], training,
-                     training ? feature_stats.narrow(0, c_in) : ChannelStats(), prefix, count);
+                     training ? feature_stats.narrow(0, c_in) : ChannelStats(), prefix);
     const bool fused = bottleneck && kernels::norm_relu_conv1x1_supported(prefix, p[2]);
     Tensor normalized;  // (N, C_l, H, W), unless fused
     if (!fused) {
@@ -445,8 +455,8 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
         y1 = conv2d(normalized, p[2], 0);
       }
       const ChannelStats stats2 =
-          training ? channel_stats(y1, layer.norm2->options.eps(), counts) : ChannelStats();
-      norm2 = prepare_norm(*layer.norm2, p[3], p[4], training, stats2, y1, count);
+          training ? channel_stats(y1, layer.norm2->options.eps(), counts, sync) : ChannelStats();
+      norm2 = prepare_norm(*layer.norm2, p[3], p[4], training, stats2, y1);
       Tensor r2 = torch::empty_like(y1);  // (N, B, H, W)
       kernels::bn_relu_forward(y1, norm2.mean, norm2.scale, norm2.beta, r2);
       out = conv2d(r2, p[5], 1);
@@ -466,7 +476,7 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
     }
     features.narrow(1, c_in, k).copy_(out);
     if (training) {
-      const ChannelStats added = channel_stats(out, feature_eps, counts);
+      const ChannelStats added = channel_stats(out, feature_eps, counts, sync);
       feature_stats.mean.narrow(0, c_in, k).copy_(added.mean);
       feature_stats.spread.narrow(0, c_in, k).copy_(added.spread);
     }
@@ -482,8 +492,8 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
   } else {
     torch::nn::BatchNorm2dImpl& norm =
         state.tail == StageTail::kTransition ? *state.transition->norm : *state.final_norm;
-    NormState tail_norm = prepare_norm(norm, tail_params[0], tail_params[1], training,
-                                       feature_stats, features, count);
+    NormState tail_norm =
+        prepare_norm(norm, tail_params[0], tail_params[1], training, feature_stats, features);
     const Tensor& conv_weight = tail_params[2];  // transition only
     const bool fused = state.tail == StageTail::kTransition &&
                        kernels::norm_relu_conv1x1_supported(features, conv_weight);
@@ -553,6 +563,15 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
   const bool training = state.training;
   const bool bottleneck = block.options.bn_size() > 0;
   const double drop_rate = block.options.drop_rate();
+  // Under sync-bn the kernels leave out the batch-statistics terms (kernel_training false) and
+  // they are formed from sums over every replica instead.
+  const BatchNormAllReduce* sync = training && state.sync ? &state.sync : nullptr;
+  const bool kernel_training = training && sync == nullptr;
+  auto global_terms = [&](const NormState& norm, const Tensor& grad_gamma,
+                          const Tensor& grad_beta) {
+    return all_reduce_norm_terms(*sync, grad_gamma, grad_beta, norm.scale, norm.invstd,
+                                 state.stat_count);
+  };
   std::vector<Tensor> grads(params.size());
   // dLoss/dF, (N, C_L, H, W). For a tail, the gradient of relu(norm(F)) is formed in this
   // buffer and turned into dF in place, so no second block-sized buffer exists at once.
@@ -590,8 +609,12 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
         grad_features = torch::empty({n, c_total, h, w}, features.options());
         const kernels::NormReluConv1x1Grads tail_grads = kernels::norm_relu_conv1x1_backward(
             [&](int64_t i) { return grad_conv_of(i, 1)[0]; }, features, norm.mean, norm.invstd,
-            params[tail], params[tail + 1], conv_weight, training, grad_features,
+            params[tail], params[tail + 1], conv_weight, kernel_training, grad_features,
             /*accumulate=*/false, &owed);
+        if (sync != nullptr) {
+          auto [k1, k2] = global_terms(norm, tail_grads.gamma, tail_grads.beta);
+          owe_norm_terms(owed, norm.mean, k1, k2);
+        }
         grads[tail] = tail_grads.gamma;
         grads[tail + 1] = tail_grads.beta;
         grads[tail + 2] = tail_grads.weight;
@@ -606,7 +629,11 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
         grad_features = normalized;
         std::tie(grads[tail], grads[tail + 1]) = kernels::bn_relu_backward(
             grad_features, features, norm.mean, norm.invstd, params[tail], params[tail + 1],
-            training, grad_features, /*accumulate=*/false);
+            kernel_training, grad_features, /*accumulate=*/false);
+        if (sync != nullptr) {
+          auto [k1, k2] = global_terms(norm, grads[tail], grads[tail + 1]);
+          add_norm_terms(features, grad_features, norm.mean, k1, k2);
+        }
       }
     } else {
       grad_features = (grad_result / static_cast<double>(h * w))
@@ -614,8 +641,12 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
                           .expand({n, c_total, h, w})
                           .contiguous();
       std::tie(grads[tail], grads[tail + 1]) = kernels::bn_relu_backward(
-          grad_features, features, norm.mean, norm.invstd, params[tail], params[tail + 1], training,
-          grad_features, /*accumulate=*/false);
+          grad_features, features, norm.mean, norm.invstd, params[tail], params[tail + 1],
+          kernel_training, grad_features, /*accumulate=*/false);
+      if (sync != nullptr) {
+        auto [k1, k2] = global_terms(norm, grads[tail], grads[tail + 1]);
+        add_norm_terms(features, grad_features, norm.mean, k1, k2);
+      }
     }
   }
 
@@ -664,10 +695,10 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
       }
       Tensor r2 = torch::empty_like(y1);  // (N, B, H, W)
       kernels::bn_relu_forward(y1, kept.norm2.mean, kept.norm2.scale, kept.norm2.beta, r2);
-      const NormReluConvGrads grads2 =
-          norm_relu_conv_backward(grad_out_of, std::move(r2), y1, kept.norm2, p[3], p[4], p[5],
-                                  /*padding=*/1, training, /*accumulate_into=*/nullptr,
-                                  state.minimal ? kCpuChunks : kCpuBottleneckChunks);
+      const NormReluConvGrads grads2 = norm_relu_conv_backward(
+          grad_out_of, std::move(r2), y1, kept.norm2, p[3], p[4], p[5],
+          /*padding=*/1, training, /*accumulate_into=*/nullptr, sync, state.stat_count,
+          state.minimal ? kCpuChunks : kCpuBottleneckChunks);
       grads[first + 5] = grads2.conv_weight;
       grads[first + 3] = grads2.gamma;
       grads[first + 4] = grads2.beta;
@@ -676,20 +707,24 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
       if (fused) {
         const kernels::NormReluConv1x1Grads grads1 = kernels::norm_relu_conv1x1_backward(
             [&](int64_t i) { return grad_y1[i]; }, prefix, kept.norm1.mean, kept.norm1.invstd, p[0],
-            p[1], p[2], training, grad_prefix, /*accumulate=*/true, &owed);
+            p[1], p[2], kernel_training, grad_prefix, /*accumulate=*/true, &owed);
+        if (sync != nullptr) {
+          auto [k1, k2] = global_terms(kept.norm1, grads1.gamma, grads1.beta);
+          owe_norm_terms(owed, kept.norm1.mean, k1, k2);
+        }
         layer_grads.gamma = grads1.gamma;
         layer_grads.beta = grads1.beta;
         layer_grads.conv_weight = grads1.weight;
       } else {
         auto grad_y1_of = [&](int64_t start, int64_t len) { return grad_y1.narrow(0, start, len); };
-        layer_grads =
-            norm_relu_conv_backward(grad_y1_of, std::move(normalized), prefix, kept.norm1, p[0],
-                                    p[1], p[2], /*padding=*/0, training, &grad_prefix);
+        layer_grads = norm_relu_conv_backward(grad_y1_of, std::move(normalized), prefix, kept.norm1,
+                                              p[0], p[1], p[2], /*padding=*/0, training,
+                                              &grad_prefix, sync, state.stat_count);
       }
     } else {
-      layer_grads =
-          norm_relu_conv_backward(grad_out_of, std::move(normalized), prefix, kept.norm1, p[0],
-                                  p[1], p[2], /*padding=*/1, training, &grad_prefix);
+      layer_grads = norm_relu_conv_backward(grad_out_of, std::move(normalized), prefix, kept.norm1,
+                                            p[0], p[1], p[2], /*padding=*/1, training, &grad_prefix,
+                                            sync, state.stat_count);
     }
     grads[first] = layer_grads.gamma;
     grads[first + 1] = layer_grads.beta;
@@ -752,6 +787,9 @@ Tensor run_dense_stage(DenseBlockImpl& block, StageTail tail,
   state->tail = tail;
   state->training = block.is_training();
   state->minimal = block.options.memory() == MemoryMode::kMinimal;
+  if (const BatchNormAllReduce* sync = current_batch_norm_sync(); sync && state->training) {
+    state->sync = *sync;
+  }
   std::vector<Tensor> params = stage_parameters(block, tail, transition, final_norm, &state->index);
 
   bool needs_grad = torch::GradMode::is_enabled() && input.requires_grad();

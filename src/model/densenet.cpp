@@ -4,6 +4,7 @@
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/pooling.h>
 
+#include "model/batch_norm.h"
 #include "model/dense_stage.h"
 
 #include <c10/util/Exception.h>
@@ -117,12 +118,21 @@ torch::Tensor DenseNetImpl::forward(const torch::Tensor& input) {
   const int64_t smaller_side = std::min(input.size(2), input.size(3));
   // Checked here rather than left to pooling so that the message names the cause.
   plan_architecture(options, smaller_side);
+  detail::BatchNormSyncScope sync_scope(sync_ ? &sync_ : nullptr);
   if (options.memory() == MemoryMode::kNaive) {
-    torch::Tensor out = features->forward(input);                      // (N, C_final, h, w)
+    torch::Tensor out = input;
+    for (auto& child : *features) {  // features->forward, with norm0 and the final norm synced
+      auto* norm = child.ptr()->as<torch::nn::BatchNorm2d>();
+      out = norm != nullptr ? detail::batch_norm(*norm, out) : child.forward(out);
+    }                                                                  // (N, C_final, h, w)
     out = torch::adaptive_avg_pool2d(out.relu_(), {1, 1}).flatten(1);  // (N, C_final)
     return classifier(out);
   }
   return classifier(forward_stages(forward_stem(input)));
+}
+
+void DenseNetImpl::sync_batch_norm(BatchNormAllReduce all_reduce) {
+  sync_ = std::move(all_reduce);
 }
 
 torch::Tensor DenseNetImpl::forward_stem(const torch::Tensor& input) {
@@ -130,7 +140,7 @@ torch::Tensor DenseNetImpl::forward_stem(const torch::Tensor& input) {
   const auto stem = features->named_children();
   torch::Tensor out = stem["conv0"]->as<torch::nn::Conv2d>()->forward(input);
   if (!options.uses_small_stem()) {
-    out = stem["norm0"]->as<torch::nn::BatchNorm2d>()->forward(out);
+    out = detail::batch_norm(*stem["norm0"]->as<torch::nn::BatchNorm2d>(), out);
     out = torch::max_pool2d(torch::relu(out), {3, 3}, {2, 2}, {1, 1});
   }
   return out;  // (N, C0, H', W')

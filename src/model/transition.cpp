@@ -1,5 +1,7 @@
 #include "densenet/model/transition.h"
 
+#include "model/batch_norm.h"
+
 #include <torch/nn/functional/pooling.h>
 
 namespace densenet {
@@ -22,7 +24,7 @@ void TransitionImpl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor TransitionImpl::forward(const torch::Tensor& input) {
-  return torch::avg_pool2d(conv(norm(input).relu_()), /*kernel_size=*/{2, 2},
+  return torch::avg_pool2d(conv(detail::batch_norm(*norm, input).relu_()), /*kernel_size=*/{2, 2},
                            /*stride=*/{2, 2});
 }
 

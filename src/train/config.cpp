@@ -266,6 +266,10 @@ const std::vector<KeyAccess>& table() {
       DENSENET_KEY("dist-bucket-size", "size", false,
                    "bytes of gradients all-reduced together in a data-parallel run, e.g. 25MiB",
                    c.dist_bucket_size = read_size(key, node), c.dist_bucket_size),
+      DENSENET_KEY("sync-bn", "bool", false,
+                   "data-parallel runs: batch norms use the statistics of the global batch, as "
+                   "one process with the whole batch would (torch.nn.SyncBatchNorm)",
+                   c.sync_bn = read_bool(key, node), c.sync_bn),
       DENSENET_KEY("log-interval", "int", false,
                    "steps between progress lines when the output is not a terminal",
                    c.log_interval = read_int(key, node), c.log_interval),

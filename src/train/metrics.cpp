@@ -58,7 +58,8 @@ const std::vector<std::string>& metric_columns() {
                                                    "eval_loss",       "eval_top1",
                                                    "eval_top5",       "epoch_seconds",
                                                    "eval_seconds",    "images_per_second",
-                                                   "data_wait_share", "elapsed_seconds"};
+                                                   "data_wait_share", "elapsed_seconds",
+                                                   "comm_wait_share"};
   return columns;
 }
 
@@ -76,7 +77,8 @@ std::vector<double> values_of(const EpochRecord& r) {
           r.eval_seconds,
           r.images_per_second,
           r.data_wait_share,
-          r.elapsed_seconds};
+          r.elapsed_seconds,
+          r.comm_wait_share};
 }
 
 EpochRecord record_of(const std::vector<double>& v) {
@@ -93,6 +95,7 @@ EpochRecord record_of(const std::vector<double>& v) {
   r.images_per_second = v[9];
   r.data_wait_share = v[10];
   r.elapsed_seconds = v[11];
+  r.comm_wait_share = v[12];
   return r;
 }
 
@@ -151,6 +154,10 @@ std::vector<EpochRecord> parse_metrics_jsonl(const std::string& text, const std:
     std::vector<double> values;
     for (const auto& column : columns) {
       const auto it = row.find(column);
+      if (it == row.end() && column == "comm_wait_share") {
+        values.push_back(0.0);  // a history from before the column existed
+        continue;
+      }
       TORCH_CHECK(it != row.end() && (it->is_number() || it->is_null()), source, ":", line_number,
                   ": '", column, "' is missing or not a number");
       values.push_back(it->is_null() ? std::numeric_limits<double>::quiet_NaN()

@@ -513,6 +513,7 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
   train_options.batch_size = local_batch;
   train_options.rank = s.rank;
   train_options.world_size = s.world_size;
+  train_options.keep_empty_batches = s.world_size > 1;  // see the training loop
   s.train_loader =
       std::make_unique<data::DataLoader>(s.train_set, data.train_transform, train_options);
   s.eval_loader = make_eval_loader(config, data, s.device, s.rank, s.world_size);
@@ -637,6 +638,13 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
     distributed::broadcast_from_rank0(*s.model, *s.group);
     s.buckets = std::make_unique<distributed::GradientBuckets>(s.model->parameters(), s.group,
                                                                config.dist_bucket_size);
+    if (config.sync_bn) {
+      s.model->sync_batch_norm([group = s.group, &comm = s.comm_seconds](torch::Tensor& sums) {
+        const auto start = Clock::now();
+        group->allreduce(sums, distributed::Reduction::sum, "the sync-bn statistics");
+        comm += seconds_since(start);
+      });
+    }
   }
 
   // A new run, or a run continued in another directory, records its configuration and classes.
@@ -677,11 +685,13 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
   if (s.group) {
     print(*s.out,
           "data-parallel: %lld ranks (gloo), %lld images per rank per step, %lld gradient "
-          "bucket%s of up to %s, dist-timeout %g s\n",
+          "bucket%s of up to %s, dist-timeout %g s, %s\n",
           static_cast<long long>(s.world_size), static_cast<long long>(local_batch),
           static_cast<long long>(s.buckets->num_buckets()),
           s.buckets->num_buckets() == 1 ? "" : "s", format_bytes(config.dist_bucket_size).c_str(),
-          config.dist_timeout);
+          config.dist_timeout,
+          config.sync_bn ? "sync-bn (batch statistics of the global batch)"
+                         : "batch statistics per rank (running statistics averaged)");
   }
   s.out->flush();
 }
@@ -842,6 +852,22 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
       }
       std::optional<data::Batch> batch = s.train_loader->next();
       if (!batch) break;
+      if (s.group) {
+        // A rank whose images of this step were all unreadable has nothing to compute, but
+        // collectives pair up by order, so a rank that moved on alone would desynchronise the
+        // run: the ranks agree, and all of them skip such a step (one tiny all-reduce a step).
+        const torch::Tensor empty =
+            torch::tensor({batch->labels.size(0) == 0 ? 1.0 : 0.0}, torch::kFloat64);
+        s.group->allreduce(empty, distributed::Reduction::max, "the check for empty batches");
+        if (empty.item<double>() > 0) {
+          print(*s.out,
+                "warning: epoch %lld step %lld skipped on every rank: a rank had no readable "
+                "image in its part of the batch\n",
+                static_cast<long long>(s.epoch + 1), static_cast<long long>(s.next_batch + 1));
+          ++s.next_batch;
+          continue;
+        }
+      }
 
       const double lr = s.schedule->lr_at(s.global_step);
       s.optimizer->set_lr(lr);
@@ -921,6 +947,7 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     record.images_per_second = static_cast<double>(s.images) / std::max(train_seconds, 1e-9);
     record.data_wait_share = train_seconds > 0 ? wait / train_seconds : 0;
     record.elapsed_seconds = elapsed();
+    record.comm_wait_share = train_seconds > 0 ? comm / train_seconds : 0;
     progress.finish();
     if (s.writes()) {
       s.metrics->log(record);

@@ -86,6 +86,78 @@ print("largest parameter difference after 8 steps: %.3g" % worst)
 sys.exit(0 if worst <= 1e-5 else 1)
 PY
     echo "ok" ;;
+  sync_bn)
+    # With sync-bn, two ranks of 8 images each equal one process with the whole batch of 16 and
+    # no splits (batch statistics of the global batch), in every memory mode, running
+    # statistics included.
+    for memory in naive efficient minimal; do
+      common=("${tiny[@]}" --max-train-samples 64 --epochs 2 --memory $memory)
+      "$densenet" train "${common[@]}" --nproc-per-node 2 --sync-bn \
+        --output-dir "$work/two-$memory" > "$work/two-$memory.out" 2>&1 ||
+        fail "2 ranks ($memory): $(cat "$work/two-$memory.out")"
+      "$densenet" train "${common[@]}" --output-dir "$work/one-$memory" \
+        > "$work/one-$memory.out" 2>&1 || fail "1 process ($memory): $(cat "$work/one-$memory.out")"
+      grep -q "sync-bn (batch statistics of the global batch)" "$work/two-$memory.out" ||
+        fail "no sync-bn in the data-parallel summary: $(cat "$work/two-$memory.out")"
+      grep -q "replicas were bit-identical" "$work/two-$memory.out" ||
+        fail "replicas not reported bit-identical ($memory)"
+      "$python" - "$work/two-$memory/last.pth" "$work/one-$memory/last.pth" <<'PY' ||
+import sys, torch
+two = torch.load(sys.argv[1], weights_only=True)
+one = torch.load(sys.argv[2], weights_only=True)
+assert two["global_step"] == one["global_step"] == 8, (two["global_step"], one["global_step"])
+worst, where = 0.0, ""
+for name, tensor in one["model"].items():
+    diff = (two["model"][name].double() - tensor.double()).abs().max().item()
+    if diff > worst:
+        worst, where = diff, name
+print("largest difference after 8 steps (parameters and running statistics): %.3g (%s)" % (worst, where))
+sys.exit(0 if worst <= 1e-5 else 1)
+PY
+        fail "sync-bn ($memory) differs from one process with the whole batch"
+      # Without sync-bn the same two ranks differ from the whole batch: the test can fail.
+      if [ $memory = efficient ]; then
+        "$densenet" train "${common[@]}" --nproc-per-node 2 --output-dir "$work/two-nosync" \
+          > "$work/two-nosync.out" 2>&1 || fail "2 ranks without sync-bn: $(cat "$work/two-nosync.out")"
+        "$python" - "$work/two-nosync/last.pth" "$work/one-$memory/last.pth" <<'PY' ||
+import sys, torch
+two = torch.load(sys.argv[1], weights_only=True)["model"]
+one = torch.load(sys.argv[2], weights_only=True)["model"]
+worst = max((two[k].double() - v.double()).abs().max().item() for k, v in one.items())
+print("without sync-bn: largest difference %.3g" % worst)
+sys.exit(0 if worst > 1e-4 else 1)
+PY
+          fail "two ranks without sync-bn match the whole batch: the comparison cannot fail"
+      fi
+    done
+    echo "ok" ;;
+  unreadable_batch)
+    # An image folder where most images are corrupt: some step leaves a rank with no readable
+    # image. The ranks must skip that step together (not desynchronise and time out).
+    "$python" - "$work/folder" <<'PY' || fail "could not write the image folder"
+import os, sys
+from PIL import Image
+root = sys.argv[1]
+for split, count in (("train", 8), ("val", 2)):
+    for label in ("a", "b"):
+        os.makedirs(os.path.join(root, split, label))
+        for i in range(count):
+            path = os.path.join(root, split, label, "%d.png" % i)
+            if split == "train" and i > 0:
+                with open(path, "wb") as f:
+                    f.write(b"not a png")
+            else:
+                Image.new("RGB", (16, 16), (40 * i, 200 if label == "a" else 30, 90)).save(path)
+PY
+    "$densenet" train --dataset imagefolder --data "$work/folder" --input-size 16 --batch-size 4 \
+      --arch densenet-bc-40 --block-config 2,2 --growth-rate 4 --threads 1 --workers 0 \
+      --epochs 2 --dist-timeout 20 --nproc-per-node 2 --output-dir "$work/run" \
+      > "$work/run.out" 2>&1 || fail "the run failed: $(cat "$work/run.out")"
+    cat "$work/run.out"
+    grep -q "skipped on every rank: a rank had no readable image" "$work/run.out" ||
+      fail "no step was skipped: the folder does not exercise the case"
+    grep -q "^epoch 2/2  train" "$work/run.out" || fail "the run did not finish"
+    echo "ok" ;;
   killed_rank)
     # Two processes started by hand: rank 1 killed, rank 0 must give up by itself.
     slow=("${tiny[@]}" --max-train-samples 1024 --epochs 2 --dist-timeout 5)

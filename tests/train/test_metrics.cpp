@@ -101,6 +101,7 @@ EpochRecord record(int64_t epoch, bool evaluated = true) {
   r.images_per_second = 4800;
   r.data_wait_share = 0.01;
   r.elapsed_seconds = 13.75 * static_cast<double>(epoch);
+  r.comm_wait_share = 0.25;
   return r;
 }
 
@@ -112,9 +113,9 @@ TEST_F(MetricLoggerTest, WritesOneRowPerEpochToCsvAndJsonl) {
   logger.log(record(2));
   EXPECT_EQ(read_file(logger.csv_path()),
             "epoch,lr,train_loss,train_top1,eval_loss,eval_top1,eval_top5,epoch_seconds,"
-            "eval_seconds,images_per_second,data_wait_share,elapsed_seconds\n"
-            "1,0.1,2,60,,,,12.5,0,4800,0.01,13.75\n"
-            "2,0.05,1,70,0.95,70,92,12.5,1.25,4800,0.01,27.5\n");
+            "eval_seconds,images_per_second,data_wait_share,elapsed_seconds,comm_wait_share\n"
+            "1,0.1,2,60,,,,12.5,0,4800,0.01,13.75,0.25\n"
+            "2,0.05,1,70,0.95,70,92,12.5,1.25,4800,0.01,27.5,0.25\n");
   const std::string jsonl = read_file(logger.jsonl_path());
   EXPECT_NE(jsonl.find("{\"epoch\":1,\"lr\":0.1,\"train_loss\":2.0,\"train_top1\":60.0,"
                        "\"eval_loss\":null,\"eval_top1\":null,\"eval_top5\":null,"),
@@ -126,8 +127,23 @@ TEST_F(MetricLoggerTest, WritesOneRowPerEpochToCsvAndJsonl) {
   EXPECT_EQ(parsed[1].lr, 0.05);
   EXPECT_EQ(parsed[1].eval_loss, 0.95);
   EXPECT_EQ(parsed[1].elapsed_seconds, 27.5);
+  EXPECT_EQ(parsed[1].comm_wait_share, 0.25);
   EXPECT_TRUE(std::isnan(parsed[0].eval_top1));
   EXPECT_EQ(format_metrics_jsonl(parsed), jsonl);
+}
+
+TEST(MetricsJsonl, HistoriesFromBeforeCommWaitShareStillParse) {
+  // A checkpoint of an older run holds rows without comm_wait_share; it reads as 0.
+  const auto parsed = parse_metrics_jsonl(
+      "{\"epoch\":1,\"lr\":0.1,\"train_loss\":2.0,\"train_top1\":60.0,\"eval_loss\":null,"
+      "\"eval_top1\":null,\"eval_top5\":null,\"epoch_seconds\":12.5,\"eval_seconds\":0,"
+      "\"images_per_second\":4800,\"data_wait_share\":0.01,\"elapsed_seconds\":13.75}\n",
+      "old.jsonl");
+  ASSERT_EQ(parsed.size(), 1u);
+  EXPECT_EQ(parsed[0].comm_wait_share, 0.0);
+  EXPECT_EQ(parsed[0].elapsed_seconds, 13.75);
+  EXPECT_ERROR_CONTAINS(parse_metrics_jsonl("{\"epoch\":1}\n", "bad.jsonl"),
+                        "bad.jsonl:1: 'lr' is missing or not a number");
 }
 
 TEST_F(MetricLoggerTest, NumbersRoundTripExactly) {

@@ -30,6 +30,11 @@ struct LoaderOptions {
   /// to a multiple of world_size, as torch's DistributedSampler does, so every rank gets the
   /// same number of batches.
   int64_t rank = 0, world_size = 1;
+  /// next() returns a batch of no samples (images and labels with size 0 in the first
+  /// dimension) where every sample of a batch was unreadable, instead of moving on to the next
+  /// batch: the ranks of a data-parallel run must take every step together, so the trainer
+  /// decides with the other ranks what to do with such a step.
+  bool keep_empty_batches = false;
 };
 
 struct Batch {

@@ -3,6 +3,7 @@
 #include "densenet/model/architecture.h"
 #include "densenet/model/dense_block.h"
 #include "densenet/model/options.h"
+#include "densenet/model/sync_batch_norm.h"
 #include "densenet/model/transition.h"
 
 #include <torch/nn/module.h>
@@ -39,6 +40,14 @@ class DenseNetImpl : public torch::nn::Cloneable<DenseNetImpl> {
   void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
   void to(torch::Dtype dtype, bool non_blocking = false) override;
 
+  /// sync-bn: in training mode every batch norm of this model (in every memory mode) uses the
+  /// statistics of the global batch, gathered with `all_reduce` (once per norm in forward and
+  /// once in backward; see sync_batch_norm.h), and keeps running statistics of it, so that the
+  /// replicas of a data-parallel run compute what one process with the whole batch would. An
+  /// empty function turns it off (the default). Evaluation mode is unaffected.
+  void sync_batch_norm(BatchNormAllReduce all_reduce);
+  bool syncs_batch_norm() const { return static_cast<bool>(sync_); }
+
   DenseNetOptions options;
   ArchitecturePlan plan;
   torch::nn::Sequential features{nullptr};
@@ -55,6 +64,8 @@ class DenseNetImpl : public torch::nn::Cloneable<DenseNetImpl> {
   torch::Tensor forward_stem(const torch::Tensor& input);
   /// The efficient modes: each block with its transition (or the final norm) as one op.
   torch::Tensor forward_stages(const torch::Tensor& stem_output);
+
+  BatchNormAllReduce sync_;  // empty: no sync-bn
 };
 TORCH_MODULE(DenseNet);
 

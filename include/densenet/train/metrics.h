@@ -31,6 +31,11 @@ struct EpochRecord {
   double images_per_second = 0;  // training images / epoch_seconds
   double data_wait_share = 0;    // fraction in [0, 1] of epoch_seconds spent waiting for data
   double elapsed_seconds = 0;    // wall clock since the run started, at the end of this epoch
+  /// Data-parallel runs: fraction in [0, 1] of epoch_seconds that rank 0 spent waiting for
+  /// collectives that computation did not hide (gradient buckets after backward, the step's
+  /// sums, sync-bn's statistics); 0 for one process. Optional when parsing: histories written
+  /// before it existed read as 0.
+  double comm_wait_share = 0;
 };
 
 /// The CSV and JSON-lines column names, in order.
