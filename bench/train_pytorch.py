@@ -86,6 +86,11 @@ def parse_args():
     p.add_argument("--max-eval-samples", type=int, default=0, help="0 = all 10000")
     p.add_argument("--target-accuracy", type=float, default=93.0, help="test top-1 in %%")
     p.add_argument("--json", default="", help="write a JSON summary here")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel processes on this machine: DistributedDataParallel over Gloo "
+                        "(loopback), each with --threads threads and batch-size / nproc images a step; "
+                        "rank 0 evaluates and prints")
+    p.add_argument("--master-port", type=int, default=29541, help="with --nproc > 1")
     args = p.parse_args()
     if args.num_init_features is None:
         args.num_init_features = 2 * args.growth_rate
@@ -157,10 +162,24 @@ def evaluate(model, loader):
 
 def main():
     args = parse_args()
+    args.root = torchvision_root(args.data, args.cache_dir)  # once, before any rank reads it
+    if args.nproc > 1:
+        import torch.multiprocessing as mp
+        mp.spawn(run, args=(args,), nprocs=args.nproc)
+    else:
+        run(0, args)
+
+
+def run(rank, args):
+    distributed = args.nproc > 1
+    if distributed:
+        import torch.distributed as dist
+        dist.init_process_group("gloo", init_method="tcp://127.0.0.1:%d" % args.master_port,
+                                rank=rank, world_size=args.nproc)
     torch.manual_seed(args.seed)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    root = torchvision_root(args.data, args.cache_dir)
+    root = args.root
     normalize = transforms.Normalize((MEAN,), (STD,))
     augment = [transforms.RandomCrop(28, padding=args.crop_padding)] if args.crop_padding > 0 else []
     augment.append(transforms.RandomHorizontalFlip(args.hflip))
@@ -173,12 +192,22 @@ def main():
     if args.max_eval_samples > 0:
         test_set = torch.utils.data.Subset(test_set, range(min(args.max_eval_samples, len(test_set))))
     common = dict(num_workers=args.workers, persistent_workers=args.workers > 0)
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+    sampler = None
+    if distributed:
+        # The global batch of batch-size split over the ranks, as `densenet train` splits it.
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            train_set, num_replicas=args.nproc, rank=rank, shuffle=True, seed=args.seed, drop_last=True)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size // args.nproc,
+                                               shuffle=sampler is None, sampler=sampler,
                                                drop_last=not args.keep_last, **common)
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=args.test_batch_size, shuffle=False, **common)
 
     model = build_model(args)
     parameters = sum(p.numel() for p in model.parameters())
+    module = model
+    if distributed:
+        model = torch.nn.parallel.DistributedDataParallel(model)  # 25 MiB buckets, as ours
+    log = print if rank == 0 else (lambda *a, **k: None)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                 nesterov=bool(args.nesterov), weight_decay=args.weight_decay)
     steps_per_epoch = len(train_loader)
@@ -191,21 +220,23 @@ def main():
         milestones = [int(math.floor(m * steps_per_epoch + 0.5)) for m in args.milestones]
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=args.gamma)
 
-    print("pytorch %s, torchvision %s, %d threads, %d workers; DenseNet-BC k=%d blocks %s bn %d "
+    log("pytorch %s, torchvision %s, %d ranks x %d threads, %d workers; DenseNet-BC k=%d blocks %s bn %d "
           "compression %g init %d: %s parameters; %d training images, %d test images, batch %d, "
           "%d steps/epoch; %s lr %g, weight decay %g, crop padding %d, hflip %g"
-          % (torch.__version__, torchvision.__version__, torch.get_num_threads(),
+          % (torch.__version__, torchvision.__version__, args.nproc, torch.get_num_threads(),
              args.workers, args.growth_rate, ",".join(map(str, args.block_config)),
              args.bn_size, args.compression, args.num_init_features,
              format(parameters, ","), len(train_set), len(test_set), args.batch_size,
              steps_per_epoch, args.lr_type, args.lr, args.weight_decay, args.crop_padding, args.hflip),
           flush=True)
-    print("epoch | train s | img/s | data wait | train loss | test loss | test top-1 acc % | "
+    log("epoch | train s | img/s | data wait | train loss | test loss | test top-1 acc % | "
           "test top-5 acc % | eval s | wall clock s", flush=True)
     epochs, target_seconds, target_epoch = [], None, None
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         model.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         epoch_start = time.perf_counter()
         wait, loss_sum, count = 0.0, 0.0, 0
         lr = optimizer.param_groups[0]["lr"]
@@ -223,11 +254,13 @@ def main():
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += loss.item() * labels.numel()
-            count += labels.numel()
+            loss_sum += loss.item() * labels.numel() * args.nproc
+            count += labels.numel() * args.nproc  # train loss: rank 0's share
         train_seconds = time.perf_counter() - epoch_start
         eval_start = time.perf_counter()
-        test_loss, top1, top5 = evaluate(model, test_loader)
+        test_loss, top1, top5 = evaluate(module, test_loader) if rank == 0 else (0.0, 0.0, 0.0)
+        if distributed:
+            dist.barrier()
         eval_seconds = time.perf_counter() - eval_start
         wall = time.perf_counter() - start
         if target_seconds is None and top1 >= args.target_accuracy:
@@ -237,9 +270,13 @@ def main():
                       eval_loss=test_loss, eval_top1=top1, eval_top5=top5, eval_seconds=eval_seconds,
                       elapsed_seconds=wall)
         epochs.append(record)
-        print("%5d | %7.1f | %5.0f | %8.1f%% | %10.4f | %9.4f | %16.2f | %16.2f | %6.1f | %12.1f"
+        log("%5d | %7.1f | %5.0f | %8.1f%% | %10.4f | %9.4f | %16.2f | %16.2f | %6.1f | %12.1f"
               % (epoch, train_seconds, record["images_per_second"], 100 * record["data_wait_share"],
                  record["train_loss"], test_loss, top1, top5, eval_seconds, wall), flush=True)
+    if distributed:
+        dist.destroy_process_group()
+    if rank != 0:
+        return
     if target_seconds is None:
         print("test top-1 accuracy never reached %.1f%% (best %.2f%%)" % (
             args.target_accuracy, max(e["eval_top1"] for e in epochs)))
