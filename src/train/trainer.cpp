@@ -39,6 +39,7 @@
 #include <limits>
 #include <mutex>
 #include <ostream>
+#include <regex>
 #include <thread>
 
 namespace densenet::train {
@@ -191,6 +192,24 @@ void prepare_run_dir(const std::string& dir, const TrainConfig& config,
     TORCH_CHECK(!holds_run || is_resumed_run || config.force, "output-dir '", dir,
                 "' already holds a run: continue it with --resume ", dir,
                 ", or overwrite it with --force, or choose another --output-dir");
+    if (holds_run && !is_resumed_run) {
+      // --force: the previous run's outputs go, so that none of them (a numbered checkpoint,
+      // a best.pth, or a last.pth that --resume would pick up if the new run stopped before
+      // its first checkpoint) passes for the new run's. Other files stay.
+      static const std::regex run_file(
+          R"(last\.pth|best\.pth|checkpoint-\d+\.pth|metrics\.csv|metrics\.jsonl|curves\.png)");
+      std::vector<fs::path> previous;
+      for (const auto& entry : fs::directory_iterator(dir, error)) {
+        if (std::regex_match(entry.path().filename().string(), run_file)) {
+          previous.push_back(entry.path());
+        }
+      }
+      for (const fs::path& path : previous) {
+        fs::remove(path, error);
+        TORCH_CHECK(!error, "--force: cannot remove '", path.string(),
+                    "' of the previous run: ", error.message());
+      }
+    }
   }
   fs::create_directories(dir, error);
   TORCH_CHECK(!error, "cannot create output-dir '", dir, "': ", error.message());
@@ -650,7 +669,11 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
   // A new run, or a run continued in another directory, records its configuration and classes.
   if (!config.test_only && s.writes() &&
       (s.resume_path.empty() || !fs::exists(fs::path(s.run_dir) / "config.yaml"))) {
-    write_file_atomically((fs::path(s.run_dir) / "config.yaml").string(), config_to_yaml(s.config));
+    // Without `force`: `--config run/config.yaml` starts a new run from this one's settings and
+    // must not overwrite this run unless asked to again.
+    TrainConfig recorded = s.config;
+    recorded.force = false;
+    write_file_atomically((fs::path(s.run_dir) / "config.yaml").string(), config_to_yaml(recorded));
     std::string classes_text;
     for (const auto& name : s.train_set->classes()) classes_text += name + "\n";
     // predict --labels reads this file: one class name per line, index = label.
@@ -808,9 +831,9 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
 
   if (s.epoch >= config.epochs) {
     print(*s.out,
-          "the run has already trained its %lld epochs: nothing to do (give --epochs N with a "
+          "the run has already trained its %lld epoch%s: nothing to do (give --epochs N with a "
           "larger N to train further)\n",
-          static_cast<long long>(s.epoch));
+          static_cast<long long>(s.epoch), s.epoch == 1 ? "" : "s");
   }
   const int64_t steps = s.train_loader->batches_per_epoch();
   const auto& parameters = s.optimizer->parameters();

@@ -93,11 +93,19 @@ case $case_name in
     /usr/bin/python3 -c "import torch,sys; torch.load(sys.argv[1], weights_only=True)" \
       "$work/run/last.pth" || fail "last.pth no longer loads" ;;
   nan_loss)
-    train_ok --epochs 1 --output-dir "$work/run"
-    cp "$work/run/last.pth" "$work/before.pth"
-    expect "the loss is (nan|inf|-inf) at epoch 1, step [0-9]+ .*training stopped before the update" \
+    # Over a finished run with --force: the previous run's checkpoints go first (none of them
+    # may pass for the new run's), so the stop says that no checkpoint holds good weights.
+    train_ok --epochs 1 --save-interval 1 --output-dir "$work/run"
+    [ -f "$work/run/checkpoint-001.pth" ] || fail "no numbered checkpoint: $(ls "$work/run")"
+    touch "$work/run/notes.txt"
+    expect "the loss is (nan|inf|-inf) at epoch 1, step [0-9]+ .*training stopped before the update; no checkpoint was written" \
       "$densenet" train "${tiny[@]}" --epochs 1 --lr 1e30 --output-dir "$work/run" --force
-    cmp -s "$work/run/last.pth" "$work/before.pth" || fail "last.pth changed" ;;
+    for old in last.pth best.pth checkpoint-001.pth metrics.csv; do
+      [ -e "$work/run/$old" ] && fail "--force left the previous run's $old"
+    done
+    [ -f "$work/run/notes.txt" ] || fail "--force removed a file that is not the run's"
+    grep -q "^force: false" "$work/run/config.yaml" ||
+      fail "config.yaml records force: $(grep force "$work/run/config.yaml")" ;;
   sigint_resumes)
     # Ctrl-C: a checkpoint at the next step, a message saying how to resume, exit 130; the
     # resumed run then finishes.
