@@ -1048,6 +1048,16 @@ EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std:
   if (saved != nullptr && saved->is(pth::Value::Kind::String) && file.root.find("model")) {
     TrainConfig from_checkpoint;
     load_config_text(from_checkpoint, saved->as_string(), weights + " (its config)");
+    // The architecture of a training checkpoint is the one it was trained with; a different one
+    // asked for could only fail to load, or be silently ignored.
+    for (const char* key :
+         {"arch", "num-init-features", "growth-rate", "block-config", "bn-size", "compression"}) {
+      const bool asked = std::find(given.begin(), given.end(), key) != given.end();
+      TORCH_CHECK(!asked || config_value(requested, key) == config_value(from_checkpoint, key), "'",
+                  weights, "' is a training checkpoint of ", from_checkpoint.arch, " (", key, " ",
+                  config_value(from_checkpoint, key), "), not ", key, " ",
+                  config_value(requested, key), ": its architecture comes from it; drop --", key);
+    }
     for (const std::string& key : given) copy_config_value(from_checkpoint, requested, key);
     config = from_checkpoint;
     config.resume.clear();

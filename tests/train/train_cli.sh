@@ -72,7 +72,15 @@ case $case_name in
                  "missing keys \(24\)" "features.denseblock1.denselayer3.norm1.weight"; do
       expect "$regex" "$densenet" eval --weights "$work/weights.pth" --dataset synthetic \
         --input-size 16 --arch densenet-bc-40 --block-config 3,3 --growth-rate 4 --threads 1
-    done ;;
+    done
+    # A training checkpoint carries its architecture: another one asked for is refused, the
+    # same one is accepted.
+    expect "is a training checkpoint of densenet-bc-40 \(growth-rate 4\), not growth-rate 8: its architecture comes from it; drop --growth-rate" \
+      "$densenet" eval --weights "$work/run/last.pth" --growth-rate 8 --threads 1
+    expect "is a training checkpoint of densenet-bc-40 \(arch densenet-bc-40\), not arch densenet121" \
+      "$densenet" eval --weights "$work/run/last.pth" --arch densenet121 --threads 1
+    "$densenet" eval --weights "$work/run/last.pth" --arch densenet-bc-40 --growth-rate 4 \
+      --threads 1 > /dev/null || fail "eval with the checkpoint's own architecture failed" ;;
   occupied_output_dir)
     train_ok --epochs 1 --output-dir "$work/run"
     cp "$work/run/last.pth" "$work/before.pth"
