@@ -158,6 +158,32 @@ PY
       fail "no step was skipped: the folder does not exercise the case"
     grep -q "^epoch 2/2  train" "$work/run.out" || fail "the run did not finish"
     echo "ok" ;;
+  torchrun)
+    # torchrun's elastic agent serves the store (TORCHELASTIC_USE_AGENT_STORE=True): the ranks
+    # join it as clients and train exactly as the built-in launcher's ranks do. Debian 12's
+    # torchrun (PyTorch 1.13) fails on Python 3.11 with its default --redirects/--tee 0 (Python
+    # 3.11 no longer iterates the flag value 0, so Std.from_str("0") is None); 2 (stderr) parses.
+    common=("${tiny[@]}" --max-train-samples 64 --epochs 2)
+    port=$(free_port)
+    torchrun --nproc_per_node 2 --master_port "$port" --redirects 2 --tee 2 \
+      --log_dir "$work/torchrun-logs" --no_python "$densenet" train "${common[@]}" \
+      --output-dir "$work/torchrun" > "$work/torchrun.out" 2>&1 ||
+      fail "torchrun: $(cat "$work/torchrun.out")"
+    "$densenet" train "${common[@]}" --nproc-per-node 2 --output-dir "$work/launcher" \
+      > "$work/launcher.out" 2>&1 || fail "launcher: $(cat "$work/launcher.out")"
+    grep -q "data-parallel: 2 ranks (gloo)" "$work/torchrun.out" ||
+      fail "no data-parallel summary under torchrun: $(cat "$work/torchrun.out")"
+    "$python" - "$work/torchrun/last.pth" "$work/launcher/last.pth" <<'PY' ||
+import sys, torch
+a = torch.load(sys.argv[1], weights_only=True)
+b = torch.load(sys.argv[2], weights_only=True)
+assert a["global_step"] == b["global_step"] == 8, (a["global_step"], b["global_step"])
+for name, tensor in b["model"].items():
+    assert torch.equal(a["model"][name], tensor), name
+print("torchrun and the built-in launcher: bit-identical after 8 steps")
+PY
+      fail "torchrun's run differs from the launcher's"
+    echo "ok" ;;
   killed_rank)
     # Two processes started by hand: rank 1 killed, rank 0 must give up by itself.
     slow=("${tiny[@]}" --max-train-samples 1024 --epochs 2 --dist-timeout 5)
