@@ -37,6 +37,7 @@ struct BenchArguments {
   bool max_batch = false;
   std::string memory_cap = "4GiB";
   bool profile = false;
+  bool channels_last = false;
   bool sgemm = false;
   bool json = false;
   bool rss_probe = false;
@@ -113,8 +114,14 @@ int run_bench(const BenchArguments& args) {
   const std::string arch = args.model.label();
   const std::string overrides = args.model.overrides_text();
   DenseNetOptions options = model_options_from(args.model, /*read_memory=*/false);
-  const std::vector<MemoryMode> modes =
-      memory_modes_from(args.model.memory.value_or("naive,efficient,minimal"));
+  const std::vector<MemoryMode> modes = memory_modes_from(
+      args.model.memory.value_or(args.channels_last ? "naive" : "naive,efficient,minimal"));
+  for (const MemoryMode mode : modes) {
+    if (args.channels_last && mode != MemoryMode::kNaive) {
+      throw UsageError("--channels-last applies to --memory naive only (the " +
+                       memory_mode_name(mode) + " mode's stages keep NCHW channel planes)");
+    }
+  }
   std::vector<int64_t> batches;
   try {
     batches = parse_int_list(args.batch);
@@ -141,6 +148,7 @@ int run_bench(const BenchArguments& args) {
   bench.warmup(args.warmup);
   bench.iterations(args.iters);
   bench.profile(args.profile);
+  bench.channels_last(args.channels_last);
   int64_t cap = 0;
   try {
     cap = parse_byte_size(args.memory_cap);
@@ -183,6 +191,7 @@ int run_bench(const BenchArguments& args) {
           std::to_string(batch), std::string("--rss-probe")}) {
       child_args.push_back(extra);
     }
+    if (args.channels_last) child_args.emplace_back("--channels-last");
     return std::stoll(run_this_program(child_args));
   };
   const bool json = args.json;
@@ -324,6 +333,8 @@ void add_bench_command(CLI::App& app) {
       ->type_name("SIZE")
       ->capture_default_str()
       ->needs(max_batch);
+  command->add_flag("--channels-last", args->channels_last,
+                    "NHWC weights and activations (--memory naive only)");
   command->add_flag("--profile", args->profile,
                     "after timing, one more step: self time per operation, summed over threads "
                     "(work inside parallel loops, such as the per-sample GEMMs, counts on every "

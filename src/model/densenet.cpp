@@ -120,7 +120,7 @@ torch::Tensor DenseNetImpl::forward(const torch::Tensor& input) {
   plan_architecture(options, smaller_side);
   detail::BatchNormSyncScope sync_scope(sync_ ? &sync_ : nullptr);
   if (options.memory() == MemoryMode::kNaive) {
-    torch::Tensor out = input;
+    torch::Tensor out = input.contiguous(memory_format_);
     for (auto& child : *features) {  // features->forward, with norm0 and the final norm synced
       auto* norm = child.ptr()->as<torch::nn::BatchNorm2d>();
       out = norm != nullptr ? detail::batch_norm(*norm, out) : child.forward(out);
@@ -129,6 +129,21 @@ torch::Tensor DenseNetImpl::forward(const torch::Tensor& input) {
     return classifier(out);
   }
   return classifier(forward_stages(forward_stem(input)));
+}
+
+void DenseNetImpl::set_memory_format(at::MemoryFormat format) {
+  TORCH_CHECK(format == at::MemoryFormat::Contiguous || format == at::MemoryFormat::ChannelsLast,
+              "a DenseNet's memory format is Contiguous (NCHW) or ChannelsLast (NHWC), got ",
+              format);
+  TORCH_CHECK(format == at::MemoryFormat::Contiguous || options.memory() == MemoryMode::kNaive,
+              "channels-last applies to memory naive only: the ",
+              memory_mode_name(options.memory()),
+              " mode's stages keep NCHW channel planes (use --memory naive)");
+  torch::NoGradGuard no_grad;
+  for (auto& parameter : parameters()) {
+    if (parameter.dim() == 4) parameter.set_data(parameter.contiguous(format));
+  }
+  memory_format_ = format;
 }
 
 void DenseNetImpl::sync_batch_norm(BatchNormAllReduce all_reduce) {

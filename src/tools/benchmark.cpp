@@ -101,7 +101,7 @@ struct TrainingSetup {
 };
 
 TrainingSetup make_training_setup(const DenseNetOptions& model_options, int64_t batch,
-                                  uint64_t seed, torch::Device device) {
+                                  uint64_t seed, torch::Device device, bool channels_last) {
   torch::manual_seed(seed);
   DenseNet model(model_options);
   model->to(device);
@@ -112,6 +112,10 @@ TrainingSetup make_training_setup(const DenseNetOptions& model_options, int64_t 
       torch::randn({batch, model_options.in_channels(), size, size}, tensor_options);
   torch::Tensor target =
       torch::randint(model_options.num_classes(), {batch}, tensor_options.dtype(torch::kLong));
+  if (channels_last) {
+    model->set_memory_format(at::MemoryFormat::ChannelsLast);
+    input = input.contiguous(at::MemoryFormat::ChannelsLast);
+  }
   return {model, input, target};
 }
 
@@ -123,8 +127,8 @@ BenchmarkResult benchmark_training_step(const DenseNetOptions& model_options, in
   TORCH_CHECK(options.iterations() >= 1, "iterations must be >= 1");
   MemoryTracker& tracker = MemoryTracker::instance();
   use_timing_allocator();
-  auto [model, input, target] =
-      make_training_setup(model_options, batch, options.seed(), options.device());
+  auto [model, input, target] = make_training_setup(model_options, batch, options.seed(),
+                                                    options.device(), options.channels_last());
 
   for (int64_t i = 0; i < options.warmup(); ++i) {
     reset_gradients(model);
@@ -165,8 +169,8 @@ int64_t measure_step_rss(const DenseNetOptions& model_options, int64_t batch,
   TORCH_CHECK(batch >= 1, "batch must be >= 1, got ", batch);
   TORCH_CHECK(options.device().is_cpu(), "RSS is measured for CPU training steps");
   release_freed_memory();
-  auto [model, input, target] =
-      make_training_setup(model_options, batch, options.seed(), torch::kCPU);
+  auto [model, input, target] = make_training_setup(model_options, batch, options.seed(),
+                                                    torch::kCPU, options.channels_last());
   for (int64_t i = 0; i < std::max<int64_t>(1, options.warmup()); ++i) {
     reset_gradients(model);
     training_step(model, input, target);
@@ -207,8 +211,8 @@ int64_t find_max_batch(const DenseNetOptions& model_options, int64_t cap_bytes,
     release_freed_memory();
     ScopedMemoryLimit cap(MemoryTracker::instance().current_bytes() + cap_bytes);
     try {
-      auto [model, input, target] =
-          make_training_setup(model_options, batch, options.seed(), torch::kCPU);
+      auto [model, input, target] = make_training_setup(model_options, batch, options.seed(),
+                                                        torch::kCPU, options.channels_last());
       training_step(model, input, target);
       return true;
     } catch (const c10::OutOfMemoryError&) {

@@ -200,6 +200,10 @@ const std::vector<KeyAccess>& table() {
       DENSENET_KEY("memory", "string", false,
                    "naive | efficient | minimal | auto (auto: fastest that fits memory-budget)",
                    c.memory = read_string(key, node), c.memory),
+      DENSENET_KEY("channels-last", "bool", false,
+                   "NHWC weights and activations (memory naive only; faster convolutions on "
+                   "some machines, see docs/BENCHMARKS.md)",
+                   c.channels_last = read_bool(key, node), c.channels_last),
       DENSENET_KEY("memory-budget", "size", false,
                    "bytes for memory: auto, e.g. 4GiB (0: 80% of the free memory)",
                    c.memory_budget = read_size(key, node), c.memory_budget),
@@ -453,6 +457,10 @@ void validate(const TrainConfig& c) {
     return out.str();
   };
   require(c.input_size >= 0, "input-size", "must be >= 0 (0: the dataset's)", text(c.input_size));
+  require(!c.channels_last || c.memory == "naive", "channels-last",
+          "applies to memory naive only (the efficient and minimal stages keep NCHW channel "
+          "planes); add --memory naive",
+          "true with memory " + c.memory);
   require(c.valid_size >= 0, "valid-size", "must be >= 0", text(c.valid_size));
   require(c.max_train_samples >= 0, "max-train-samples", "must be >= 0 (0: all)",
           text(c.max_train_samples));

@@ -573,6 +573,7 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
   }
   s.model = DenseNet(options);
   s.model->to(s.device);
+  if (config.channels_last) s.model->set_memory_format(at::MemoryFormat::ChannelsLast);
 
   OptimizerOptions optimizer_options;
   optimizer_options.name = config.optimizer;

@@ -81,6 +81,23 @@ case $case_name in
       "$densenet" eval --weights "$work/run/last.pth" --arch densenet121 --threads 1
     "$densenet" eval --weights "$work/run/last.pth" --arch densenet-bc-40 --growth-rate 4 \
       --threads 1 > /dev/null || fail "eval with the checkpoint's own architecture failed" ;;
+  channels_last)
+    # NHWC in memory naive: runs, and resumes exactly; refused with the stages' modes.
+    expect "config key 'channels-last' applies to memory naive only .*add --memory naive" \
+      "$densenet" train "${tiny[@]}" --channels-last --epochs 1 --output-dir "$work/refused"
+    # Milestones given: the schedule does not change with --epochs, so 1 + 1 epochs equal 2.
+    cl=(--memory naive --channels-last --lr-type multistep --milestones 1)
+    train_ok "${cl[@]}" --epochs 2 --output-dir "$work/full"
+    train_ok "${cl[@]}" --epochs 1 --output-dir "$work/part"
+    "$densenet" train --resume "$work/part" --epochs 2 > /dev/null 2>&1 || fail "resume failed"
+    /usr/bin/python3 - "$work/full/last.pth" "$work/part/last.pth" <<'PY' || fail "resume not exact"
+import sys, torch
+a = torch.load(sys.argv[1], weights_only=True)["model"]
+b = torch.load(sys.argv[2], weights_only=True)["model"]
+for name, tensor in a.items():
+    assert torch.equal(tensor, b[name]), name
+PY
+    ;;
   occupied_output_dir)
     train_ok --epochs 1 --output-dir "$work/run"
     cp "$work/run/last.pth" "$work/before.pth"

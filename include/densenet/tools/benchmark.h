@@ -18,6 +18,8 @@ struct BenchmarkOptions {
   /// After the timed steps, one more step under an OpProfiler (so that its overhead never
   /// touches the timings): self time per operation.
   TORCH_ARG(bool, profile) = false;
+  /// NHWC weights and input (DenseNetImpl::set_memory_format; memory mode naive only).
+  TORCH_ARG(bool, channels_last) = false;
 };
 
 /// One training step (forward, cross-entropy, backward) measured after warm-up.

@@ -38,6 +38,7 @@ struct TrainConfig {
   std::optional<double> drop_rate;
   std::string stem;                  // cifar | imagenet; empty = from the input size (<= 32: cifar)
   std::string memory = "efficient";  // naive | efficient | minimal | auto
+  bool channels_last = false;        // NHWC weights and activations (memory naive only)
   int64_t memory_budget = 0;         // bytes, for memory: auto; 0 = 80% of what is available
 
   // Optimisation.
