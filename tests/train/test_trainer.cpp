@@ -182,14 +182,15 @@ TEST(Trainer, NonFiniteLossStopsWithoutSaving) {
     Trainer good(config, log, false);
     good.run();
   }
-  const std::string before = read_file(dir + "/last.pth");
+  ASSERT_TRUE(std::filesystem::exists(dir + "/last.pth"));
+  // Over that run with force: its checkpoints go first, and the diverging run saves nothing.
   TrainConfig bad = config;
   bad.lr = 1e30;
   bad.warmup_epochs = 0;
   bad.force = true;
   Trainer trainer(bad, log, false);
   EXPECT_ERROR_CONTAINS(trainer.run(), "at epoch 1, step ");
-  EXPECT_EQ(read_file(dir + "/last.pth"), before);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/last.pth"));
 }
 
 TEST(Trainer, ResumeRefusesAnotherArchitectureAndNamesTheKey) {
