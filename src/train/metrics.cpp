@@ -58,7 +58,8 @@ const std::vector<std::string>& metric_columns() {
                                                    "eval_loss",       "eval_top1",
                                                    "eval_top5",       "epoch_seconds",
                                                    "eval_seconds",    "images_per_second",
-                                                   "data_wait_share", "elapsed_seconds"};
+                                                   "data_wait_share", "elapsed_seconds",
+                                                   "skipped_steps",   "loss_scale"};
   return columns;
 }
 
@@ -76,7 +77,9 @@ std::vector<double> values_of(const EpochRecord& r) {
           r.eval_seconds,
           r.images_per_second,
           r.data_wait_share,
-          r.elapsed_seconds};
+          r.elapsed_seconds,
+          static_cast<double>(r.skipped_steps),
+          r.loss_scale};
 }
 
 EpochRecord record_of(const std::vector<double>& v) {
@@ -93,6 +96,8 @@ EpochRecord record_of(const std::vector<double>& v) {
   r.images_per_second = v[9];
   r.data_wait_share = v[10];
   r.elapsed_seconds = v[11];
+  r.skipped_steps = static_cast<int64_t>(v[12]);
+  r.loss_scale = v[13];
   return r;
 }
 
@@ -132,6 +137,7 @@ std::string format_metrics_jsonl(const std::vector<EpochRecord>& history) {
     row[columns[0]] = record.epoch;
     // nlohmann writes NaN as null, JSON's missing value.
     for (size_t i = 1; i < values.size(); ++i) row[columns[i]] = values[i];
+    row["skipped_steps"] = record.skipped_steps;  // a count, written as one (in place)
     out += row.dump() + '\n';
   }
   return out;
@@ -151,6 +157,14 @@ std::vector<EpochRecord> parse_metrics_jsonl(const std::string& text, const std:
     std::vector<double> values;
     for (const auto& column : columns) {
       const auto it = row.find(column);
+      if (it == row.end() && column == "skipped_steps") {
+        values.push_back(0);  // the columns of loss scaling came later: older files lack them
+        continue;
+      }
+      if (it == row.end() && column == "loss_scale") {
+        values.push_back(std::numeric_limits<double>::quiet_NaN());
+        continue;
+      }
       TORCH_CHECK(it != row.end() && (it->is_number() || it->is_null()), source, ":", line_number,
                   ": '", column, "' is missing or not a number");
       values.push_back(it->is_null() ? std::numeric_limits<double>::quiet_NaN()

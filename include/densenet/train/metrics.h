@@ -31,6 +31,9 @@ struct EpochRecord {
   double images_per_second = 0;  // training images / epoch_seconds
   double data_wait_share = 0;    // fraction in [0, 1] of epoch_seconds spent waiting for data
   double elapsed_seconds = 0;    // wall clock since the run started, at the end of this epoch
+  int64_t skipped_steps = 0;     // optimiser steps the loss scaler skipped (inf/NaN gradients)
+  // The dynamic loss scale at the epoch's end; NaN without loss scaling.
+  double loss_scale = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// The CSV and JSON-lines column names, in order.
@@ -41,6 +44,7 @@ const std::vector<std::string>& metric_columns();
 std::string format_metrics_jsonl(const std::vector<EpochRecord>& history);
 
 /// Parses metrics.jsonl text (one JSON object per line, null for NaN), for tools and resume.
+/// skipped_steps and loss_scale may be missing (files from before amp): 0 and NaN.
 /// Throws c10::Error naming the line that is not a record.
 std::vector<EpochRecord> parse_metrics_jsonl(const std::string& text, const std::string& source);
 
