@@ -20,6 +20,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/util/Exception.h>
 #include <torch/autograd.h>
 #include <torch/custom_class.h>
@@ -758,6 +759,9 @@ struct DenseStageFunction : public torch::autograd::Function<DenseStageFunction>
     TORCH_CHECK(!torch::GradMode::is_enabled(),
                 "double backward (create_graph=True) is not supported by the efficient and "
                 "minimal memory modes; use --memory naive");
+    // As in forward (run_dense_stage): a backward called inside an autocast scope stays in the
+    // parameters' dtype.
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     auto state =
         c10::static_intrusive_pointer_cast<StageState>(ctx->saved_data["state"].toCapsule());
     std::vector<Tensor> params = ctx->get_saved_variables();
@@ -792,11 +796,26 @@ Tensor run_dense_stage(DenseBlockImpl& block, StageTail tail,
   }
   std::vector<Tensor> params = stage_parameters(block, tail, transition, final_norm, &state->index);
 
-  bool needs_grad = torch::GradMode::is_enabled() && input.requires_grad();
+  // Mixed precision (amp): under autocast the stage is handed float16/bfloat16 activations
+  // while its parameters stay float32. It computes in its parameters' dtype: the input is
+  // converted once (autograd converts its gradient back), and autocast is off inside, so no
+  // operation of forward or backward runs in reduced precision. Batch statistics are thus formed
+  // from float32 values (in double on the CPU, as always), never in bfloat16, and the CPU
+  // kernels (float and double only) keep their speed. The cost: the blocks, most of a DenseNet's
+  // arithmetic, gain nothing from amp in these modes, and their buffers stay float32-sized;
+  // naive mode runs its convolutions in the autocast dtype (docs/MEMORY.md, "Mixed precision").
+  const bool reduced_input =
+      input.scalar_type() == torch::kHalf || input.scalar_type() == torch::kBFloat16;
+  const Tensor stage_input = reduced_input && !params.empty() && params.front().is_floating_point()
+                                 ? input.to(params.front().scalar_type())
+                                 : input;
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+
+  bool needs_grad = torch::GradMode::is_enabled() && stage_input.requires_grad();
   for (const auto& p : params)
     needs_grad = needs_grad || (torch::GradMode::is_enabled() && p.requires_grad());
-  if (!needs_grad) return stage_forward(*state, input, params, /*keep=*/false);
-  return DenseStageFunction::apply(input, at::TensorList(params), state);
+  if (!needs_grad) return stage_forward(*state, stage_input, params, /*keep=*/false);
+  return DenseStageFunction::apply(stage_input, at::TensorList(params), state);
 }
 
 }  // namespace densenet::detail

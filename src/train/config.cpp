@@ -2,10 +2,12 @@
 
 #include "densenet/model/options.h"
 #include "densenet/tools/memory_tracker.h"
+#include "densenet/train/amp.h"
 
 #include "densenet/util/edit_distance.h"
 
 #include <c10/util/Exception.h>
+#include <torch/version.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <regex>
 #include <sstream>
 
@@ -239,8 +242,24 @@ const std::vector<KeyAccess>& table() {
       DENSENET_KEY("no-weight-decay-on-norm", "bool", false,
                    "no weight decay on batch-norm parameters and biases",
                    c.no_weight_decay_on_norm = read_bool(key, node), c.no_weight_decay_on_norm),
-      DENSENET_KEY("clip", "real", false, "clip the gradient norm to this (0: off)",
+      DENSENET_KEY("clip", "real", false,
+                   "clip the gradient norm to this (0: off); after unscaling under loss-scale",
                    c.clip = read_real(key, node), real_node(c.clip)),
+      DENSENET_KEY("amp", "string", false,
+                   "none | fp16 | bf16: mixed precision (autocast) with float32 weights",
+                   c.amp = read_string(key, node), c.amp),
+      DENSENET_KEY("loss-scale", "string", false,
+                   "auto | dynamic | none: scale the loss, skip steps with inf/NaN gradients "
+                   "(auto: dynamic for amp fp16)",
+                   c.loss_scale = read_string(key, node), c.loss_scale),
+      DENSENET_KEY("loss-scale-init", "real", false,
+                   "the dynamic loss scale's first value (torch GradScaler init_scale)",
+                   c.loss_scale_init = read_real(key, node), real_node(c.loss_scale_init)),
+      DENSENET_KEY("loss-scale-growth-interval", "int", false,
+                   "clean steps before the dynamic loss scale doubles (GradScaler "
+                   "growth_interval)",
+                   c.loss_scale_growth_interval = read_int(key, node),
+                   c.loss_scale_growth_interval),
       DENSENET_KEY("label-smoothing", "real", false, "cross-entropy label smoothing in [0, 1)",
                    c.label_smoothing = read_real(key, node), real_node(c.label_smoothing)),
       DENSENET_KEY("seed", "int", false, "seed of the weights, the shuffling and the augmentation",
@@ -439,6 +458,10 @@ TrainConfig resume_config(const TrainConfig& saved, const TrainConfig& requested
   return merged;
 }
 
+bool uses_loss_scaler(const TrainConfig& config) {
+  return config.loss_scale == "dynamic" || (config.loss_scale == "auto" && config.amp == "fp16");
+}
+
 std::vector<double> effective_milestones(const TrainConfig& config) {
   if (!config.milestones.empty()) return config.milestones;
   return {0.5 * static_cast<double>(config.epochs), 0.75 * static_cast<double>(config.epochs)};
@@ -505,6 +528,29 @@ void validate(const TrainConfig& c) {
           "needs momentum > 0 (set momentum or nesterov: false)", "true");
   require(c.weight_decay >= 0, "weight-decay", "must be >= 0", text(c.weight_decay));
   require(c.clip >= 0, "clip", "must be >= 0 (0: off)", text(c.clip));
+  require_one_of("amp", c.amp, {"none", "fp16", "bf16"});
+  require_one_of("loss-scale", c.loss_scale, {"auto", "dynamic", "none"});
+  require(c.loss_scale != "dynamic" || c.amp != "none", "loss-scale",
+          "dynamic applies to amp fp16 or bf16 runs (this run has amp none)", "dynamic");
+  require(std::isfinite(c.loss_scale_init) && c.loss_scale_init > 0 &&
+              c.loss_scale_init <= std::numeric_limits<float>::max(),
+          "loss-scale-init", "must be a positive float32 number, e.g. 65536",
+          text(c.loss_scale_init));
+  require(c.loss_scale_growth_interval >= 1 &&
+              c.loss_scale_growth_interval <= std::numeric_limits<int32_t>::max(),
+          "loss-scale-growth-interval", "must be in [1, 2^31)", text(c.loss_scale_growth_interval));
+  const TrainConfig defaults;
+  TORCH_CHECK(
+      uses_loss_scaler(c) || (c.loss_scale_init == defaults.loss_scale_init &&
+                              c.loss_scale_growth_interval == defaults.loss_scale_growth_interval),
+      "config keys 'loss-scale-init' and 'loss-scale-growth-interval' apply to the dynamic "
+      "loss scale only (this run has amp ",
+      c.amp, ", loss-scale ", c.loss_scale, "): set loss-scale dynamic, or leave them out");
+  // Tried, not assumed: later LibTorch versions run float16 autocast on the CPU.
+  TORCH_CHECK(c.amp != "fp16" || c.device != "cpu" ||
+                  autocast_supported(c10::DeviceType::CPU, c10::ScalarType::Half),
+              "config key 'amp': fp16 on device cpu needs float16 autocast, which this LibTorch (",
+              TORCH_VERSION, ") has only on CUDA: use amp bf16 on the CPU, or device cuda");
   require(c.label_smoothing >= 0 && c.label_smoothing < 1, "label-smoothing", "must be in [0, 1)",
           text(c.label_smoothing));
   require(c.seed >= 0, "seed", "must be >= 0", text(c.seed));

@@ -59,7 +59,8 @@ const std::vector<std::string>& metric_columns() {
                                                    "eval_top5",       "epoch_seconds",
                                                    "eval_seconds",    "images_per_second",
                                                    "data_wait_share", "elapsed_seconds",
-                                                   "comm_wait_share"};
+                                                   "comm_wait_share", "skipped_steps",
+                                                   "loss_scale"};
   return columns;
 }
 
@@ -78,7 +79,9 @@ std::vector<double> values_of(const EpochRecord& r) {
           r.images_per_second,
           r.data_wait_share,
           r.elapsed_seconds,
-          r.comm_wait_share};
+          r.comm_wait_share,
+          static_cast<double>(r.skipped_steps),
+          r.loss_scale};
 }
 
 EpochRecord record_of(const std::vector<double>& v) {
@@ -96,6 +99,8 @@ EpochRecord record_of(const std::vector<double>& v) {
   r.data_wait_share = v[10];
   r.elapsed_seconds = v[11];
   r.comm_wait_share = v[12];
+  r.skipped_steps = static_cast<int64_t>(v[13]);
+  r.loss_scale = v[14];
   return r;
 }
 
@@ -135,6 +140,7 @@ std::string format_metrics_jsonl(const std::vector<EpochRecord>& history) {
     row[columns[0]] = record.epoch;
     // nlohmann writes NaN as null, JSON's missing value.
     for (size_t i = 1; i < values.size(); ++i) row[columns[i]] = values[i];
+    row["skipped_steps"] = record.skipped_steps;  // a count, written as one (in place)
     out += row.dump() + '\n';
   }
   return out;
@@ -156,6 +162,14 @@ std::vector<EpochRecord> parse_metrics_jsonl(const std::string& text, const std:
       const auto it = row.find(column);
       if (it == row.end() && column == "comm_wait_share") {
         values.push_back(0.0);  // a history from before the column existed
+        continue;
+      }
+      if (it == row.end() && column == "skipped_steps") {
+        values.push_back(0);  // the columns of loss scaling came later: older files lack them
+        continue;
+      }
+      if (it == row.end() && column == "loss_scale") {
+        values.push_back(std::numeric_limits<double>::quiet_NaN());
         continue;
       }
       TORCH_CHECK(it != row.end() && (it->is_number() || it->is_null()), source, ":", line_number,

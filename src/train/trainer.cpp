@@ -14,7 +14,9 @@
 #include "densenet/model/memory_plan.h"
 #include "densenet/model/presets.h"
 #include "densenet/tools/memory_tracker.h"
+#include "densenet/train/amp.h"
 #include "densenet/train/checkpointer.h"
+#include "densenet/train/loss_scaler.h"
 #include "densenet/train/memory_choice.h"
 #include "densenet/train/metrics.h"
 #include "densenet/train/optimizer.h"
@@ -40,6 +42,7 @@
 #include <mutex>
 #include <ostream>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 namespace densenet::train {
@@ -142,6 +145,8 @@ pth::Value record_value(const EpochRecord& r) {
   put("images_per_second", r.images_per_second);
   put("data_wait_share", r.data_wait_share);
   put("elapsed_seconds", r.elapsed_seconds);
+  dict.set_item(text("skipped_steps"), integer(r.skipped_steps));
+  put("loss_scale", r.loss_scale);
   return dict;
 }
 
@@ -163,6 +168,10 @@ EpochRecord record_from(const pth::Value& dict) {
   r.images_per_second = get("images_per_second");
   r.data_wait_share = get("data_wait_share");
   r.elapsed_seconds = get("elapsed_seconds");
+  // Checkpoints from before amp have neither.
+  r.skipped_steps =
+      dict.find("skipped_steps") == nullptr ? 0 : dict.find("skipped_steps")->as_int();
+  r.loss_scale = get("loss_scale");
   return r;
 }
 
@@ -339,7 +348,9 @@ void clear_stop_request() {
 
 BatchResult accumulate_gradients(DenseNet& model, const torch::Tensor& images,
                                  const torch::Tensor& labels, int64_t splits,
-                                 double label_smoothing, distributed::GradientBuckets* buckets) {
+                                 double label_smoothing, distributed::GradientBuckets* buckets,
+                                 std::optional<c10::ScalarType> autocast,
+                                 const LossScaler* scaler) {
   namespace F = torch::nn::functional;
   const auto options =
       F::CrossEntropyFuncOptions().reduction(torch::kSum).label_smoothing(label_smoothing);
@@ -348,8 +359,12 @@ BatchResult accumulate_gradients(DenseNet& model, const torch::Tensor& images,
   const auto image_pieces = images.chunk(splits);
   const auto label_pieces = labels.chunk(splits);
   for (size_t p = 0; p < image_pieces.size(); ++p) {
-    const torch::Tensor logits = model->forward(image_pieces[p]);
-    const torch::Tensor loss = F::cross_entropy(logits, label_pieces[p], options);
+    torch::Tensor logits, loss;  // (n_p, classes) in the autocast dtype under amp; () float32
+    {
+      const AutocastGuard autocast_scope(image_pieces[p].device().type(), autocast);
+      logits = model->forward(image_pieces[p]);
+      loss = F::cross_entropy(logits, label_pieces[p], options);
+    }
     const double value = loss.item<double>();
     result.loss_sum += value;
     if (!std::isfinite(value)) {
@@ -357,11 +372,24 @@ BatchResult accumulate_gradients(DenseNet& model, const torch::Tensor& images,
       if (buckets == nullptr) return result;
     }
     if (buckets != nullptr && p + 1 == image_pieces.size()) buckets->arm();
-    (loss / n).backward();
+    const torch::Tensor mean_part = loss / n;
+    (scaler != nullptr ? scaler->scale(mean_part) : mean_part).backward();
     torch::NoGradGuard no_grad;
     result.correct += count_topk_correct(logits.detach(), label_pieces[p], {1})[0];
   }
   return result;
+}
+
+bool step_optimizer(Optimizer& optimizer, double clip, LossScaler* scaler) {
+  const auto& parameters = optimizer.parameters();
+  // Unscaled before clipping, so that `clip` bounds the true gradient norm.
+  const bool found_inf = scaler != nullptr && scaler->unscale(parameters);
+  if (!found_inf) {
+    if (clip > 0) torch::nn::utils::clip_grad_norm_(parameters, clip);
+    optimizer.step();
+  }
+  if (scaler != nullptr) scaler->update(found_inf);
+  return !found_inf;
 }
 
 EvalResult evaluate(DenseNet& model, data::DataLoader& loader, const torch::Device& device,
@@ -432,6 +460,8 @@ struct Trainer::State {
   DenseNet model{nullptr};
   ArchitecturePlan plan;
   std::unique_ptr<Optimizer> optimizer;
+  std::optional<c10::ScalarType> autocast;  // amp: the autocast dtype; nullopt for float32
+  std::unique_ptr<LossScaler> scaler;       // loss-scale dynamic (null without)
   std::unique_ptr<Schedule> schedule;
   std::unique_ptr<Checkpointer> checkpointer;
   std::unique_ptr<MetricLogger> metrics;
@@ -451,7 +481,8 @@ struct Trainer::State {
   int64_t images = 0;
   double epoch_seconds = 0;
   double wait_seconds = 0;
-  double comm_seconds = 0;  // waiting for collectives after backward (data-parallel)
+  double comm_seconds = 0;    // waiting for collectives after backward (data-parallel)
+  int64_t skipped_steps = 0;  // steps skipped by the loss scaler (inf/NaN gradients)
 
   // The current epoch starts at its first batch with empty sums: after an epoch ends, and when a
   // resume on another world size restarts the interrupted epoch.
@@ -463,6 +494,7 @@ struct Trainer::State {
     epoch_seconds = 0;
     wait_seconds = 0;
     comm_seconds = 0;
+    skipped_steps = 0;
   }
 
   bool writes() const { return rank == 0; }  // rank 0 alone prints and owns the run directory
@@ -583,6 +615,13 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
   optimizer_options.weight_decay = config.weight_decay;
   optimizer_options.no_weight_decay_on_norm = config.no_weight_decay_on_norm;
   s.optimizer = std::make_unique<Optimizer>(*s.model, optimizer_options);
+  s.autocast = parse_amp(config.amp);
+  if (uses_loss_scaler(config)) {
+    LossScalerOptions scaler_options;
+    scaler_options.init_scale = config.loss_scale_init;
+    scaler_options.growth_interval = config.loss_scale_growth_interval;
+    s.scaler = std::make_unique<LossScaler>(scaler_options, s.device);
+  }
 
   ScheduleOptions schedule_options;
   schedule_options.type = parse_lr_type(config.lr_type);
@@ -610,6 +649,7 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
                   "' does not fit this model: ", error.what_without_backtrace());
     }
     s.optimizer->load_state_dict(field(root, "optimizer", source));
+    if (s.scaler) s.scaler->load_state_dict(field(root, "scaler", source));
     s.epoch = field(root, "epoch", source).as_int();
     s.next_batch = field(root, "next_batch", source).as_int();
     s.global_step = field(root, "global_step", source).as_int();
@@ -622,6 +662,8 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
     s.images = field(partial, "images", source).as_int();
     s.epoch_seconds = float_of(field(partial, "seconds", source));
     s.wait_seconds = float_of(field(partial, "wait_seconds", source));
+    const pth::Value* skipped = partial.find("skipped_steps");
+    s.skipped_steps = skipped == nullptr ? 0 : skipped->as_int();
     set_cpu_rng_state(field(field(root, "rng", source), "torch_cpu", source).as_tensor());
     std::vector<EpochRecord> history;
     for (const auto& record : field(root, "history", source).elements()) {
@@ -706,6 +748,24 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
         s.config.num_batch_splits == 1 ? "" : "s", config.optimizer.c_str(), config.lr,
         config.lr_type.c_str(), config.weight_decay, threads, threads == 1 ? "" : "s",
         s.device.str().c_str());
+  if (s.autocast) {
+    std::ostringstream scaling;
+    if (s.scaler) {
+      print(scaling,
+            "dynamic loss scale from %g, x2 after %lld clean steps, x0.5 and the step "
+            "skipped on inf/NaN gradients",
+            config.loss_scale_init, static_cast<long long>(config.loss_scale_growth_interval));
+    } else {
+      scaling << "no loss scaling";
+    }
+    print(*s.out, "amp: %s autocast, float32 weights%s; %s\n", config.amp.c_str(),
+          options.memory() == MemoryMode::kNaive
+              ? ""
+              : (" (the dense blocks of memory " + memory_mode_name(options.memory()) +
+                 " compute in float32)")
+                    .c_str(),
+          scaling.str().c_str());
+  }
   if (s.group) {
     print(*s.out,
           "data-parallel: %lld ranks (gloo), %lld images per rank per step, %lld gradient "
@@ -740,13 +800,16 @@ pth::Value make_checkpoint(const Trainer& trainer, const ArchitecturePlan& plan,
                            double elapsed, double loss_sum, int64_t correct, int64_t images,
                            double epoch_seconds, double wait_seconds, int64_t world_size,
                            const std::vector<EpochRecord>& history,
-                           const std::vector<std::string>& classes, const std::string& lr_type) {
+                           const std::vector<std::string>& classes, const std::string& lr_type,
+                           const LossScaler* scaler, int64_t skipped_steps) {
   pth::Value root = pth::Value::dict();
   const auto put = [&](const char* name, pth::Value value) { root.set_item(text(name), value); };
   // The model under torchvision's names, so torchvision's DenseNet loads it (strict) when the
   // architecture is one of its own.
   put("model", state_dict_value(state_dict(*const_cast<Trainer&>(trainer).model())));
   put("optimizer", optimizer.state_dict());
+  // torch.cuda.amp.GradScaler.state_dict()'s layout, under the key torchvision's references use.
+  if (scaler != nullptr) put("scaler", scaler->state_dict());
   put("epoch", integer(epoch));
   put("next_batch", integer(next_batch));
   put("global_step", integer(global_step));
@@ -763,6 +826,7 @@ pth::Value make_checkpoint(const Trainer& trainer, const ArchitecturePlan& plan,
   partial.set_item(text("images"), integer(images));
   partial.set_item(text("seconds"), number(epoch_seconds));
   partial.set_item(text("wait_seconds"), number(wait_seconds));
+  partial.set_item(text("skipped_steps"), integer(skipped_steps));
   put("partial_epoch", partial);
   // A mid-epoch position continues exactly only on as many ranks.
   put("world_size", integer(world_size));
@@ -818,10 +882,11 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
       ++s.replica_checks;
       if (!s.writes()) return;
     }
-    const pth::Value checkpoint = make_checkpoint(
-        *this, s.plan, *s.optimizer, s.epoch, s.next_batch, s.global_step, s.best_top1,
-        s.best_epoch, elapsed(), s.loss_sum, s.correct, s.images, s.epoch_seconds, s.wait_seconds,
-        s.world_size, s.metrics->history(), s.train_set->classes(), config.lr_type);
+    const pth::Value checkpoint =
+        make_checkpoint(*this, s.plan, *s.optimizer, s.epoch, s.next_batch, s.global_step,
+                        s.best_top1, s.best_epoch, elapsed(), s.loss_sum, s.correct, s.images,
+                        s.epoch_seconds, s.wait_seconds, s.world_size, s.metrics->history(),
+                        s.train_set->classes(), config.lr_type, s.scaler.get(), s.skipped_steps);
     try {
       s.checkpointer->save(checkpoint, completed_epoch, is_best);
     } catch (const c10::Error& error) {
@@ -837,7 +902,6 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
           static_cast<long long>(s.epoch), s.epoch == 1 ? "" : "s");
   }
   const int64_t steps = s.train_loader->batches_per_epoch();
-  const auto& parameters = s.optimizer->parameters();
   const int64_t splits = config.num_batch_splits;
 
   while (s.epoch < config.epochs) {
@@ -899,8 +963,9 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
       const int64_t n = batch->labels.size(0);
       const torch::Tensor images = batch->images.to(s.device, /*non_blocking=*/true);
       const torch::Tensor labels = batch->labels.to(s.device, /*non_blocking=*/true);
-      BatchResult result = accumulate_gradients(s.model, images, labels, splits,
-                                                config.label_smoothing, s.buckets.get());
+      BatchResult result =
+          accumulate_gradients(s.model, images, labels, splits, config.label_smoothing,
+                               s.buckets.get(), s.autocast, s.scaler.get());
       int64_t images_done = n;
       if (s.group) {
         const auto comm_start = Clock::now();
@@ -931,8 +996,10 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
                   ". Lower lr, or add warmup-epochs or clip");
       const double batch_loss = result.loss_sum;
       const int64_t batch_correct = result.correct;
-      if (config.clip > 0) torch::nn::utils::clip_grad_norm_(parameters, config.clip);
-      s.optimizer->step();
+      // Data-parallel ranks decide a loss-scaled step alike without a collective: the gradients
+      // were all-reduced during backward (buckets->finish() above), so every rank unscales the
+      // same bits and finds the same inf/NaN, and all skip or all step.
+      if (!step_optimizer(*s.optimizer, config.clip, s.scaler.get())) ++s.skipped_steps;
       ++s.global_step;
       ++s.next_batch;
       s.loss_sum += batch_loss;
@@ -972,6 +1039,8 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     record.data_wait_share = train_seconds > 0 ? wait / train_seconds : 0;
     record.elapsed_seconds = elapsed();
     record.comm_wait_share = train_seconds > 0 ? comm / train_seconds : 0;
+    record.skipped_steps = s.skipped_steps;
+    record.loss_scale = s.scaler ? s.scaler->scale_value() : std::nan("");
     progress.finish();
     if (s.writes()) {
       s.metrics->log(record);
@@ -993,15 +1062,20 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     s.restart_epoch_sums();
     save(s.epoch, is_best);
 
+    std::ostringstream scaling;  // loss scaling: the scale now and the steps it skipped
+    if (s.scaler) {
+      print(scaling, "  loss scale %g, %lld step%s skipped", record.loss_scale,
+            static_cast<long long>(record.skipped_steps), record.skipped_steps == 1 ? "" : "s");
+    }
     print(*s.out,
           "epoch %lld/%lld  train loss %.4f top-1 %.2f%%  %s loss %.4f top-1 %.2f%% "
           "top-5 %.2f%%  lr %.4g  %.0f img/s  data wait %.1f%%  epoch %.1f s + eval "
-          "%.1f s  elapsed %s\n",
+          "%.1f s  elapsed %s%s\n",
           static_cast<long long>(record.epoch), static_cast<long long>(config.epochs),
           record.train_loss, record.train_top1, s.eval_name.c_str(), record.eval_loss,
           record.eval_top1, record.eval_top5, record.lr, record.images_per_second,
           100.0 * record.data_wait_share, record.epoch_seconds, record.eval_seconds,
-          format_duration(record.elapsed_seconds).c_str());
+          format_duration(record.elapsed_seconds).c_str(), scaling.str().c_str());
     if (s.group) {
       // What backward did not hide: the wait for the gradient buckets, the batch-norm statistics
       // and the step's sums, after the last backward (rank 0's clock).
@@ -1063,6 +1137,11 @@ EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std:
     config = from_checkpoint;
     config.resume.clear();
     config.test_only = false;
+    // Evaluation runs in float32, so the run's mixed-precision keys do not apply (and a GPU run's
+    // fp16 must not stop its evaluation on the CPU).
+    for (const char* key : {"amp", "loss-scale", "loss-scale-init", "loss-scale-growth-interval"}) {
+      copy_config_value(config, TrainConfig{}, key);
+    }
     state = to_torchvision_keys(tensors_of(*file.root.find("model"), weights));
   } else {
     state = read_weights(weights);

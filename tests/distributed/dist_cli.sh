@@ -225,6 +225,19 @@ PY
     grep -q "rank 1 (pid $victim) was killed by signal 9" "$work/launcher.out" ||
       fail "the launcher did not name rank 1"
     echo "ok" ;;
+  amp_loss_scale)
+    # bf16 autocast with a dynamic loss scale: the ranks unscale the same all-reduced gradients,
+    # so they take or skip the same steps, their scales grow alike (every 2 clean steps: 4
+    # growths in 8 steps) and their replicas stay bit-identical (checked at every checkpoint).
+    "$densenet" train "${tiny[@]}" --max-train-samples 64 --epochs 2 --nproc-per-node 2 \
+      --amp bf16 --loss-scale dynamic --loss-scale-init 1024 --loss-scale-growth-interval 2 \
+      --output-dir "$work/run" > "$work/run.out" 2>&1 || fail "$(cat "$work/run.out")"
+    cat "$work/run.out"
+    grep -q "replicas were bit-identical (.* tensors) at all 2 checkpoints" "$work/run.out" ||
+      fail "replicas not reported bit-identical"
+    grep -q "^epoch 2/2  train .* loss scale 16384, 0 steps skipped" "$work/run.out" ||
+      fail "the loss scale did not grow as expected"
+    echo "ok" ;;
   resume_exact)
     # Interrupted at a step and resumed, on 2 ranks: bit-identical to the run never stopped.
     common=("${tiny[@]}" --max-train-samples 512 --epochs 2 --nproc-per-node 2)

@@ -1,3 +1,4 @@
+#include "densenet/train/amp.h"
 #include "densenet/train/config.h"
 
 #include <gtest/gtest.h>
@@ -103,6 +104,44 @@ TEST(TrainConfig, ValidateNamesTheKeyAndTheRange) {
   EXPECT_ERROR_CONTAINS(invalid("crop-padding", "-1"), "'crop-padding' must be in [0, 64], got -1");
   EXPECT_ERROR_CONTAINS(invalid("label-smoothing", "1"), "'label-smoothing' must be in [0, 1)");
   EXPECT_ERROR_CONTAINS(invalid("device", "tpu"), "'device' must be cpu, cuda or cuda:N");
+  EXPECT_ERROR_CONTAINS(invalid("amp", "fp32x"),
+                        "config key 'amp': unknown value 'fp32x': use one of none, fp16, bf16");
+  EXPECT_ERROR_CONTAINS(invalid("loss-scale", "static"),
+                        "'loss-scale': unknown value 'static': use one of auto, dynamic, none");
+  EXPECT_ERROR_CONTAINS(invalid("loss-scale", "dynamic"),
+                        "'loss-scale' dynamic applies to amp fp16 or bf16 runs");
+}
+
+// amp and its loss scale: auto scales fp16 only, dynamic is refused without amp, and the
+// scale's settings without a dynamic scale are refused rather than ignored.
+TEST(TrainConfig, LossScaleFollowsAmp) {
+  const auto config = [](const std::string& yaml) {
+    TrainConfig c;
+    load_config_text(c, yaml, "x.yaml");
+    validate(c);
+    return c;
+  };
+  EXPECT_FALSE(uses_loss_scaler(config("")));
+  EXPECT_FALSE(uses_loss_scaler(config("amp: bf16\n")));
+  EXPECT_TRUE(uses_loss_scaler(config("amp: bf16\nloss-scale: dynamic\n")));
+  EXPECT_FALSE(uses_loss_scaler(config("amp: fp16\nloss-scale: none\ndevice: cuda\n")));
+  EXPECT_TRUE(uses_loss_scaler(config("amp: fp16\ndevice: cuda\n")));
+  EXPECT_NO_THROW(
+      config("amp: bf16\nloss-scale: dynamic\nloss-scale-init: 1024\n"
+             "loss-scale-growth-interval: 10\n"));
+  EXPECT_ERROR_CONTAINS(config("amp: bf16\nloss-scale-init: 1024\n"),
+                        "'loss-scale-init' and 'loss-scale-growth-interval' apply to the dynamic "
+                        "loss scale only (this run has amp bf16, loss-scale auto)");
+  EXPECT_ERROR_CONTAINS(config("amp: bf16\nloss-scale: dynamic\nloss-scale-init: 1e39\n"),
+                        "'loss-scale-init' must be a positive float32 number");
+  EXPECT_ERROR_CONTAINS(config("amp: bf16\nloss-scale: dynamic\nloss-scale-growth-interval: 0\n"),
+                        "'loss-scale-growth-interval' must be in [1, 2^31)");
+  // float16 on the CPU: refused where this LibTorch's CPU autocast cannot run it.
+  if (!autocast_supported(c10::DeviceType::CPU, c10::ScalarType::Half)) {
+    EXPECT_ERROR_CONTAINS(config("amp: fp16\n"),
+                          "config key 'amp': fp16 on device cpu needs float16 autocast");
+  }
+  EXPECT_TRUE(autocast_supported(c10::DeviceType::CPU, c10::ScalarType::BFloat16));
 }
 
 TEST(TrainConfig, MilestonesDefaultToThePapersHalfAndThreeQuarters) {

@@ -110,12 +110,19 @@ using MetricLoggerTest = TempDir;
 TEST_F(MetricLoggerTest, WritesOneRowPerEpochToCsvAndJsonl) {
   MetricLogger logger(dir_.string());
   logger.log(record(1, /*evaluated=*/false));
-  logger.log(record(2));
+  EpochRecord scaled = record(2);  // a run with a dynamic loss scale
+  scaled.skipped_steps = 3;
+  scaled.loss_scale = 32768;
+  logger.log(scaled);
   EXPECT_EQ(read_file(logger.csv_path()),
             "epoch,lr,train_loss,train_top1,eval_loss,eval_top1,eval_top5,epoch_seconds,"
-            "eval_seconds,images_per_second,data_wait_share,elapsed_seconds,comm_wait_share\n"
-            "1,0.1,2,60,,,,12.5,0,4800,0.01,13.75,0.25\n"
-            "2,0.05,1,70,0.95,70,92,12.5,1.25,4800,0.01,27.5,0.25\n");
+            "eval_seconds,images_per_second,data_wait_share,elapsed_seconds,comm_wait_share,"
+            "skipped_steps,loss_scale
+"
+            "1,0.1,2,60,,,,12.5,0,4800,0.01,13.75,0.25,0,
+"
+            "2,0.05,1,70,0.95,70,92,12.5,1.25,4800,0.01,27.5,0.25,3,32768
+");
   const std::string jsonl = read_file(logger.jsonl_path());
   EXPECT_NE(jsonl.find("{\"epoch\":1,\"lr\":0.1,\"train_loss\":2.0,\"train_top1\":60.0,"
                        "\"eval_loss\":null,\"eval_top1\":null,\"eval_top5\":null,"),
@@ -129,7 +136,20 @@ TEST_F(MetricLoggerTest, WritesOneRowPerEpochToCsvAndJsonl) {
   EXPECT_EQ(parsed[1].elapsed_seconds, 27.5);
   EXPECT_EQ(parsed[1].comm_wait_share, 0.25);
   EXPECT_TRUE(std::isnan(parsed[0].eval_top1));
+  EXPECT_EQ(parsed[1].skipped_steps, 3);
+  EXPECT_EQ(parsed[1].loss_scale, 32768);
+  EXPECT_TRUE(std::isnan(parsed[0].loss_scale));
+  EXPECT_NE(jsonl.find("\"skipped_steps\":3,\"loss_scale\":32768.0}"), std::string::npos) << jsonl;
   EXPECT_EQ(format_metrics_jsonl(parsed), jsonl);
+  // A file from before loss scaling (no such columns) still reads.
+  const auto old_rows = parse_metrics_jsonl(
+      "{\"epoch\":1,\"lr\":0.1,\"train_loss\":2.0,\"train_top1\":60.0,\"eval_loss\":null,"
+      "\"eval_top1\":null,\"eval_top5\":null,\"epoch_seconds\":12.5,\"eval_seconds\":0.0,"
+      "\"images_per_second\":4800.0,\"data_wait_share\":0.01,\"elapsed_seconds\":13.75}\n",
+      "old.jsonl");
+  ASSERT_EQ(old_rows.size(), 1u);
+  EXPECT_EQ(old_rows[0].skipped_steps, 0);
+  EXPECT_TRUE(std::isnan(old_rows[0].loss_scale));
 }
 
 TEST(MetricsJsonl, HistoriesFromBeforeCommWaitShareStillParse) {

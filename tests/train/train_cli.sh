@@ -14,7 +14,8 @@ tiny=(--dataset synthetic --input-size 16 --max-train-samples 64 --max-eval-samp
 
 fail() { echo "FAIL ($case_name): $*"; exit 1; }
 
-# expect REGEX COMMAND...: fails unless COMMAND fails (status 1-2) with stderr matching REGEX.
+# expect REGEX COMMAND...: fails unless COMMAND fails (status 1-2, or exactly $EXPECTED_STATUS
+# when set) with stderr matching REGEX.
 expect() {
   local regex=$1
   shift
@@ -23,6 +24,8 @@ expect() {
   status=$?
   [ "$status" -ne 0 ] || fail "'$*' succeeded"
   [ "$status" -le 2 ] || fail "'$*' exited with status $status (crash?): $stderr"
+  [ -z "${EXPECTED_STATUS:-}" ] || [ "$status" -eq "$EXPECTED_STATUS" ] ||
+    fail "'$*' exited with status $status, not $EXPECTED_STATUS: $stderr"
   printf '%s\n' "$stderr" | grep -Eq -- "$regex" || fail "stderr does not match '$regex': $stderr"
   [ "$(printf '%s\n' "$stderr" | grep -c 'error')" -le 1 ] || fail "more than one error line: $stderr"
   echo "ok: $stderr"
@@ -173,5 +176,65 @@ PY
     [ -e "$work/copy/checkpoint-002.pth" ] || fail "the copy has no epoch 2"
     [ ! -e "$work/a/checkpoint-002.pth" ] || fail "epoch 2 was written into the original"
     echo "ok" ;;
+  amp_bad_value)
+    # Mixed-precision keys are config keys: a bad value is a usage error (exit 2), one line.
+    EXPECTED_STATUS=2 expect "config key 'amp': unknown value 'fp32x': use one of none, fp16, bf16" \
+      "$densenet" train --amp fp32x
+    EXPECTED_STATUS=2 expect "config key 'loss-scale': unknown value 'static': use one of auto, dynamic, none" \
+      "$densenet" train --amp bf16 --loss-scale static
+    EXPECTED_STATUS=2 expect "config key 'loss-scale' dynamic applies to amp fp16 or bf16 runs" \
+      "$densenet" train --loss-scale dynamic
+    EXPECTED_STATUS=2 expect "'loss-scale-init' and 'loss-scale-growth-interval' apply to the dynamic loss scale only" \
+      "$densenet" train --amp bf16 --loss-scale-growth-interval 10 ;;
+  amp_fp16_cpu)
+    # float16 autocast on the CPU: refused (exit 2, one line) by a LibTorch that cannot run it
+    # (1.13); a LibTorch that can trains with it.
+    if "$densenet" train "${tiny[@]}" --epochs 1 --amp fp16 --output-dir "$work/run" \
+         >"$work/out" 2>"$work/stderr"; then
+      grep -q "amp: fp16 autocast, float32 weights" "$work/out" || fail "no amp line: $(cat "$work/out")"
+      echo "ok: this LibTorch runs fp16 on the CPU"
+    else
+      EXPECTED_STATUS=2 expect "config key 'amp': fp16 on device cpu needs float16 autocast, which this LibTorch \(.*\) has only on CUDA: use amp bf16" \
+        "$densenet" train "${tiny[@]}" --epochs 1 --amp fp16 --output-dir "$work/run"
+      [ ! -e "$work/run/config.yaml" ] || fail "the refused run wrote its directory"
+    fi ;;
+  amp_resume_exact)
+    # bf16 autocast with a dynamic loss scale that grows every 4 clean steps (6 steps per
+    # epoch): stopped after epoch 1 (clean-step count 2) and resumed, the run ends with the
+    # uninterrupted run's weights, optimiser state, scale and count, bit for bit; a scale or a
+    # count not restored would grow at other steps. (Skipped steps cannot be provoked here: this
+    # network's gradients stay below 1, so even float32's largest scale does not overflow them;
+    # tests/train/test_loss_scaler.cpp injects them. lr-type step: the learning rate does not
+    # depend on the number of epochs.)
+    amp=(--amp bf16 --loss-scale dynamic --loss-scale-init 1024 --loss-scale-growth-interval 4
+         --lr-type step --max-train-samples 96)
+    train_ok "${amp[@]}" --epochs 2 --output-dir "$work/straight"
+    train_ok "${amp[@]}" --epochs 1 --output-dir "$work/resumed"
+    "$densenet" train --resume "$work/resumed" --epochs 2 >"$work/out" 2>"$work/stderr" ||
+      fail "resume: $(cat "$work/stderr")"
+    grep -q "^amp: bf16 autocast, float32 weights .*dynamic loss scale from 1024" "$work/out" ||
+      fail "no amp line in the summary: $(cat "$work/out")"
+    grep -q "^epoch 2/2 .* loss scale 8192, 0 steps skipped" "$work/out" ||
+      fail "no loss scale in the epoch line: $(cat "$work/out")"
+    /usr/bin/python3 - "$work/straight" "$work/resumed" <<'PY' || fail "the resumed run differs"
+import csv, sys, torch
+a, b = (torch.load(d + "/last.pth", weights_only=True) for d in sys.argv[1:3])
+assert a["global_step"] == b["global_step"] == 12, (a["global_step"], b["global_step"])
+for key, tensor in a["model"].items():
+    assert torch.equal(tensor, b["model"][key]), "weights differ: " + key
+for index, state in a["optimizer"]["state"].items():
+    assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][index]["momentum_buffer"])
+sa, sb = a["scaler"], b["scaler"]
+for key in ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"):
+    assert float(sa[key]) == float(sb[key]), (key, sa[key], sb[key])
+# Growth at steps 4, 8 and 12: 1024 * 2^3, the count back at 0.
+assert float(sa["scale"]) == 8192 and int(sa["_growth_tracker"]) == 0, sa
+rows = [list(csv.DictReader(open(d + "/metrics.csv"))) for d in sys.argv[1:3]]
+columns = [[(r["skipped_steps"], r["loss_scale"], r["train_loss"]) for r in run] for run in rows]
+assert columns[0] == columns[1] == [("0", "2048", columns[0][0][2]), ("0", "8192", columns[0][1][2])], columns
+print("ok: scale %g, growth tracker %d, (skipped, scale, train loss) per epoch %s"
+      % (float(sa["scale"]), int(sa["_growth_tracker"]), columns[0]))
+PY
+    ;;
   *) fail "unknown case" ;;
 esac

@@ -56,6 +56,11 @@ struct TrainConfig {
   double weight_decay = 1e-4;
   bool no_weight_decay_on_norm = false;  // no weight decay on batch-norm parameters and biases
   double clip = 0;                       // gradient-norm clipping threshold; 0 = off
+  // Mixed precision (densenet/train/amp.h, densenet/train/loss_scaler.h).
+  std::string amp = "none";         // none | fp16 | bf16: autocast dtype; weights stay float32
+  std::string loss_scale = "auto";  // auto | dynamic | none; auto = dynamic for fp16 only
+  double loss_scale_init = 65536;   // the dynamic scale's first value (GradScaler init_scale)
+  int64_t loss_scale_growth_interval = 2000;  // clean steps before the scale doubles
   double label_smoothing = 0;
   int64_t seed = 1;
 
@@ -126,6 +131,9 @@ TrainConfig resume_config(const TrainConfig& saved, const TrainConfig& requested
 /// Checks values that are wrong whatever the dataset (ranges, enumerations, combinations);
 /// throws c10::Error naming the key.
 void validate(const TrainConfig& config);
+
+/// Whether the run scales its loss dynamically: loss-scale dynamic, or auto with amp fp16.
+bool uses_loss_scaler(const TrainConfig& config);
 
 /// `milestones`, or the paper's default (0.5 and 0.75 of the epochs) when empty.
 std::vector<double> effective_milestones(const TrainConfig& config);

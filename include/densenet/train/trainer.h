@@ -11,6 +11,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace densenet::data {
@@ -22,6 +23,9 @@ class ProcessGroup;
 }  // namespace densenet::distributed
 
 namespace densenet::train {
+
+class LossScaler;
+class Optimizer;
 
 /// Loss and accuracy of a model over a whole evaluation set.
 struct EvalResult {
@@ -65,10 +69,22 @@ struct BatchResult {
 /// With `buckets` (data-parallel), the last piece's backward all-reduces the gradients (the
 /// caller then calls buckets->finish()), and a non-finite loss does not skip backward: the other
 /// ranks are waiting for this rank's buckets. The caller stops on `finite` being false anywhere.
+/// With `autocast` (amp), each piece's forward and loss run under AutocastGuard in that dtype,
+/// and backward outside it; with `scaler`, each piece's loss is multiplied by the loss scale
+/// before backward, so the gradients are scaled (the caller unscales them: LossScaler).
 BatchResult accumulate_gradients(DenseNet& model, const torch::Tensor& images,
                                  const torch::Tensor& labels, int64_t splits,
                                  double label_smoothing,
-                                 distributed::GradientBuckets* buckets = nullptr);
+                                 distributed::GradientBuckets* buckets = nullptr,
+                                 std::optional<c10::ScalarType> autocast = std::nullopt,
+                                 const LossScaler* scaler = nullptr);
+
+/// The optimiser step after accumulate_gradients, as torch.cuda.amp.GradScaler's recipe takes
+/// it: with `scaler`, the gradients are unscaled first, and when any is inf or NaN the step is
+/// skipped (parameters and optimiser state untouched) and the scale backs off; otherwise the
+/// gradient norm is clipped to `clip` (0: not clipped), the optimiser steps, and the scale
+/// counts a clean step (LossScaler::update). Returns whether the step was taken.
+bool step_optimizer(Optimizer& optimizer, double clip, LossScaler* scaler = nullptr);
 
 /// How a run ended.
 struct RunSummary {
@@ -91,7 +107,10 @@ void clear_stop_request();
 /// One training run, from a validated configuration: data, model, optimiser, schedule, the run
 /// directory and its checkpoints. The loop reads top to bottom:
 ///   data -> forward -> loss -> backward (per batch split) -> clip -> step -> schedule -> log,
-/// then, per epoch, evaluate -> metrics -> curve -> checkpoint.
+/// then, per epoch, evaluate -> metrics -> curve -> checkpoint. With amp, forward and loss run
+/// under autocast; with a loss scaler, the gradients are unscaled before clip, and a step whose
+/// gradients hold an inf or NaN is skipped (counted in metrics.csv's skipped_steps).
+/// Evaluation runs in float32.
 /// A NaN or infinite loss throws c10::Error naming the epoch and step before the weights are
 /// updated, and nothing is saved, so the last checkpoint stays the last good one.
 class Trainer {
