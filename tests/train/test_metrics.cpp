@@ -117,12 +117,9 @@ TEST_F(MetricLoggerTest, WritesOneRowPerEpochToCsvAndJsonl) {
   EXPECT_EQ(read_file(logger.csv_path()),
             "epoch,lr,train_loss,train_top1,eval_loss,eval_top1,eval_top5,epoch_seconds,"
             "eval_seconds,images_per_second,data_wait_share,elapsed_seconds,comm_wait_share,"
-            "skipped_steps,loss_scale
-"
-            "1,0.1,2,60,,,,12.5,0,4800,0.01,13.75,0.25,0,
-"
-            "2,0.05,1,70,0.95,70,92,12.5,1.25,4800,0.01,27.5,0.25,3,32768
-");
+            "skipped_steps,loss_scale\n"
+            "1,0.1,2,60,,,,12.5,0,4800,0.01,13.75,0.25,0,\n"
+            "2,0.05,1,70,0.95,70,92,12.5,1.25,4800,0.01,27.5,0.25,3,32768\n");
   const std::string jsonl = read_file(logger.jsonl_path());
   EXPECT_NE(jsonl.find("{\"epoch\":1,\"lr\":0.1,\"train_loss\":2.0,\"train_top1\":60.0,"
                        "\"eval_loss\":null,\"eval_top1\":null,\"eval_top5\":null,"),
