@@ -36,7 +36,7 @@ struct EpochRecord {
   /// sums, sync-bn's statistics); 0 for one process. Optional when parsing: histories written
   /// before it existed read as 0.
   double comm_wait_share = 0;
-  int64_t skipped_steps = 0;     // optimiser steps the loss scaler skipped (inf/NaN gradients)
+  int64_t skipped_steps = 0;  // optimiser steps the loss scaler skipped (inf/NaN gradients)
   // The dynamic loss scale at the epoch's end; NaN without loss scaling.
   double loss_scale = std::numeric_limits<double>::quiet_NaN();
 };
