@@ -138,19 +138,11 @@ TEST_F(MetricLoggerTest, WritesOneRowPerEpochToCsvAndJsonl) {
   EXPECT_TRUE(std::isnan(parsed[0].loss_scale));
   EXPECT_NE(jsonl.find("\"skipped_steps\":3,\"loss_scale\":32768.0}"), std::string::npos) << jsonl;
   EXPECT_EQ(format_metrics_jsonl(parsed), jsonl);
-  // A file from before loss scaling (no such columns) still reads.
-  const auto old_rows = parse_metrics_jsonl(
-      "{\"epoch\":1,\"lr\":0.1,\"train_loss\":2.0,\"train_top1\":60.0,\"eval_loss\":null,"
-      "\"eval_top1\":null,\"eval_top5\":null,\"epoch_seconds\":12.5,\"eval_seconds\":0.0,"
-      "\"images_per_second\":4800.0,\"data_wait_share\":0.01,\"elapsed_seconds\":13.75}\n",
-      "old.jsonl");
-  ASSERT_EQ(old_rows.size(), 1u);
-  EXPECT_EQ(old_rows[0].skipped_steps, 0);
-  EXPECT_TRUE(std::isnan(old_rows[0].loss_scale));
 }
 
-TEST(MetricsJsonl, HistoriesFromBeforeCommWaitShareStillParse) {
-  // A checkpoint of an older run holds rows without comm_wait_share; it reads as 0.
+TEST(MetricsJsonl, HistoriesFromBeforeTheLaterColumnsStillParse) {
+  // A checkpoint of an older run holds rows without comm_wait_share, skipped_steps and
+  // loss_scale: they read as 0, 0 and NaN (no loss scaling).
   const auto parsed = parse_metrics_jsonl(
       "{\"epoch\":1,\"lr\":0.1,\"train_loss\":2.0,\"train_top1\":60.0,\"eval_loss\":null,"
       "\"eval_top1\":null,\"eval_top5\":null,\"epoch_seconds\":12.5,\"eval_seconds\":0,"
@@ -158,6 +150,8 @@ TEST(MetricsJsonl, HistoriesFromBeforeCommWaitShareStillParse) {
       "old.jsonl");
   ASSERT_EQ(parsed.size(), 1u);
   EXPECT_EQ(parsed[0].comm_wait_share, 0.0);
+  EXPECT_EQ(parsed[0].skipped_steps, 0);
+  EXPECT_TRUE(std::isnan(parsed[0].loss_scale));
   EXPECT_EQ(parsed[0].elapsed_seconds, 13.75);
   EXPECT_ERROR_CONTAINS(parse_metrics_jsonl("{\"epoch\":1}\n", "bad.jsonl"),
                         "bad.jsonl:1: 'lr' is missing or not a number");
