@@ -26,7 +26,7 @@ left at PyTorch's defaults on both sides unless --cudnn-benchmark is given.
 
 usage: bench/compare_pytorch.py --densenet build/densenet --arch densenet-40 [--batch 64]
                                 [--threads 2] [--warmup 1] [--iters 3] [--device cpu|cuda]
-                                [--cudnn-benchmark] [--json]
+                                [--cudnn-benchmark] [--amp none|fp16|bf16] [--json]
 """
 import argparse
 import ctypes
@@ -178,6 +178,13 @@ def worker(args):
     x = torch.randn(args.batch, cfg["in_channels"], cfg["input_size"], cfg["input_size"], device=device)
     target = torch.randint(0, cfg["num_classes"], (args.batch,), device=device)
 
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.amp)
+
+    def autocast():
+        # Forward and loss under autocast, backward outside, float32 weights: as `densenet bench
+        # --amp` does (torch.autocast's documented training step).
+        return torch.autocast(args.device, dtype=dtype, enabled=dtype is not None)
+
     def sync():
         if cuda:
             torch.cuda.synchronize()
@@ -186,7 +193,8 @@ def worker(args):
         for p in model.parameters():
             p.grad = None
         start = time.perf_counter()
-        loss = F.cross_entropy(model(x), target)
+        with autocast():
+            loss = F.cross_entropy(model(x), target)
         sync()
         middle = time.perf_counter()
         loss.backward()
@@ -225,7 +233,7 @@ def worker(args):
         forward_ms += f_ms / args.iters
         backward_ms += b_ms / args.iters
     row = dict(impl=args.impl, arch=args.arch, batch=args.batch, threads=args.threads, device=args.device,
-               forward_ms=forward_ms, backward_ms=backward_ms, rss_delta_bytes=rss_delta,
+               amp=args.amp, forward_ms=forward_ms, backward_ms=backward_ms, rss_delta_bytes=rss_delta,
                torch=torch.__version__)
     if cuda:
         row["peak_bytes"] = torch.cuda.max_memory_allocated() - allocated_before
@@ -236,7 +244,7 @@ def worker(args):
 def run_ours(args, batch):
     command = [args.densenet, "bench", "--arch", args.arch, "--memory", args.memory, "--batch", str(batch), "--threads",
                str(args.threads), "--warmup", str(args.warmup), "--iters", str(args.iters), "--json",
-               "--device", args.device] + (["--cudnn-benchmark"] if args.cudnn_benchmark else [])
+               "--device", args.device, "--amp", args.amp] + (["--cudnn-benchmark"] if args.cudnn_benchmark else [])
     if args.block_config:
         command += ["--block-config", args.block_config]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -255,7 +263,7 @@ def run_ours(args, batch):
 def run_pytorch(args, impl, batch):
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--impl", impl, "--arch", args.arch,
                "--batch", str(batch), "--threads", str(args.threads), "--warmup", str(args.warmup),
-               "--iters", str(args.iters), "--device", args.device] + \
+               "--iters", str(args.iters), "--device", args.device, "--amp", args.amp] + \
         (["--block-config", args.block_config] if args.block_config else []) + \
         (["--cudnn-benchmark"] if args.cudnn_benchmark else [])
     result = subprocess.run(command, capture_output=True, text=True)
@@ -279,6 +287,8 @@ def main():
     parser.add_argument("--impls", help="PyTorch implementations to run (default: all that apply)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN autotune (both sides)")
+    parser.add_argument("--amp", default="none", choices=["none", "fp16", "bf16"],
+                        help="mixed precision on both sides (autocast, float32 weights)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--json-out", help="also append every row as a JSON line to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -336,7 +346,8 @@ def main():
         # Memory compared: RSS delta on the CPU, the CUDA allocator's peak above the start on a GPU.
         memory_key = "peak_bytes" if cuda else "rss_delta_bytes"
         where = (theirs[0].get("gpu", "CUDA") if theirs else "CUDA") if cuda else "%d threads, CPU" % args.threads
-        print("\n%s, batch %d, %s (%s)" % (args.arch, batch, where, theirs[0]["torch"] if theirs else "?"))
+        print("\n%s, batch %d, %s (%s)%s" % (args.arch, batch, where, theirs[0]["torch"] if theirs else "?",
+                                           "" if args.amp == "none" else ", amp " + args.amp))
         print("%-20s %10s %10s %10s %12s" % ("implementation", "fwd ms", "bwd ms", "step ms",
                                              "GPU peak" if cuda else "RSS delta"))
         for r in rows:

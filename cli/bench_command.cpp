@@ -8,10 +8,12 @@
 #include "densenet/model/memory_plan.h"
 #include "densenet/tools/benchmark.h"
 #include "densenet/tools/memory_tracker.h"
+#include "densenet/train/amp.h"
 #include "densenet/util/threads.h"
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
+#include <torch/version.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -38,6 +40,7 @@ struct BenchArguments {
   std::string memory_cap = "4GiB";
   bool profile = false;
   bool channels_last = false;
+  std::string amp = "none";
   bool sgemm = false;
   bool json = false;
   bool rss_probe = false;
@@ -122,6 +125,12 @@ int run_bench(const BenchArguments& args) {
                        memory_mode_name(mode) + " mode's stages keep NCHW channel planes)");
     }
   }
+  std::optional<c10::ScalarType> amp;
+  try {
+    amp = train::parse_amp(args.amp);
+  } catch (const c10::Error&) {
+    throw UsageError("--amp: unknown value '" + args.amp + "': use one of none, fp16, bf16");
+  }
   std::vector<int64_t> batches;
   try {
     batches = parse_int_list(args.batch);
@@ -133,6 +142,11 @@ int run_bench(const BenchArguments& args) {
   }
   const torch::Device device = device_from(args.device);
   const std::string device_name = device.is_cuda() ? "cuda" : "cpu";
+  if (amp && !train::autocast_supported(device.type(), *amp)) {
+    throw UsageError("--amp " + args.amp + " on device " + device_name +
+                     ": this LibTorch (" TORCH_VERSION ") cannot autocast to " +
+                     c10::toString(*amp) + " there; use --amp bf16");
+  }
   if (args.cudnn_benchmark) {
     if (!device.is_cuda()) throw UsageError("--cudnn-benchmark applies to --device cuda only");
     at::globalContext().setBenchmarkCuDNN(true);
@@ -149,6 +163,7 @@ int run_bench(const BenchArguments& args) {
   bench.iterations(args.iters);
   bench.profile(args.profile);
   bench.channels_last(args.channels_last);
+  bench.amp(args.amp);
   int64_t cap = 0;
   try {
     cap = parse_byte_size(args.memory_cap);
@@ -192,6 +207,7 @@ int run_bench(const BenchArguments& args) {
       child_args.push_back(extra);
     }
     if (args.channels_last) child_args.emplace_back("--channels-last");
+    if (amp) child_args.insert(child_args.end(), {"--amp", args.amp});
     return std::stoll(run_this_program(child_args));
   };
   const bool json = args.json;
@@ -213,8 +229,9 @@ int run_bench(const BenchArguments& args) {
     }
   }
   if (!json) {
-    std::printf("%s, %s, %d threads (%s)\n", arch.c_str(), device_name.c_str(),
-                at::get_num_threads(), threads_source.c_str());
+    std::printf("%s, %s, %d threads (%s)%s\n", arch.c_str(), device_name.c_str(),
+                at::get_num_threads(), threads_source.c_str(),
+                amp ? (", amp " + args.amp + " autocast (float32 weights)").c_str() : "");
     std::printf("%-10s %6s %10s %10s %6s %9s %12s %12s%s\n", "memory", "batch", "fwd ms", "bwd ms",
                 "R=B/F", "GFLOP/s", "peak", "RSS delta", max_batch ? "   max batch" : "");
     std::fflush(stdout);
@@ -253,6 +270,7 @@ int run_bench(const BenchArguments& args) {
             {"batch", r.batch},
             {"device", device_name},
             {"threads", at::get_num_threads()},
+            {"amp", args.amp},
             {"forward_ms", r.forward_ms},
             {"backward_ms", r.backward_ms},
             {"peak_bytes", r.peak_bytes},
@@ -335,6 +353,9 @@ void add_bench_command(CLI::App& app) {
       ->needs(max_batch);
   command->add_flag("--channels-last", args->channels_last,
                     "NHWC weights and activations (--memory naive only)");
+  command->add_option("--amp", args->amp, "mixed precision: none, fp16 or bf16 (as train's amp)")
+      ->type_name("DTYPE")
+      ->capture_default_str();
   command->add_flag("--profile", args->profile,
                     "after timing, one more step: self time per operation, summed over threads "
                     "(work inside parallel loops, such as the per-sample GEMMs, counts on every "

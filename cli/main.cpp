@@ -49,8 +49,9 @@ std::string command_name(const CLI::App& app, int argc, char** argv) {
 
 int report(const std::string& command, const std::string& message, int code) {
   const std::string prefix = command.empty() ? "densenet" : "densenet " + command;
-  std::fprintf(stderr, "%s: error: %s\n", prefix.c_str(), message.c_str());
-  if (code == 2) std::fprintf(stderr, "(see '%s --help')\n", prefix.c_str());
+  // One line: the pointer to --help goes on the error's own line, for logs and grep.
+  std::fprintf(stderr, "%s: error: %s%s\n", prefix.c_str(), message.c_str(),
+               code == 2 ? (" (see '" + prefix + " --help')").c_str() : "");
   return code;
 }
 

@@ -64,9 +64,13 @@ void add_key_options(CLI::App& command, TrainArguments& args, bool train_only_ke
     for (char& c : underscored) c = c == '-' ? '_' : c;
     if (underscored != key.name) names += ",--" + underscored;  // the original's spelling
     std::string& value = args.values[key.name];
-    CLI::Option* option = key.type == "bool" ? command.add_flag(names + "{true}", value, help)
+    // A bool key is a flag that also takes a value, as the config file writes it:
+    // `--sync-bn`, `--sync-bn false` and `--sync-bn=false` all work.
+    CLI::Option* option = key.type == "bool" ? command.add_flag(names, value, help)->expected(0, 1)
                                              : command.add_option(names, value, help);
-    if (key.type != "bool") {
+    if (key.type == "bool") {
+      option->type_name("[BOOL]");
+    } else {
       option->type_name(key.type == "int list" || key.type == "real list" ? "LIST"
                         : key.type == "int"                               ? "INT"
                         : key.type == "real"                              ? "X"
@@ -91,7 +95,9 @@ int run_train(const TrainArguments& args, const CLI::App& command) {
       train::set_config_value(requested, key.name, args.values.at(key.name));
       given.push_back(key.name);
     }
-    train::validate(requested);
+    // A resumed run is checked once merged with its saved configuration (below): the keys given
+    // alone may not make a valid run, and the refusal must name the key that cannot change.
+    if (requested.resume.empty()) train::validate(requested);
   } catch (const c10::Error& error) {
     throw UsageError(error.what_without_backtrace());
   }
@@ -132,13 +138,29 @@ int run_train(const TrainArguments& args, const CLI::App& command) {
   if (!requested.resume.empty()) {
     // Continue under the run's own configuration; what was given may only change where and how
     // fast it runs.
-    config = train::resume_config(train::saved_config(requested.resume), requested, given);
+    const train::TrainConfig saved = train::saved_config(requested.resume);  // unreadable: 1
+    try {
+      config = train::resume_config(saved, requested, given);
+      train::validate(config);
+    } catch (const c10::Error& error) {
+      throw UsageError(error.what_without_backtrace());
+    }
     if (std::find(given.begin(), given.end(), "output-dir") == given.end()) {
       // Continue where the checkpoint is now: a run directory that was moved or copied is
       // written in its new place, never in the one its config names.
       const std::filesystem::path directory =
           std::filesystem::path(train::Checkpointer::resolve(requested.resume)).parent_path();
       config.output_dir = directory.empty() ? "." : directory.string();
+    }
+  }
+  // Refused here, before any rank starts, as a command-line mistake; the trainer checks again.
+  if (!config.output_dir.empty() && !config.test_only) {
+    try {
+      train::check_run_dir(
+          config.output_dir, config,
+          config.resume.empty() ? "" : train::Checkpointer::resolve(config.resume));
+    } catch (const c10::Error& error) {
+      throw UsageError(error.what_without_backtrace());
     }
   }
   if (config.batch_size % environment.world_size != 0) {

@@ -3,8 +3,10 @@
 # machine's pip LibTorch (CUDA), checks the CUDA code paths against the naive mode, then measures
 # our three modes and PyTorch's DenseNets in the same run. Logs and JSON rows go to $OUT.
 #   here:  bash bench/gpu/make_devdeps.sh        (then carry .devdeps with the call)
-#   there: bash bench/gpu/device_check.sh [short|verify]
-#          (short: without the autotuned and profile runs; verify: build and gradchecks only)
+#   there: bash bench/gpu/device_check.sh [short|verify|amp]
+#          (short: without the autotuned and profile runs; verify: build and gradchecks only;
+#          amp: mixed precision only, against torchvision densenet121 with the same autocast,
+#          and a short fp16 training run with the loss scaler)
 set -u -o pipefail
 MODE=${1:-full}
 OUT=${OUT:-$PWD/gpu-out}
@@ -72,6 +74,23 @@ if [ "$MODE" = verify ]; then
   stamp done
   exit 0
 fi
+amp_checks() {
+  for amp in none bf16 fp16; do
+    compare --arch densenet121 --batch 64 --warmup 3 --iters 10 --impls torchvision,torchvision-me \
+      --amp $amp
+  done
+  stamp "train fp16 on cuda (loss scaler)"
+  timeout 200 "$B" train --device cuda --dataset synthetic --input-size 32 --arch densenet-bc-100 \
+    --max-train-samples 2048 --max-eval-samples 256 --batch-size 128 --epochs 2 --amp fp16 \
+    --output-dir "$OUT/train-fp16" --force >"$OUT/train-fp16.txt" 2>&1
+  echo "exit $?"
+  grep -E 'amp:|epoch [0-9]+/|error' "$OUT/train-fp16.txt" | head -12
+}
+if [ "$MODE" = amp ]; then
+  amp_checks
+  stamp done
+  exit 0
+fi
 compare --arch densenet-bc-100 --batch 64,256 --warmup 3 --iters 20 \
   --impls pytorch-plain,torchvision,torchvision-me
 compare --arch densenet121 --batch 64 --warmup 3 --iters 10 --impls torchvision,torchvision-me
@@ -82,5 +101,6 @@ if [ "$MODE" = full ]; then
   "$B" bench --arch densenet-bc-100 --device cuda --batch 64 --memory efficient --warmup 3 \
     --iters 5 --profile >"$OUT/profile-bc100.txt" 2>&1
   head -30 "$OUT/profile-bc100.txt"
+  amp_checks
 fi
 stamp done

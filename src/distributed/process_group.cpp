@@ -132,7 +132,10 @@ struct ProcessGroup::Impl {
         return counts;
       };
       const std::vector<int64_t> before = read();
-      std::this_thread::sleep_for(3 * heartbeat_interval);
+      // At least 2 s: on loaded cores a live rank's heartbeat thread can wait that long to be
+      // scheduled, and calling it lost would send the user after the wrong rank.
+      std::this_thread::sleep_for(std::max<std::chrono::milliseconds>(
+          3 * heartbeat_interval, std::chrono::milliseconds(2000)));
       const std::vector<int64_t> after = read();
       std::vector<int64_t> lost;
       for (int64_t r = 0; r < environment.world_size; ++r) {

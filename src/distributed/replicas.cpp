@@ -23,8 +23,15 @@ std::vector<std::pair<std::string, torch::Tensor>> state_of(torch::nn::Module& m
 void broadcast_from_rank0(torch::nn::Module& model, ProcessGroup& group) {
   torch::NoGradGuard no_grad;
   for (auto& [name, tensor] : state_of(model)) {
-    TORCH_INTERNAL_ASSERT(tensor.is_contiguous(), name, " is not contiguous");
-    group.broadcast(tensor.detach(), 0, "the broadcast of " + name + " from rank 0");
+    const torch::Tensor data = tensor.detach();
+    if (data.is_contiguous()) {
+      group.broadcast(data, 0, "the broadcast of " + name + " from rank 0");
+    } else {
+      // Gloo sends only dense row-major tensors; channels-last weights go through a copy.
+      torch::Tensor dense = data.contiguous();
+      group.broadcast(dense, 0, "the broadcast of " + name + " from rank 0");
+      data.copy_(dense);
+    }
   }
 }
 

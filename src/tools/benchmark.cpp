@@ -3,6 +3,7 @@
 #include "densenet/model/densenet.h"
 #include "densenet/model/memory_plan.h"
 #include "densenet/tools/memory_tracker.h"
+#include "densenet/train/amp.h"
 
 #include <c10/util/Exception.h>
 #include <torch/cuda.h>
@@ -19,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 namespace densenet {
 
@@ -59,10 +61,16 @@ struct StepTimes {
   double forward_ms, backward_ms;
 };
 
-StepTimes training_step(DenseNet& model, const torch::Tensor& input, const torch::Tensor& target) {
+// `amp`: the autocast dtype, or nullopt for float32 (train::parse_amp).
+StepTimes training_step(DenseNet& model, const torch::Tensor& input, const torch::Tensor& target,
+                        std::optional<c10::ScalarType> amp = std::nullopt) {
   const auto start = Clock::now();
-  torch::Tensor logits = model->forward(input);
-  torch::Tensor loss = torch::nn::functional::cross_entropy(logits, target);
+  torch::Tensor loss;
+  {
+    const train::AutocastGuard autocast(input.device().type(), amp);
+    torch::Tensor logits = model->forward(input);  // (N, classes)
+    loss = torch::nn::functional::cross_entropy(logits, target);
+  }
   if (input.is_cuda()) torch::cuda::synchronize();
   const double forward_ms = milliseconds_since(start);
   const auto middle = Clock::now();
@@ -127,12 +135,13 @@ BenchmarkResult benchmark_training_step(const DenseNetOptions& model_options, in
   TORCH_CHECK(options.iterations() >= 1, "iterations must be >= 1");
   MemoryTracker& tracker = MemoryTracker::instance();
   use_timing_allocator();
+  const std::optional<c10::ScalarType> amp = train::parse_amp(options.amp());
   auto [model, input, target] = make_training_setup(model_options, batch, options.seed(),
                                                     options.device(), options.channels_last());
 
   for (int64_t i = 0; i < options.warmup(); ++i) {
     reset_gradients(model);
-    training_step(model, input, target);
+    training_step(model, input, target, amp);
   }
   reset_gradients(model);
 
@@ -147,7 +156,7 @@ BenchmarkResult benchmark_training_step(const DenseNetOptions& model_options, in
   result.batch = batch;
   for (int64_t i = 0; i < options.iterations(); ++i) {
     reset_gradients(model);
-    const StepTimes times = training_step(model, input, target);
+    const StepTimes times = training_step(model, input, target, amp);
     result.forward_ms += times.forward_ms / options.iterations();
     result.backward_ms += times.backward_ms / options.iterations();
   }
@@ -158,7 +167,7 @@ BenchmarkResult benchmark_training_step(const DenseNetOptions& model_options, in
   if (options.profile()) {
     reset_gradients(model);
     OpProfiler profiler;
-    training_step(model, input, target);
+    training_step(model, input, target, amp);
     result.profile = profiler.entries();
   }
   return result;
@@ -169,17 +178,18 @@ int64_t measure_step_rss(const DenseNetOptions& model_options, int64_t batch,
   TORCH_CHECK(batch >= 1, "batch must be >= 1, got ", batch);
   TORCH_CHECK(options.device().is_cpu(), "RSS is measured for CPU training steps");
   release_freed_memory();
+  const std::optional<c10::ScalarType> amp = train::parse_amp(options.amp());
   auto [model, input, target] = make_training_setup(model_options, batch, options.seed(),
                                                     torch::kCPU, options.channels_last());
   for (int64_t i = 0; i < std::max<int64_t>(1, options.warmup()); ++i) {
     reset_gradients(model);
-    training_step(model, input, target);
+    training_step(model, input, target, amp);
   }
   reset_gradients(model);
   release_freed_memory();
   const int64_t rss_before = process_rss_bytes();
   reset_process_peak_rss();
-  training_step(model, input, target);
+  training_step(model, input, target, amp);
   return process_peak_rss_bytes() - rss_before;
 }
 
@@ -213,7 +223,7 @@ int64_t find_max_batch(const DenseNetOptions& model_options, int64_t cap_bytes,
     try {
       auto [model, input, target] = make_training_setup(model_options, batch, options.seed(),
                                                         torch::kCPU, options.channels_last());
-      training_step(model, input, target);
+      training_step(model, input, target, train::parse_amp(options.amp()));
       return true;
     } catch (const c10::OutOfMemoryError&) {
       return false;

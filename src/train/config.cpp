@@ -1,6 +1,7 @@
 #include "densenet/train/config.h"
 
 #include "densenet/model/options.h"
+#include "densenet/model/presets.h"
 #include "densenet/tools/memory_tracker.h"
 #include "densenet/train/amp.h"
 
@@ -470,6 +471,11 @@ std::vector<double> effective_milestones(const TrainConfig& config) {
 void validate(const TrainConfig& c) {
   require_one_of("dataset", c.dataset,
                  {"fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder", "synthetic"});
+  try {
+    preset_options(c.arch);  // checked with the other keys, before anything is read or written
+  } catch (const c10::Error& error) {
+    TORCH_CHECK(false, "config key 'arch': ", error.what_without_backtrace());
+  }
   require_one_of("memory", c.memory, {"naive", "efficient", "minimal", "auto"});
   require_one_of("lr-type", c.lr_type, {"multistep", "cosine", "triangle", "step"});
   require_one_of("optimizer", c.optimizer, {"sgd", "adamw"});

@@ -182,26 +182,27 @@ std::string default_run_dir(const TrainConfig& config) {
   return "runs/" + config.dataset + "-" + config.arch + "-" + stamp;
 }
 
-// Refuses a directory that holds another run (a checkpoint or metrics), unless it is the run
-// being resumed or --force is given. A directory with only config.yaml (a run that stopped
-// before its first checkpoint) may be reused.
+bool holds_run(const std::string& dir) {
+  std::error_code error;
+  return fs::exists(fs::path(dir) / "last.pth", error) ||
+         fs::exists(fs::path(dir) / "metrics.csv", error);
+}
+
+bool is_resumed_run(const std::string& dir, const std::string& resume_path) {
+  std::error_code error;
+  return !resume_path.empty() && fs::equivalent(fs::path(resume_path).parent_path().empty()
+                                                    ? fs::path(".")
+                                                    : fs::path(resume_path).parent_path(),
+                                                dir, error);
+}
+
+// check_run_dir, then --force's removal of the previous run's outputs, then the directory.
 void prepare_run_dir(const std::string& dir, const TrainConfig& config,
                      const std::string& resume_path) {
+  check_run_dir(dir, config, resume_path);
   std::error_code error;
   if (fs::exists(dir, error)) {
-    TORCH_CHECK(fs::is_directory(dir, error), "output-dir '", dir,
-                "' exists and is not a directory");
-    const bool holds_run = fs::exists(fs::path(dir) / "last.pth", error) ||
-                           fs::exists(fs::path(dir) / "metrics.csv", error);
-    const bool is_resumed_run =
-        !resume_path.empty() && fs::equivalent(fs::path(resume_path).parent_path().empty()
-                                                   ? fs::path(".")
-                                                   : fs::path(resume_path).parent_path(),
-                                               dir, error);
-    TORCH_CHECK(!holds_run || is_resumed_run || config.force, "output-dir '", dir,
-                "' already holds a run: continue it with --resume ", dir,
-                ", or overwrite it with --force, or choose another --output-dir");
-    if (holds_run && !is_resumed_run) {
+    if (holds_run(dir) && !is_resumed_run(dir, resume_path)) {
       // --force: the previous run's outputs go, so that none of them (a numbered checkpoint,
       // a best.pth, or a last.pth that --resume would pick up if the new run stopped before
       // its first checkpoint) passes for the new run's. Other files stay.
@@ -776,6 +777,12 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
           config.dist_timeout,
           config.sync_bn ? "sync-bn (batch statistics of the global batch)"
                          : "batch statistics per rank (running statistics averaged)");
+  } else if (config.sync_bn) {
+    // Kept rather than refused: a config written for several ranks also runs on one.
+    print(*s.out,
+          "note: sync-bn has no effect in a single process: batch statistics are those of each "
+          "batch%s\n",
+          s.config.num_batch_splits > 1 ? " split, as without sync-bn" : "");
   }
   s.out->flush();
 }
@@ -1102,6 +1109,16 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
           static_cast<long long>(s.replica_checks));
   }
   return summary;
+}
+
+void check_run_dir(const std::string& dir, const TrainConfig& config,
+                   const std::string& resume_path) {
+  std::error_code error;
+  if (!fs::exists(dir, error)) return;
+  TORCH_CHECK(fs::is_directory(dir, error), "output-dir '", dir, "' exists and is not a directory");
+  TORCH_CHECK(!holds_run(dir) || is_resumed_run(dir, resume_path) || config.force, "output-dir '",
+              dir, "' already holds a run: continue it with --resume ", dir,
+              ", or overwrite it with --force, or choose another --output-dir");
 }
 
 TrainConfig saved_config(const std::string& resume) {

@@ -20,6 +20,11 @@ struct BenchmarkOptions {
   TORCH_ARG(bool, profile) = false;
   /// NHWC weights and input (DenseNetImpl::set_memory_format; memory mode naive only).
   TORCH_ARG(bool, channels_last) = false;
+  /// Mixed precision as the `amp` training key (train/amp.h): "none", "fp16" or "bf16". The
+  /// forward and the loss run under autocast, backward outside it, and the parameters stay
+  /// float32, as torch.autocast's documented training step does. Throws c10::Error (from the
+  /// step) when this LibTorch's autocast cannot run that dtype on the device.
+  TORCH_ARG(std::string, amp) = "none";
 };
 
 /// One training step (forward, cross-entropy, backward) measured after warm-up.

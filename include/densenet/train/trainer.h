@@ -43,6 +43,14 @@ struct EvalResult {
 EvalResult evaluate(DenseNet& model, data::DataLoader& loader, const torch::Device& device,
                     int64_t epoch = 0, distributed::ProcessGroup* group = nullptr);
 
+/// Refuses `dir` as a new run's output-dir when it holds another run (last.pth or
+/// metrics.csv), unless it is the directory of `resume_path` (a checkpoint file) or
+/// `config.force` is set. A missing directory, or one with only config.yaml (a run that stopped
+/// before its first checkpoint), passes. Throws c10::Error naming --resume, --force and
+/// --output-dir; also when `dir` exists and is not a directory.
+void check_run_dir(const std::string& dir, const TrainConfig& config,
+                   const std::string& resume_path);
+
 /// The configuration stored in a training checkpoint (`--resume` target: run directory or
 /// file). Throws c10::Error when the file is missing, unreadable or not a training checkpoint.
 TrainConfig saved_config(const std::string& resume);
