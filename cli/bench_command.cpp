@@ -229,8 +229,9 @@ int run_bench(const BenchArguments& args) {
     }
   }
   if (!json) {
-    std::printf("%s, %s, %d threads (%s)%s\n", arch.c_str(), device_name.c_str(),
-                at::get_num_threads(), threads_source.c_str(),
+    std::printf("%s, %s, %d thread%s (%s)%s\n", arch.c_str(), device_name.c_str(),
+                at::get_num_threads(), at::get_num_threads() == 1 ? "" : "s",
+                threads_source.c_str(),
                 amp ? (", amp " + args.amp + " autocast (float32 weights)").c_str() : "");
     std::printf("%-10s %6s %10s %10s %6s %9s %12s %12s%s\n", "memory", "batch", "fwd ms", "bwd ms",
                 "R=B/F", "GFLOP/s", "peak", "RSS delta", max_batch ? "   max batch" : "");

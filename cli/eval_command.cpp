@@ -57,7 +57,12 @@ int run_eval(const EvalArguments& args, const CLI::App& command) {
   given.push_back("test-batch-size");
   keep_freed_memory();
   std::ostream& out = args.json ? std::cerr : std::cout;
-  const train::EvalResult result = train::evaluate_weights(requested, given, args.weights, out);
+  train::EvalResult result;
+  try {
+    result = train::evaluate_weights(requested, given, args.weights, out);
+  } catch (const c10::ValueError& error) {  // an option that contradicts the checkpoint
+    throw UsageError(error.what_without_backtrace());
+  }
   if (args.json) {
     nlohmann::json json = {{"weights", args.weights}, {"loss", result.loss},
                            {"top1", result.top1},     {"top5", result.top5},

@@ -1,7 +1,9 @@
 #include "launcher.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -16,7 +18,9 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 extern char** environ;
@@ -65,6 +69,54 @@ std::string describe_status(int status) {
   }
   return "ended with wait status " + std::to_string(status);
 }
+
+// The ranks' standard error, read by the launcher and passed on line by line, each error line
+// once: a mistake every rank finds (a batch larger than the data, say) is one line, not one per
+// rank. Lines are whole: a rank writes each one with a single write() below PIPE_BUF, which a
+// pipe keeps in one piece.
+class RankErrors {
+ public:
+  explicit RankErrors(int fd) : fd_(fd) {}
+  int fd() const { return fd_; }
+  bool open() const { return fd_ >= 0; }
+
+  // Reads what is there (the descriptor is non-blocking) and prints the complete lines; at end
+  // of file, also the last partial line, and closes.
+  void drain() {
+    char buffer[4096];
+    while (fd_ >= 0) {
+      const ssize_t n = read(fd_, buffer, sizeof(buffer));
+      if (n > 0) {
+        pending_.append(buffer, static_cast<size_t>(n));
+        print_lines();
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (!pending_.empty()) print(pending_ + "\n");
+      pending_.clear();
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+
+ private:
+  void print_lines() {
+    for (size_t end = pending_.find('\n'); end != std::string::npos; end = pending_.find('\n')) {
+      print(pending_.substr(0, end + 1));
+      pending_.erase(0, end + 1);
+    }
+  }
+  void print(const std::string& line) {
+    if (line.find(": error: ") != std::string::npos && !printed_.insert(line).second) return;
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
+  }
+
+  int fd_;
+  std::string pending_;
+  std::set<std::string> printed_;  // the error lines passed on
+};
 
 int exit_code(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -156,6 +208,12 @@ int launch_local_ranks(const LaunchOptions& options, const std::vector<std::stri
     environments.push_back(std::move(variables));
   }
 
+  int error_pipe[2];
+  if (pipe2(error_pipe, O_CLOEXEC) != 0) {
+    std::fprintf(stderr, "densenet train: error: cannot create a pipe for the ranks: %s\n",
+                 strerror(errno));
+    return 1;
+  }
   std::vector<pid_t> pids(static_cast<size_t>(local_world_size), 0);
   for (int64_t local = 0; local < local_world_size; ++local) {
     const int64_t rank = options.node_rank * local_world_size + local;
@@ -181,6 +239,11 @@ int launch_local_ranks(const LaunchOptions& options, const std::vector<std::stri
       prctl(PR_SET_PDEATHSIG, SIGTERM);
       signal(SIGINT, SIG_DFL);
       signal(SIGTERM, SIG_DFL);
+      // Standard error goes through the launcher (RankErrors). A launcher gone leaves the pipe
+      // without a reader: ignored SIGPIPE (as Python's interpreter does for torch's ranks) makes
+      // a late message fail quietly instead of killing the rank while it saves its checkpoint.
+      dup2(error_pipe[1], STDERR_FILENO);
+      signal(SIGPIPE, SIG_IGN);
       execve("/proc/self/exe", argv.data(), envp.data());
       static const char message[] = "densenet train: error: cannot run a rank (execve failed)\n";
       (void)!write(STDERR_FILENO, message, sizeof(message) - 1);
@@ -189,32 +252,36 @@ int launch_local_ranks(const LaunchOptions& options, const std::vector<std::stri
     pids[static_cast<size_t>(local)] = pid;
   }
 
+  close(error_pipe[1]);
+  fcntl(error_pipe[0], F_SETFL, fcntl(error_pipe[0], F_GETFL) | O_NONBLOCK);
+  RankErrors errors(error_pipe[0]);
+
   int result = 0;
   size_t running = pids.size();
   bool ending = false;  // a rank failed: the others are being stopped
+  int user_signal = 0;  // the last signal forwarded (Ctrl-C, SIGTERM): a rank it ends is no fault
   std::chrono::steady_clock::time_point end_deadline;
   while (running > 0) {
-    int status = 0;
-    const pid_t pid = waitpid(-1, &status, ending ? WNOHANG : 0);
-    if (pid < 0 && errno == EINTR) {
-      const int signal = forwarded_signal;
+    // Waits for the ranks' output or 50 ms; a signal ends the wait early (no SA_RESTART).
+    pollfd ready{errors.fd(), POLLIN, 0};
+    if (poll(&ready, errors.open() ? 1 : 0, 50) > 0) errors.drain();
+    if (const int signal = forwarded_signal; signal != 0) {
       forwarded_signal = 0;
+      user_signal = signal;
       for (const pid_t child : pids) {
-        if (child > 0 && signal != 0) kill(child, signal);
+        if (child > 0) kill(child, signal);
       }
-      continue;
     }
-    if (pid < 0) break;  // no children left
-    if (pid == 0) {      // ending: poll until the grace period is over
-      if (std::chrono::steady_clock::now() > end_deadline) {
-        for (const pid_t child : pids) {
-          if (child > 0) kill(child, SIGKILL);
-        }
-        end_deadline = std::chrono::steady_clock::now() + std::chrono::hours(1);
+    if (ending && std::chrono::steady_clock::now() > end_deadline) {
+      for (const pid_t child : pids) {
+        if (child > 0) kill(child, SIGKILL);
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      continue;
+      end_deadline = std::chrono::steady_clock::now() + std::chrono::hours(1);
     }
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid < 0 && errno != EINTR) break;  // no children left
+    if (pid <= 0) continue;
     int64_t local = 0;
     while (local < local_world_size && pids[static_cast<size_t>(local)] != pid) ++local;
     if (local == local_world_size) continue;
@@ -222,11 +289,20 @@ int launch_local_ranks(const LaunchOptions& options, const std::vector<std::stri
     --running;
     if (exit_code(status) != 0 && result == 0) {
       result = exit_code(status);
-      const bool interrupted = WIFEXITED(status) && (result == 130 || result == 143);
+      // Interrupted: it stopped on the signal (130, 143), or the signal ended it before it could
+      // (a rank still starting).
+      const bool interrupted =
+          (WIFEXITED(status) && (result == 130 || result == 143)) ||
+          (WIFSIGNALED(status) && user_signal != 0 && WTERMSIG(status) == user_signal);
       if (!interrupted) {
-        std::fprintf(stderr, "densenet train: rank %lld (pid %d) %s; stopping the other ranks\n",
-                     static_cast<long long>(options.node_rank * local_world_size + local),
-                     static_cast<int>(pid), describe_status(status).c_str());
+        // A rank that exits with 1 or 2 has said why itself; one ended otherwise has not.
+        const bool said = WIFEXITED(status) && (result == 1 || result == 2);
+        if (!said) {
+          errors.drain();  // its last lines first
+          std::fprintf(stderr, "densenet train: rank %lld (pid %d) %s; stopping the other ranks\n",
+                       static_cast<long long>(options.node_rank * local_world_size + local),
+                       static_cast<int>(pid), describe_status(status).c_str());
+        }
         for (const pid_t child : pids) {
           if (child > 0) kill(child, SIGTERM);
         }
@@ -234,6 +310,12 @@ int launch_local_ranks(const LaunchOptions& options, const std::vector<std::stri
         end_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
       }
     }
+  }
+  // What the ranks wrote last: every write end is closed once they have all ended.
+  while (errors.open()) {
+    pollfd ready{errors.fd(), POLLIN, 0};
+    if (poll(&ready, 1, 1000) <= 0) break;  // a process the ranks started still holds it
+    errors.drain();
   }
   return result;
 }

@@ -95,6 +95,10 @@ int run_train(const TrainArguments& args, const CLI::App& command) {
       train::set_config_value(requested, key.name, args.values.at(key.name));
       given.push_back(key.name);
     }
+    if (command.get_option("--resume")->count() > 0 && requested.resume.empty()) {
+      // An unset shell variable, say: starting a new run instead would be a surprise.
+      throw UsageError("--resume needs a run directory or checkpoint, got an empty value");
+    }
     // A resumed run is checked once merged with its saved configuration (below): the keys given
     // alone may not make a valid run, and the refusal must name the key that cannot change.
     if (requested.resume.empty()) train::validate(requested);

@@ -1,5 +1,6 @@
 #include "densenet/train/config.h"
 
+#include "densenet/model/architecture.h"
 #include "densenet/model/options.h"
 #include "densenet/model/presets.h"
 #include "densenet/tools/memory_tracker.h"
@@ -325,8 +326,7 @@ const KeyAccess& find_key(const std::string& raw) {
     }
   }
   TORCH_CHECK(false, "unknown config key '", raw, "'",
-              closest.empty() ? std::string(": see 'densenet train --help' for the keys")
-                              : "; did you mean '" + closest + "'?");
+              closest.empty() ? std::string() : "; did you mean '" + closest + "'?");
 }
 
 // A command-line value as YAML: lists may be given bare ("6,12,24").
@@ -459,6 +459,22 @@ TrainConfig resume_config(const TrainConfig& saved, const TrainConfig& requested
   return merged;
 }
 
+DenseNetOptions model_options(const TrainConfig& config, int64_t channels, int64_t classes,
+                              int64_t input_size) {
+  ModelOverrides overrides;
+  overrides.growth_rate = config.growth_rate;
+  overrides.num_init_features = config.num_init_features;
+  if (!config.block_config.empty()) overrides.block_config = config.block_config;
+  overrides.bn_size = config.bn_size;
+  overrides.compression = config.compression;
+  overrides.drop_rate = config.drop_rate;
+  if (!config.stem.empty()) overrides.stem = parse_stem(config.stem);
+  if (channels > 0) overrides.in_channels = channels;
+  if (classes > 0) overrides.num_classes = classes;
+  if (input_size > 0) overrides.input_size = input_size;
+  return apply_overrides(preset_options(config.arch), overrides);
+}
+
 bool uses_loss_scaler(const TrainConfig& config) {
   return config.loss_scale == "dynamic" || (config.loss_scale == "auto" && config.amp == "fp16");
 }
@@ -475,6 +491,13 @@ void validate(const TrainConfig& c) {
     preset_options(c.arch);  // checked with the other keys, before anything is read or written
   } catch (const c10::Error& error) {
     TORCH_CHECK(false, "config key 'arch': ", error.what_without_backtrace());
+  }
+  try {
+    // The architecture with its overrides, at the given input size (the dataset's channels and
+    // classes are not known yet; they do not decide whether it can be built).
+    plan_architecture(model_options(c, 0, 0, c.input_size));
+  } catch (const c10::Error& error) {
+    TORCH_CHECK(false, "the model options: ", error.what_without_backtrace());
   }
   require_one_of("memory", c.memory, {"naive", "efficient", "minimal", "auto"});
   require_one_of("lr-type", c.lr_type, {"multistep", "cosine", "triangle", "step"});
@@ -546,12 +569,15 @@ void validate(const TrainConfig& c) {
               c.loss_scale_growth_interval <= std::numeric_limits<int32_t>::max(),
           "loss-scale-growth-interval", "must be in [1, 2^31)", text(c.loss_scale_growth_interval));
   const TrainConfig defaults;
+  const bool init_set = c.loss_scale_init != defaults.loss_scale_init;
+  const bool interval_set = c.loss_scale_growth_interval != defaults.loss_scale_growth_interval;
   TORCH_CHECK(
-      uses_loss_scaler(c) || (c.loss_scale_init == defaults.loss_scale_init &&
-                              c.loss_scale_growth_interval == defaults.loss_scale_growth_interval),
-      "config keys 'loss-scale-init' and 'loss-scale-growth-interval' apply to the dynamic "
-      "loss scale only (this run has amp ",
-      c.amp, ", loss-scale ", c.loss_scale, "): set loss-scale dynamic, or leave them out");
+      uses_loss_scaler(c) || (!init_set && !interval_set), "config key",
+      init_set && interval_set ? "s 'loss-scale-init' and 'loss-scale-growth-interval' apply"
+      : init_set               ? " 'loss-scale-init' applies"
+                               : " 'loss-scale-growth-interval' applies",
+      " to the dynamic loss scale only (this run has amp ", c.amp, ", loss-scale ", c.loss_scale,
+      "): set loss-scale dynamic, or leave ", init_set && interval_set ? "them" : "it", " out");
   // Tried, not assumed: later LibTorch versions run float16 autocast on the CPU.
   TORCH_CHECK(c.amp != "fp16" || c.device != "cpu" ||
                   autocast_supported(c10::DeviceType::CPU, c10::ScalarType::Half),

@@ -81,23 +81,6 @@ std::shared_ptr<data::Dataset> first(std::shared_ptr<data::Dataset> dataset, int
   return data::subset(std::move(dataset), std::move(indices), description);
 }
 
-// The preset with the config's overrides, sized for the data.
-DenseNetOptions model_options(const TrainConfig& config, int64_t channels, int64_t classes,
-                              int64_t input_size) {
-  ModelOverrides overrides;
-  overrides.growth_rate = config.growth_rate;
-  overrides.num_init_features = config.num_init_features;
-  if (!config.block_config.empty()) overrides.block_config = config.block_config;
-  overrides.bn_size = config.bn_size;
-  overrides.compression = config.compression;
-  overrides.drop_rate = config.drop_rate;
-  if (!config.stem.empty()) overrides.stem = parse_stem(config.stem);
-  overrides.in_channels = channels;
-  overrides.num_classes = classes;
-  overrides.input_size = input_size;
-  return apply_overrides(preset_options(config.arch), overrides);
-}
-
 torch::Tensor cpu_rng_state() {
   auto generator = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(generator.mutex());
@@ -145,6 +128,7 @@ pth::Value record_value(const EpochRecord& r) {
   put("images_per_second", r.images_per_second);
   put("data_wait_share", r.data_wait_share);
   put("elapsed_seconds", r.elapsed_seconds);
+  put("comm_wait_share", r.comm_wait_share);
   dict.set_item(text("skipped_steps"), integer(r.skipped_steps));
   put("loss_scale", r.loss_scale);
   return dict;
@@ -168,7 +152,10 @@ EpochRecord record_from(const pth::Value& dict) {
   r.images_per_second = get("images_per_second");
   r.data_wait_share = get("data_wait_share");
   r.elapsed_seconds = get("elapsed_seconds");
-  // Checkpoints from before amp have neither.
+  // Checkpoints from before data-parallel training have no comm_wait_share, from before amp no
+  // skipped_steps or loss_scale.
+  r.comm_wait_share =
+      dict.find("comm_wait_share") == nullptr ? 0 : float_of(*dict.find("comm_wait_share"));
   r.skipped_steps =
       dict.find("skipped_steps") == nullptr ? 0 : dict.find("skipped_steps")->as_int();
   r.loss_scale = get("loss_scale");
@@ -559,7 +546,8 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
   s.eval_name = data.eval_name;
   const int64_t input_size = data.input_size;
   TORCH_CHECK(s.train_set->size() >= config.batch_size, "batch-size ", config.batch_size,
-              " is larger than the training set (", s.train_set->size(), " images)");
+              " is larger than the training set (", s.train_set->size(),
+              s.train_set->size() == 1 ? " image)" : " images)");
   data::LoaderOptions train_options = loader_options(config, s.device, true);
   // The global batch b is perm[b * B, (b + 1) * B); rank r takes its r-th part of B / W.
   train_options.batch_size = local_batch;
@@ -710,13 +698,14 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
     }
   }
 
-  // A new run, or a run continued in another directory, records its configuration and classes.
-  if (!config.test_only && s.writes() &&
-      (s.resume_path.empty() || !fs::exists(fs::path(s.run_dir) / "config.yaml"))) {
-    // Without `force`: `--config run/config.yaml` starts a new run from this one's settings and
-    // must not overwrite this run unless asked to again.
+  // The run records its effective configuration and classes; a resumed run rewrites them, as
+  // keys such as epochs may have changed and the directory may have moved.
+  if (!config.test_only && s.writes()) {
+    // Without `force` or `resume`: `--config run/config.yaml` starts a new run from this one's
+    // settings and must not overwrite this run, or continue it, unless asked to again.
     TrainConfig recorded = s.config;
     recorded.force = false;
+    recorded.resume.clear();
     write_file_atomically((fs::path(s.run_dir) / "config.yaml").string(), config_to_yaml(recorded));
     std::string classes_text;
     for (const auto& name : s.train_set->classes()) classes_text += name + "\n";
@@ -1103,10 +1092,11 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
         s.best_top1, static_cast<long long>(s.best_epoch), s.run_dir.c_str());
   if (s.group) {
     print(*s.out,
-          "data-parallel: the %lld ranks' replicas were bit-identical (%lld tensors) at all %lld "
-          "checkpoints\n",
+          "data-parallel: the %lld ranks' replicas were bit-identical (%lld tensors) at %s\n",
           static_cast<long long>(s.world_size), static_cast<long long>(s.replica_tensors),
-          static_cast<long long>(s.replica_checks));
+          s.replica_checks == 1
+              ? "the checkpoint"
+              : ("all " + std::to_string(s.replica_checks) + " checkpoints").c_str());
   }
   return summary;
 }
@@ -1116,9 +1106,14 @@ void check_run_dir(const std::string& dir, const TrainConfig& config,
   std::error_code error;
   if (!fs::exists(dir, error)) return;
   TORCH_CHECK(fs::is_directory(dir, error), "output-dir '", dir, "' exists and is not a directory");
-  TORCH_CHECK(!holds_run(dir) || is_resumed_run(dir, resume_path) || config.force, "output-dir '",
-              dir, "' already holds a run: continue it with --resume ", dir,
+  if (!holds_run(dir) || is_resumed_run(dir, resume_path) || config.force) return;
+  // Only a directory with a checkpoint can be resumed: do not suggest what would fail.
+  TORCH_CHECK(!fs::exists(fs::path(dir) / "last.pth", error), "output-dir '", dir,
+              "' already holds a run: continue it with --resume ", dir,
               ", or overwrite it with --force, or choose another --output-dir");
+  TORCH_CHECK(false, "output-dir '", dir,
+              "' holds the metrics of a run that left no checkpoint (no last.pth): overwrite it "
+              "with --force, or choose another --output-dir");
 }
 
 TrainConfig saved_config(const std::string& resume) {
@@ -1145,10 +1140,11 @@ EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std:
     for (const char* key :
          {"arch", "num-init-features", "growth-rate", "block-config", "bn-size", "compression"}) {
       const bool asked = std::find(given.begin(), given.end(), key) != given.end();
-      TORCH_CHECK(!asked || config_value(requested, key) == config_value(from_checkpoint, key), "'",
-                  weights, "' is a training checkpoint of ", from_checkpoint.arch, " (", key, " ",
-                  config_value(from_checkpoint, key), "), not ", key, " ",
-                  config_value(requested, key), ": its architecture comes from it; drop --", key);
+      TORCH_CHECK_VALUE(
+          !asked || config_value(requested, key) == config_value(from_checkpoint, key), "'",
+          weights, "' is a training checkpoint of ", from_checkpoint.arch, " (", key, " ",
+          config_value(from_checkpoint, key), "), not ", key, " ", config_value(requested, key),
+          ": its architecture comes from it; drop --", key);
     }
     for (const std::string& key : given) copy_config_value(from_checkpoint, requested, key);
     config = from_checkpoint;

@@ -129,9 +129,14 @@ TEST(TrainConfig, LossScaleFollowsAmp) {
   EXPECT_NO_THROW(
       config("amp: bf16\nloss-scale: dynamic\nloss-scale-init: 1024\n"
              "loss-scale-growth-interval: 10\n"));
+  // The refusal names the keys that were set, and only those.
   EXPECT_ERROR_CONTAINS(config("amp: bf16\nloss-scale-init: 1024\n"),
-                        "'loss-scale-init' and 'loss-scale-growth-interval' apply to the dynamic "
-                        "loss scale only (this run has amp bf16, loss-scale auto)");
+                        "config key 'loss-scale-init' applies to the dynamic loss scale only "
+                        "(this run has amp bf16, loss-scale auto): set loss-scale dynamic, or "
+                        "leave it out");
+  EXPECT_ERROR_CONTAINS(config("loss-scale-init: 1024\nloss-scale-growth-interval: 10\n"),
+                        "config keys 'loss-scale-init' and 'loss-scale-growth-interval' apply "
+                        "to the dynamic loss scale only (this run has amp none, loss-scale auto)");
   EXPECT_ERROR_CONTAINS(config("amp: bf16\nloss-scale: dynamic\nloss-scale-init: 1e39\n"),
                         "'loss-scale-init' must be a positive float32 number");
   EXPECT_ERROR_CONTAINS(config("amp: bf16\nloss-scale: dynamic\nloss-scale-growth-interval: 0\n"),

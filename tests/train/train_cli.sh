@@ -43,7 +43,11 @@ case $case_name in
     expect "is not a YAML file: .* at line" "$densenet" train --config "$work/bad.yaml" ;;
   config_unknown_key)
     printf 'learning-rate: 0.1\n' > "$work/bad.yaml"
-    expect "bad.yaml: unknown config key 'learning-rate'" "$densenet" train --config "$work/bad.yaml" ;;
+    expect "bad.yaml: unknown config key 'learning-rate'" "$densenet" train --config "$work/bad.yaml"
+    # No close key: the error points to --help once.
+    printf 'bogus-key: 1\n' > "$work/bad.yaml"
+    EXPECTED_STATUS=2 expect "bad.yaml: unknown config key 'bogus-key' \(see 'densenet train --help'\)$" \
+      "$densenet" train --config "$work/bad.yaml" ;;
   config_bad_value)
     printf 'optimizer: lamb\n' > "$work/bad.yaml"
     expect "config key 'optimizer': unknown value 'lamb': use one of sgd, adamw" \
@@ -87,9 +91,9 @@ case $case_name in
     done
     # A training checkpoint carries its architecture: another one asked for is refused, the
     # same one is accepted.
-    expect "is a training checkpoint of densenet-bc-40 \(growth-rate 4\), not growth-rate 8: its architecture comes from it; drop --growth-rate" \
+    EXPECTED_STATUS=2 expect "is a training checkpoint of densenet-bc-40 \(growth-rate 4\), not growth-rate 8: its architecture comes from it; drop --growth-rate" \
       "$densenet" eval --weights "$work/run/last.pth" --growth-rate 8 --threads 1
-    expect "is a training checkpoint of densenet-bc-40 \(arch densenet-bc-40\), not arch densenet121" \
+    EXPECTED_STATUS=2 expect "is a training checkpoint of densenet-bc-40 \(arch densenet-bc-40\), not arch densenet121" \
       "$densenet" eval --weights "$work/run/last.pth" --arch densenet121 --threads 1
     EXPECTED_STATUS=2 expect "config key 'arch': unknown architecture 'nonsense': choose one of densenet121" \
       "$densenet" eval --weights "$work/run/last.pth" --arch nonsense --threads 1
@@ -121,6 +125,24 @@ PY
     EXPECTED_STATUS=2 expect "output-dir '$work/run' already holds a run: continue it with --resume" \
       "$densenet" train "${tiny[@]}" --epochs 1 --output-dir "$work/run"
     cmp -s "$work/run/last.pth" "$work/before.pth" || fail "last.pth changed" ;;
+  metrics_without_checkpoint)
+    # A directory with a run's metrics but no last.pth cannot be resumed: the refusal must not
+    # offer --resume; --force reuses it.
+    mkdir -p "$work/run"
+    printf 'epoch\n' > "$work/run/metrics.csv"
+    EXPECTED_STATUS=2 expect "output-dir '$work/run' holds the metrics of a run that left no checkpoint \(no last.pth\): overwrite it with --force" \
+      "$densenet" train "${tiny[@]}" --epochs 1 --output-dir "$work/run"
+    train_ok --epochs 1 --output-dir "$work/run" --force
+    # A resumed run rewrites config.yaml with what changed, and keeps every earlier metrics row.
+    cp "$work/run/metrics.csv" "$work/before.csv"
+    "$densenet" train --resume "$work/run" --epochs 2 >/dev/null 2>"$work/stderr" ||
+      fail "resume: $(cat "$work/stderr")"
+    grep -q "^epochs: 2" "$work/run/config.yaml" || fail "config.yaml: $(grep epochs "$work/run/config.yaml")"
+    grep -q "^resume: \"\"" "$work/run/config.yaml" || fail "config.yaml records resume: $(grep resume "$work/run/config.yaml")"
+    [ "$(sed -n 2p "$work/run/metrics.csv")" = "$(sed -n 2p "$work/before.csv")" ] ||
+      fail "epoch 1's row changed on resume: $(sed -n 2p "$work/before.csv") -> $(sed -n 2p "$work/run/metrics.csv")"
+    EXPECTED_STATUS=2 expect "--resume needs a run directory or checkpoint, got an empty value" \
+      "$densenet" train --resume "" ;;
   disk_full)
     # A file-size limit makes every checkpoint write fail with EFBIG, as a full disk fails it
     # with ENOSPC: the run must stop with one line and leave the previous checkpoint intact.
@@ -198,8 +220,10 @@ PY
       "$densenet" train --amp bf16 --loss-scale static
     EXPECTED_STATUS=2 expect "config key 'loss-scale' dynamic applies to amp fp16 or bf16 runs" \
       "$densenet" train --loss-scale dynamic
-    EXPECTED_STATUS=2 expect "'loss-scale-init' and 'loss-scale-growth-interval' apply to the dynamic loss scale only" \
-      "$densenet" train --amp bf16 --loss-scale-growth-interval 10 ;;
+    EXPECTED_STATUS=2 expect "config key 'loss-scale-growth-interval' applies to the dynamic loss scale only \(this run has amp bf16, loss-scale auto\): set loss-scale dynamic, or leave it out" \
+      "$densenet" train --amp bf16 --loss-scale-growth-interval 10
+    EXPECTED_STATUS=2 expect "config keys 'loss-scale-init' and 'loss-scale-growth-interval' apply to the dynamic loss scale only" \
+      "$densenet" train --amp bf16 --loss-scale-growth-interval 10 --loss-scale-init 8 ;;
   sync_bn_one_process)
     # Accepted (a config written for several ranks runs on one), with a note that it does
     # nothing here.

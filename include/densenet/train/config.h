@@ -1,5 +1,7 @@
 #pragma once
 
+#include "densenet/model/options.h"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -131,6 +133,13 @@ TrainConfig resume_config(const TrainConfig& saved, const TrainConfig& requested
 /// Checks values that are wrong whatever the dataset (ranges, enumerations, combinations);
 /// throws c10::Error naming the key.
 void validate(const TrainConfig& config);
+
+/// The preset `config.arch` with the config's architecture overrides (growth-rate,
+/// block-config, bn-size, compression, drop-rate, num-init-features, stem), sized for data of
+/// `channels` channels, `classes` classes and `input_size` pixels; a value <= 0 keeps the
+/// preset's. Throws c10::Error for an unknown preset or an override out of range.
+DenseNetOptions model_options(const TrainConfig& config, int64_t channels, int64_t classes,
+                              int64_t input_size);
 
 /// Whether the run scales its loss dynamically: loss-scale dynamic, or auto with amp fp16.
 bool uses_loss_scaler(const TrainConfig& config);

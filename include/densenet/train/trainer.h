@@ -59,8 +59,10 @@ TrainConfig saved_config(const std::string& resume);
 /// writes, .safetensors, or a training checkpoint) evaluated on the evaluation set (the test
 /// split, or the validation split with valid-size). The model is `requested`'s; for a training
 /// checkpoint it is the checkpoint's configuration with the keys in `given` taken from
-/// `requested`. Prints a summary line to `out`. Throws c10::Error when the weights do not fit
-/// the model (listing the keys), or the data cannot be read.
+/// `requested`. Prints a summary line to `out`. Throws c10::ValueError when `given` holds an
+/// architecture key (arch, growth-rate, ...) that differs from a training checkpoint's own;
+/// c10::Error when the weights do not fit the model (listing the keys), or the data cannot be
+/// read.
 EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std::string>& given,
                             const std::string& weights, std::ostream& out);
 
