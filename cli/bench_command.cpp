@@ -170,6 +170,9 @@ int run_bench(const BenchArguments& args) {
   } catch (const c10::Error& error) {
     throw UsageError(std::string("--memory-cap: ") + error.what_without_backtrace());
   }
+  if (args.max_batch && cap <= 0) {
+    throw UsageError("--memory-cap must be a positive size such as 4GiB, got " + args.memory_cap);
+  }
   if (args.rss_probe) {
     if (modes.size() != 1 || batches.size() != 1) {
       throw UsageError("--rss-probe measures one mode at one batch size");

@@ -49,7 +49,7 @@ int run_eval(const EvalArguments& args, const CLI::App& command) {
       train::set_config_value(requested, key, args.values.at(key));
       given.push_back(key);
     }
-    train::validate(requested);
+    train::validate(requested, /*check_model=*/false);  // a training checkpoint brings its own
   } catch (const c10::Error& error) {
     throw UsageError(error.what_without_backtrace());
   }

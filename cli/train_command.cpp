@@ -142,7 +142,12 @@ int run_train(const TrainArguments& args, const CLI::App& command) {
   if (!requested.resume.empty()) {
     // Continue under the run's own configuration; what was given may only change where and how
     // fast it runs.
-    const train::TrainConfig saved = train::saved_config(requested.resume);  // unreadable: 1
+    train::TrainConfig saved;
+    try {
+      saved = train::saved_config(requested.resume);  // unreadable or corrupt: exit 1
+    } catch (const c10::ValueError& error) {          // no such checkpoint: a usage error
+      throw UsageError(error.what_without_backtrace());
+    }
     try {
       config = train::resume_config(saved, requested, given);
       train::validate(config);

@@ -77,12 +77,12 @@ std::string Checkpointer::resolve(const std::string& directory_or_file) {
   const fs::path path(directory_or_file);
   if (fs::is_directory(path, error)) {
     const fs::path last = path / "last.pth";
-    TORCH_CHECK(fs::exists(last, error), "cannot resume from '", directory_or_file,
-                "': the directory has no last.pth (is it a run directory?)");
+    TORCH_CHECK_VALUE(fs::exists(last, error), "cannot resume from '", directory_or_file,
+                      "': the directory has no last.pth (no checkpoint was written there)");
     return last.string();
   }
-  TORCH_CHECK(fs::exists(path, error), "cannot resume from '", directory_or_file,
-              "': no such file or directory");
+  TORCH_CHECK_VALUE(fs::exists(path, error), "cannot resume from '", directory_or_file,
+                    "': no such file or directory");
   return path.string();
 }
 

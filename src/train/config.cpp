@@ -445,13 +445,48 @@ bool may_change_on_resume(const std::string& key) {
   return std::find(keys.begin(), keys.end(), normalize_key(key)) != keys.end();
 }
 
+std::string effective_config_value(const TrainConfig& config, const std::string& key) {
+  const std::string name = normalize_key(key);
+  static const std::vector<std::string> model_keys = {
+      "growth-rate", "num-init-features", "bn-size", "compression",
+      "drop-rate",   "block-config",      "stem"};
+  if (std::find(model_keys.begin(), model_keys.end(), name) == model_keys.end()) {
+    return config_value(config, name);
+  }
+  DenseNetOptions options;
+  try {
+    options = model_options(config, 0, 0, config.input_size);
+  } catch (const c10::Error&) {
+    return config_value(config, name);  // not buildable: validate says why
+  }
+  std::ostringstream out;
+  if (name == "growth-rate") out << options.effective_growth_rate();
+  if (name == "num-init-features") out << options.num_init_features();
+  if (name == "bn-size") out << options.bn_size();
+  if (name == "compression") out << options.compression();
+  if (name == "drop-rate") out << options.drop_rate();
+  if (name == "stem") out << stem_name(options.effective_stem());
+  if (name == "block-config") {
+    for (size_t i = 0; i < options.block_config().size(); ++i) {
+      out << (i == 0 ? "" : ",") << options.block_config()[i];
+    }
+  }
+  return out.str();
+}
+
 TrainConfig resume_config(const TrainConfig& saved, const TrainConfig& requested,
                           const std::vector<std::string>& given) {
   TrainConfig merged = saved;
   for (const std::string& key : given) {
-    if (!may_change_on_resume(key) && config_value(saved, key) != config_value(requested, key)) {
+    // Compared as built, in the run's own configuration: `--bn-size 4` on a run that left it
+    // to its preset's 4 changes nothing.
+    TrainConfig candidate = saved;
+    copy_config_value(candidate, requested, key);
+    if (!may_change_on_resume(key) &&
+        effective_config_value(saved, key) != effective_config_value(candidate, key)) {
       TORCH_CHECK(false, "cannot change '", normalize_key(key), "' when resuming: the run has ",
-                  config_value(saved, key), ", given ", config_value(requested, key),
+                  effective_config_value(saved, key), ", given ",
+                  effective_config_value(candidate, key),
                   " (start a new run with --output-dir to train with it)");
     }
     copy_config_value(merged, requested, key);
@@ -484,7 +519,7 @@ std::vector<double> effective_milestones(const TrainConfig& config) {
   return {0.5 * static_cast<double>(config.epochs), 0.75 * static_cast<double>(config.epochs)};
 }
 
-void validate(const TrainConfig& c) {
+void validate(const TrainConfig& c, bool check_model) {
   require_one_of("dataset", c.dataset,
                  {"fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder", "synthetic"});
   try {
@@ -492,12 +527,14 @@ void validate(const TrainConfig& c) {
   } catch (const c10::Error& error) {
     TORCH_CHECK(false, "config key 'arch': ", error.what_without_backtrace());
   }
-  try {
-    // The architecture with its overrides, at the given input size (the dataset's channels and
-    // classes are not known yet; they do not decide whether it can be built).
-    plan_architecture(model_options(c, 0, 0, c.input_size));
-  } catch (const c10::Error& error) {
-    TORCH_CHECK(false, "the model options: ", error.what_without_backtrace());
+  if (check_model) {
+    try {
+      // The architecture with its overrides, at the given input size (the dataset's channels
+      // and classes are not known yet; they do not decide whether it can be built).
+      plan_architecture(model_options(c, 0, 0, c.input_size));
+    } catch (const c10::Error& error) {
+      TORCH_CHECK(false, "the model options: ", error.what_without_backtrace());
+    }
   }
   require_one_of("memory", c.memory, {"naive", "efficient", "minimal", "auto"});
   require_one_of("lr-type", c.lr_type, {"multistep", "cosine", "triangle", "step"});

@@ -38,6 +38,8 @@
 #include <cstdarg>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <mutex>
 #include <ostream>
@@ -518,10 +520,11 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
                      s.resume_path + " (its config)");
     for (const ConfigKey& key : config_keys()) {
       if (may_change_on_resume(key.name)) continue;
-      TORCH_CHECK(config_value(saved, key.name) == config_value(config, key.name),
-                  "cannot change '", key.name, "' when resuming '", s.resume_path,
-                  "': the run has ", config_value(saved, key.name), ", given ",
-                  config_value(config, key.name));
+      TORCH_CHECK(
+          effective_config_value(saved, key.name) == effective_config_value(config, key.name),
+          "cannot change '", key.name, "' when resuming '", s.resume_path, "': the run has ",
+          effective_config_value(saved, key.name), ", given ",
+          effective_config_value(config, key.name));
     }
     if (config.output_dir.empty()) {
       config.output_dir = fs::path(s.resume_path).parent_path().string();
@@ -621,9 +624,29 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
   schedule_options.warmup_epochs = config.warmup_epochs;
   s.schedule = std::make_unique<Schedule>(schedule_options);
 
-  // The run directory.
+  // The run directory. A resumed run with no epoch left to train writes nothing, not even into
+  // a new output-dir (which would then hold a run without a checkpoint).
+  const bool nothing_to_do =
+      !s.resume_path.empty() &&
+      field(s.resumed.root, "epoch", s.resume_path).as_int() >= config.epochs;
+  const bool writes_run_dir = !config.test_only && s.writes() && !nothing_to_do;
   s.run_dir = config.output_dir.empty() ? default_run_dir(config) : config.output_dir;
-  if (!config.test_only && s.writes()) prepare_run_dir(s.run_dir, config, s.resume_path);
+  if (writes_run_dir) {
+    prepare_run_dir(s.run_dir, config, s.resume_path);
+    // Continued in another directory: the best epoch so far may be behind, and best.pth is
+    // written only when an epoch beats it; so it comes along.
+    const fs::path best_before = fs::path(s.resume_path).parent_path() / "best.pth";
+    const fs::path best_here = fs::path(s.run_dir) / "best.pth";
+    std::error_code error;
+    if (!s.resume_path.empty() && !is_resumed_run(s.run_dir, s.resume_path) &&
+        fs::exists(best_before, error) && !fs::exists(best_here, error)) {
+      std::ifstream file(best_before, std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(file)),
+                              std::istreambuf_iterator<char>());
+      TORCH_CHECK(file.good() || file.eof(), "cannot read '", best_before.string(), "'");
+      write_file_atomically(best_here.string(), bytes);
+    }
+  }
   s.checkpointer =
       std::make_unique<Checkpointer>(s.run_dir, config.save_interval, config.keep_checkpoints);
   s.metrics = std::make_unique<MetricLogger>(s.run_dir);
@@ -658,7 +681,7 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
     for (const auto& record : field(root, "history", source).elements()) {
       history.push_back(record_from(record));
     }
-    if (!config.test_only && s.writes()) s.metrics->restore(history);
+    if (writes_run_dir) s.metrics->restore(history);
     const pth::Value* saved_world = root.find("world_size");
     const int64_t saved_world_size = saved_world == nullptr ? 1 : saved_world->as_int();
     if (saved_world_size != s.world_size && s.next_batch > 0) {
@@ -700,7 +723,7 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
 
   // The run records its effective configuration and classes; a resumed run rewrites them, as
   // keys such as epochs may have changed and the directory may have moved.
-  if (!config.test_only && s.writes()) {
+  if (writes_run_dir) {
     // Without `force` or `resume`: `--config run/config.yaml` starts a new run from this one's
     // settings and must not overwrite this run, or continue it, unless asked to again.
     TrainConfig recorded = s.config;
@@ -862,7 +885,8 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     return summary;
   }
 
-  const auto save = [&](std::optional<int64_t> completed_epoch, bool is_best) {
+  // Weights that overflowed are neither evaluated, logged nor saved.
+  const auto check_finite = [&] {
     for (const auto& named : s.model->named_parameters()) {
       TORCH_CHECK(torch::isfinite(named.value()).all().item<bool>(), "parameter ", named.key(),
                   " is no longer finite after global step ", s.global_step, ": nothing was saved; ",
@@ -872,6 +896,9 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
                       : std::string("no checkpoint was written"),
                   ". Lower lr, or add warmup-epochs or clip");
     }
+  };
+  const auto save = [&](std::optional<int64_t> completed_epoch, bool is_best) {
+    check_finite();
     if (s.group) {
       // Rank 0's checkpoint stands for every rank: check that it does, bit for bit.
       s.replica_tensors = distributed::check_replicas(*s.model, *s.group);
@@ -1017,6 +1044,7 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     const double train_seconds = seconds_before + seconds_since(epoch_start);
     const double wait = wait_before + s.train_loader->epoch_stats().wait_seconds;
     const double comm = s.comm_seconds;
+    check_finite();
     const EvalResult eval = evaluate(s.model, *s.eval_loader, s.device, s.epoch, s.group.get());
     s.model->train();
 
@@ -1139,12 +1167,16 @@ EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std:
     // asked for could only fail to load, or be silently ignored.
     for (const char* key :
          {"arch", "num-init-features", "growth-rate", "block-config", "bn-size", "compression"}) {
-      const bool asked = std::find(given.begin(), given.end(), key) != given.end();
+      if (std::find(given.begin(), given.end(), key) == given.end()) continue;
+      // Compared as built: `--bn-size 4` for a checkpoint whose preset has 4 is the same model.
+      TrainConfig candidate = from_checkpoint;
+      copy_config_value(candidate, requested, key);
+      const std::string has = effective_config_value(from_checkpoint, key);
+      const std::string asked = effective_config_value(candidate, key);
       TORCH_CHECK_VALUE(
-          !asked || config_value(requested, key) == config_value(from_checkpoint, key), "'",
-          weights, "' is a training checkpoint of ", from_checkpoint.arch, " (", key, " ",
-          config_value(from_checkpoint, key), "), not ", key, " ", config_value(requested, key),
-          ": its architecture comes from it; drop --", key);
+          has == asked, "'", weights, "' is a training checkpoint of ", from_checkpoint.arch,
+          std::string(key) == "arch" ? std::string() : " (" + std::string(key) + " " + has + ")",
+          ", not ", key, " ", asked, ": its architecture comes from it; drop --", key);
     }
     for (const std::string& key : given) copy_config_value(from_checkpoint, requested, key);
     config = from_checkpoint;
@@ -1159,7 +1191,11 @@ EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std:
   } else {
     state = read_weights(weights);
   }
-  validate(config);
+  try {
+    validate(config);
+  } catch (const c10::Error& error) {  // the options given do not make a model: a usage error
+    TORCH_CHECK_VALUE(false, error.what_without_backtrace());
+  }
   const torch::Device device = device_of(config);
   apply_threads(config);
   const DataSetup data = open_data(config, /*need_train=*/false);

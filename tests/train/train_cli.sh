@@ -57,7 +57,7 @@ case $case_name in
   config_is_directory)
     expect "config file '.*' is a directory" "$densenet" train --config "$work" ;;
   resume_missing)
-    expect "cannot resume from '$work/none.pth': no such file or directory" \
+    EXPECTED_STATUS=2 expect "cannot resume from '$work/none.pth': no such file or directory" \
       "$densenet" train --resume "$work/none.pth" ;;
   resume_corrupt)
     head -c 3000 /dev/urandom > "$work/corrupt.pth"
@@ -71,7 +71,15 @@ case $case_name in
   resume_other_architecture)
     train_ok --epochs 1 --output-dir "$work/run"
     EXPECTED_STATUS=2 expect "cannot change 'growth-rate' when resuming: the run has 4, given 8" \
-      "$densenet" train "${tiny[@]}" --growth-rate 8 --resume "$work/run" ;;
+      "$densenet" train "${tiny[@]}" --growth-rate 8 --resume "$work/run"
+    # Compared as built: bn-size and num-init-features the run left to its preset are named
+    # with their values (not '~'); giving those same values changes nothing.
+    EXPECTED_STATUS=2 expect "cannot change 'bn-size' when resuming: the run has 4, given 2" \
+      "$densenet" train --bn-size 2 --resume "$work/run"
+    EXPECTED_STATUS=2 expect "cannot change 'stem' when resuming: the run has cifar, given imagenet" \
+      "$densenet" train --stem imagenet --resume "$work/run"
+    "$densenet" train --bn-size 4 --num-init-features 8 --stem cifar --resume "$work/run" \
+      --epochs 2 > /dev/null 2>"$work/stderr" || fail "resume with the run's own values: $(cat "$work/stderr")" ;;
   resume_amp_key)
     # A key given alone on resume is checked against the run's own configuration, not against
     # the defaults: the refusal names the key, as a usage error.
@@ -93,13 +101,19 @@ case $case_name in
     # same one is accepted.
     EXPECTED_STATUS=2 expect "is a training checkpoint of densenet-bc-40 \(growth-rate 4\), not growth-rate 8: its architecture comes from it; drop --growth-rate" \
       "$densenet" eval --weights "$work/run/last.pth" --growth-rate 8 --threads 1
-    EXPECTED_STATUS=2 expect "is a training checkpoint of densenet-bc-40 \(arch densenet-bc-40\), not arch densenet121" \
+    EXPECTED_STATUS=2 expect "is a training checkpoint of densenet-bc-40, not arch densenet121" \
       "$densenet" eval --weights "$work/run/last.pth" --arch densenet121 --threads 1
     EXPECTED_STATUS=2 expect "config key 'arch': unknown architecture 'nonsense': choose one of densenet121" \
       "$densenet" eval --weights "$work/run/last.pth" --arch nonsense --threads 1
     EXPECTED_STATUS=2 expect "config key 'arch': unknown architecture 'nonsense': choose one of densenet121" \
       "$densenet" train --arch nonsense --output-dir "$work/refused"
     [ ! -e "$work/refused" ] || fail "the refused run created its directory"
+    # Compared as built: the preset's own bn-size (4) given explicitly is the same model, and an
+    # input size the checkpoint's 3,3 blocks take is checked against them, not the preset's.
+    "$densenet" eval --weights "$work/run/last.pth" --bn-size 4 --input-size 8 --threads 1 \
+      > /dev/null || fail "eval with the checkpoint's own bn-size failed"
+    EXPECTED_STATUS=2 expect "is a training checkpoint of densenet-bc-40 \(bn-size 4\), not bn-size 2" \
+      "$densenet" eval --weights "$work/run/last.pth" --bn-size 2 --threads 1
     "$densenet" eval --weights "$work/run/last.pth" --arch densenet-bc-40 --growth-rate 4 \
       --threads 1 > /dev/null || fail "eval with the checkpoint's own architecture failed" ;;
   channels_last)
@@ -201,6 +215,20 @@ PY
     EXPECTED_STATUS=2 expect "output-dir '$work/b' already holds a run" \
       "$densenet" train --resume "$work/a" --epochs 2 --output-dir "$work/b"
     cmp -s "$work/b/last.pth" "$work/before.pth" || fail "b/last.pth changed" ;;
+  resume_elsewhere)
+    # Resumed into another output-dir: with nothing left to train, nothing is written there (it
+    # would be a run without a checkpoint); with epochs left, best.pth comes along, as the best
+    # epoch so far may be behind.
+    train_ok --epochs 1 --lr 1e-9 --output-dir "$work/a"
+    "$densenet" train --resume "$work/a" --output-dir "$work/b" >"$work/out" 2>&1 ||
+      fail "nothing to do: $(cat "$work/out")"
+    grep -q "nothing to do" "$work/out" || fail "no 'nothing to do': $(cat "$work/out")"
+    [ ! -e "$work/b" ] || fail "nothing to do, yet $(ls "$work/b") written"
+    "$densenet" train --resume "$work/a" --epochs 2 --output-dir "$work/c" >/dev/null 2>"$work/stderr" ||
+      fail "resume elsewhere: $(cat "$work/stderr")"
+    /usr/bin/python3 -c "import torch,sys; torch.load(sys.argv[1], weights_only=True)" "$work/c/best.pth" ||
+      fail "no loadable best.pth in the new directory: $(ls "$work/c")"
+    echo "ok" ;;
   resume_moved_run)
     # A copied run directory continues in the copy; the original is not touched.
     train_ok --epochs 1 --output-dir "$work/a"

@@ -37,7 +37,8 @@ class Checkpointer {
   std::vector<std::string> numbered_checkpoints() const;
 
   /// `--resume` target: a checkpoint file as is, or a run directory's last.pth. Throws
-  /// c10::Error naming the path when neither exists.
+  /// c10::ValueError (a c10::Error: the argument names no checkpoint) naming the path when
+  /// neither exists.
   static std::string resolve(const std::string& directory_or_file);
 
  private:

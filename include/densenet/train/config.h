@@ -130,9 +130,11 @@ bool may_change_on_resume(const std::string& key);
 TrainConfig resume_config(const TrainConfig& saved, const TrainConfig& requested,
                           const std::vector<std::string>& given);
 
-/// Checks values that are wrong whatever the dataset (ranges, enumerations, combinations);
-/// throws c10::Error naming the key.
-void validate(const TrainConfig& config);
+/// Checks values that are wrong whatever the dataset (ranges, enumerations, combinations) and,
+/// with `check_model`, that the preset with its overrides can be built at the input size;
+/// throws c10::Error naming the key. `check_model` false: for a configuration whose model will
+/// come from a checkpoint (eval), checked once it has.
+void validate(const TrainConfig& config, bool check_model = true);
 
 /// The preset `config.arch` with the config's architecture overrides (growth-rate,
 /// block-config, bn-size, compression, drop-rate, num-init-features, stem), sized for data of
@@ -140,6 +142,13 @@ void validate(const TrainConfig& config);
 /// preset's. Throws c10::Error for an unknown preset or an override out of range.
 DenseNetOptions model_options(const TrainConfig& config, int64_t channels, int64_t classes,
                               int64_t input_size);
+
+/// `key`'s value as the run uses it: for the architecture keys (growth-rate, num-init-features,
+/// bn-size, compression, drop-rate, block-config, stem) the value of the model built from
+/// `config` (an unset override is the preset's, e.g. bn-size 4 for a BC preset; block-config as
+/// "6,6,6"); for every other key config_value. For comparing configurations and for messages:
+/// never '~' for a value that has one.
+std::string effective_config_value(const TrainConfig& config, const std::string& key);
 
 /// Whether the run scales its loss dynamically: loss-scale dynamic, or auto with amp fp16.
 bool uses_loss_scaler(const TrainConfig& config);
