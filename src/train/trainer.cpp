@@ -945,11 +945,13 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
         s.epoch_seconds = seconds_before + seconds_since(epoch_start);
         s.wait_seconds = wait_before + s.train_loader->epoch_stats().wait_seconds;
         save(std::nullopt, false);
+        const std::string where = s.next_batch == 0 ? "after epoch " + std::to_string(s.epoch)
+                                                    : "at epoch " + std::to_string(s.epoch + 1) +
+                                                          ", step " + std::to_string(s.next_batch);
         print(*s.out,
-              "stopped at epoch %lld, step %lld: checkpoint %s written; continue with\n"
+              "stopped %s: checkpoint %s written; continue with\n"
               "  densenet train --resume %s%s\n",
-              static_cast<long long>(s.epoch + 1), static_cast<long long>(s.next_batch),
-              s.checkpointer->last_path().c_str(), s.run_dir.c_str(),
+              where.c_str(), s.checkpointer->last_path().c_str(), s.run_dir.c_str(),
               s.group ? ("   (on " + std::to_string(s.world_size) +
                          " ranks again for an exact continuation: --nproc-per-node or torchrun)")
                             .c_str()
@@ -1116,8 +1118,6 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
   summary.best_top1 = s.best_top1;
   summary.best_epoch = s.best_epoch;
   summary.seconds = elapsed();
-  print(*s.out, "done: best %s top-1 %.2f%% at epoch %lld; run directory %s\n", s.eval_name.c_str(),
-        s.best_top1, static_cast<long long>(s.best_epoch), s.run_dir.c_str());
   if (s.group) {
     print(*s.out,
           "data-parallel: the %lld ranks' replicas were bit-identical (%lld tensors) at %s\n",
@@ -1126,6 +1126,8 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
               ? "the checkpoint"
               : ("all " + std::to_string(s.replica_checks) + " checkpoints").c_str());
   }
+  print(*s.out, "done: best %s top-1 %.2f%% at epoch %lld; run directory %s\n", s.eval_name.c_str(),
+        s.best_top1, static_cast<long long>(s.best_epoch), s.run_dir.c_str());
   return summary;
 }
 
