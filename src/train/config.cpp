@@ -334,6 +334,13 @@ YAML::Node node_from_text(const ConfigKey& key, const std::string& text) {
   if (key.type == "string") return YAML::Node(text);
   std::string yaml = text;
   if (key.type.find("list") != std::string::npos && (text.empty() || text.front() != '[')) {
+    // A flow sequence takes "2,2," and reads "2,,2" as a null item; a flag's list does neither.
+    const bool empty_item = text.empty() || text.front() == ',' || text.back() == ',' ||
+                            text.find(",,") != std::string::npos;
+    TORCH_CHECK(!empty_item, "config key '", key.name, "': expected a comma-separated ",
+                key.type == "int list" ? "list of integers such as 6,12,24,16"
+                                       : "list of numbers such as 0.5,0.75",
+                ", got '", text, "' (an empty item)");
     yaml = "[" + text + "]";
   }
   try {

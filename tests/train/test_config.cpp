@@ -99,6 +99,14 @@ TEST(TrainConfig, ValidateNamesTheKeyAndTheRange) {
                         "'num-batch-splits' must be in [1, batch-size=64], got 100");
   EXPECT_ERROR_CONTAINS(invalid("lr", "-1"), "'lr' must be > 0, got -1");
   EXPECT_ERROR_CONTAINS(invalid("milestones", "5,3"), "'milestones' must be increasing");
+  // A flag's list has no empty items (YAML's flow sequence would take "2,2," and null in "2,,2").
+  for (const char* text : {"", "2,2,", "2,,2", ",2"}) {
+    EXPECT_ERROR_CONTAINS(invalid("block-config", text),
+                          "config key 'block-config': expected a comma-separated list of integers "
+                          "such as 6,12,24,16, got '" +
+                              std::string(text) + "' (an empty item)");
+  }
+  EXPECT_ERROR_CONTAINS(invalid("milestones", "3,"), "list of numbers such as 0.5,0.75, got '3,'");
   EXPECT_ERROR_CONTAINS(invalid("milestones", "50"), "'milestones' must lie in (0, epochs=6]");
   EXPECT_ERROR_CONTAINS(invalid("hflip", "1.5"), "'hflip' must be in [0, 1], got 1.5");
   EXPECT_ERROR_CONTAINS(invalid("crop-padding", "-1"), "'crop-padding' must be in [0, 64], got -1");
