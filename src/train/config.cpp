@@ -13,6 +13,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -60,6 +61,23 @@ T scalar_as(const std::string& key, const YAML::Node& node, const std::string& e
 }
 
 int64_t read_int(const std::string& key, const YAML::Node& node) {
+  // yaml-cpp reads "010" as octal 8 (YAML 1.1); a value typed as "010" means ten.
+  if (node.IsScalar()) {
+    const std::string& text = node.Scalar();
+    const size_t digits = text.find_first_not_of("+-");
+    if (digits != std::string::npos && text.size() > digits + 1 && text[digits] == '0' &&
+        std::isdigit(static_cast<unsigned char>(text[digits + 1]))) {
+      bool decimal = text.find_first_not_of("0123456789", digits) == std::string::npos;
+      if (decimal) {
+        try {
+          return std::stoll(text, nullptr, 10);
+        } catch (const std::exception&) {
+          decimal = false;
+        }
+      }
+      if (!decimal) bad_value(key, "an integer", node);
+    }
+  }
   return scalar_as<int64_t>(key, node, "an integer");
 }
 double read_real(const std::string& key, const YAML::Node& node) {
@@ -457,6 +475,12 @@ std::string effective_config_value(const TrainConfig& config, const std::string&
   static const std::vector<std::string> model_keys = {
       "growth-rate", "num-init-features", "bn-size", "compression",
       "drop-rate",   "block-config",      "stem"};
+  if (name == "milestones") {  // empty: the paper's 50% and 75% of the epochs
+    std::ostringstream out;
+    const std::vector<double> milestones = effective_milestones(config);
+    for (size_t i = 0; i < milestones.size(); ++i) out << (i == 0 ? "" : ",") << milestones[i];
+    return out.str();
+  }
   if (std::find(model_keys.begin(), model_keys.end(), name) == model_keys.end()) {
     return config_value(config, name);
   }
@@ -483,16 +507,21 @@ std::string effective_config_value(const TrainConfig& config, const std::string&
 
 TrainConfig resume_config(const TrainConfig& saved, const TrainConfig& requested,
                           const std::vector<std::string>& given) {
+  // The run as it continues without the other keys given: what each of them is compared with.
+  TrainConfig base = saved;
+  for (const std::string& key : given) {
+    if (may_change_on_resume(key)) copy_config_value(base, requested, key);
+  }
   TrainConfig merged = saved;
   for (const std::string& key : given) {
-    // Compared as built, in the run's own configuration: `--bn-size 4` on a run that left it
-    // to its preset's 4 changes nothing.
-    TrainConfig candidate = saved;
+    // Compared as built: `--bn-size 4` on a run that left it to its preset's 4 changes nothing,
+    // nor do `--epochs 8 --milestones 4,6` on a run whose default milestones become 4,6.
+    TrainConfig candidate = base;
     copy_config_value(candidate, requested, key);
     if (!may_change_on_resume(key) &&
-        effective_config_value(saved, key) != effective_config_value(candidate, key)) {
+        effective_config_value(base, key) != effective_config_value(candidate, key)) {
       TORCH_CHECK(false, "cannot change '", normalize_key(key), "' when resuming: the run has ",
-                  effective_config_value(saved, key), ", given ",
+                  effective_config_value(base, key), ", given ",
                   effective_config_value(candidate, key),
                   " (start a new run with --output-dir to train with it)");
     }
@@ -592,8 +621,9 @@ void validate(const TrainConfig& c, bool check_model) {
     require(milestone > 0 && milestone <= static_cast<double>(c.epochs), "milestones",
             "must lie in (0, epochs=" + text(c.epochs) + "]", text(milestone));
   }
-  require(std::is_sorted(c.milestones.begin(), c.milestones.end()), "milestones",
-          "must be increasing", config_value(c, "milestones"));
+  require(std::adjacent_find(c.milestones.begin(), c.milestones.end(),
+                             std::greater_equal<double>()) == c.milestones.end(),
+          "milestones", "must be increasing", config_value(c, "milestones"));
   require(c.warmup_epochs >= 0 && c.warmup_epochs < static_cast<double>(c.epochs), "warmup-epochs",
           "must be in [0, epochs)", text(c.warmup_epochs));
   require(c.momentum >= 0 && c.momentum < 1, "momentum", "must be in [0, 1)", text(c.momentum));
@@ -644,7 +674,7 @@ void validate(const TrainConfig& c, bool check_model) {
               std::regex_match(c.device, std::regex("cuda:[0-9]{1,3}")),
           "device", "must be cpu, cuda or cuda:N", "'" + c.device + "'");
   require(c.milestones.empty() || c.lr_type == "multistep", "milestones",
-          "apply to lr-type multistep only (this run uses " + c.lr_type + ")",
+          "applies to lr-type multistep only (this run uses " + c.lr_type + ")",
           config_value(c, "milestones"));
   require(c.memory_budget == 0 || c.memory == "auto", "memory-budget",
           "is used by memory: auto only (this run uses memory " + c.memory + ")",

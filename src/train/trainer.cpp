@@ -171,10 +171,11 @@ std::string default_run_dir(const TrainConfig& config) {
   return "runs/" + config.dataset + "-" + config.arch + "-" + stamp;
 }
 
+// A run directory worth protecting: one with a checkpoint. Metrics without one (a run that
+// failed before its first checkpoint) are replaced by the next run there, as with --force.
 bool holds_run(const std::string& dir) {
   std::error_code error;
-  return fs::exists(fs::path(dir) / "last.pth", error) ||
-         fs::exists(fs::path(dir) / "metrics.csv", error);
+  return fs::exists(fs::path(dir) / "last.pth", error);
 }
 
 bool is_resumed_run(const std::string& dir, const std::string& resume_path) {
@@ -191,7 +192,7 @@ void prepare_run_dir(const std::string& dir, const TrainConfig& config,
   check_run_dir(dir, config, resume_path);
   std::error_code error;
   if (fs::exists(dir, error)) {
-    if (holds_run(dir) && !is_resumed_run(dir, resume_path)) {
+    if (!is_resumed_run(dir, resume_path)) {
       // --force: the previous run's outputs go, so that none of them (a numbered checkpoint,
       // a best.pth, or a last.pth that --resume would pick up if the new run stopped before
       // its first checkpoint) passes for the new run's. Other files stay.
@@ -518,12 +519,20 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
     TrainConfig saved;
     load_config_text(saved, field(s.resumed.root, "config", s.resume_path).as_string(),
                      s.resume_path + " (its config)");
+    // The run as it continues with the keys that may change (epochs moves default milestones).
+    TrainConfig base = saved;
+    for (const ConfigKey& key : config_keys()) {
+      if (may_change_on_resume(key.name)) copy_config_value(base, config, key.name);
+    }
     for (const ConfigKey& key : config_keys()) {
       if (may_change_on_resume(key.name)) continue;
+      // A key given as another text is compared as built; one not given differs, if at all,
+      // only through a key that was (growth-rate moves a BC stem), which is named instead.
       TORCH_CHECK(
-          effective_config_value(saved, key.name) == effective_config_value(config, key.name),
+          config_value(base, key.name) == config_value(config, key.name) ||
+              effective_config_value(base, key.name) == effective_config_value(config, key.name),
           "cannot change '", key.name, "' when resuming '", s.resume_path, "': the run has ",
-          effective_config_value(saved, key.name), ", given ",
+          effective_config_value(base, key.name), ", given ",
           effective_config_value(config, key.name));
     }
     if (config.output_dir.empty()) {
@@ -689,11 +698,12 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
       // the per-rank batch statistics differ): the epoch starts again from its first batch.
       print(*s.out,
             "the checkpoint was written by %lld rank%s, this run has %lld: epoch %lld restarts "
-            "at its first step (its %lld steps done are trained again; exact resumption needs "
+            "at its first step (its %lld step%s done %s trained again; exact resumption needs "
             "the same world size)\n",
             static_cast<long long>(saved_world_size), saved_world_size == 1 ? "" : "s",
             static_cast<long long>(s.world_size), static_cast<long long>(s.epoch + 1),
-            static_cast<long long>(s.next_batch));
+            static_cast<long long>(s.next_batch), s.next_batch == 1 ? "" : "s",
+            s.next_batch == 1 ? "is" : "are");
       s.global_step -= s.next_batch;
       s.restart_epoch_sums();
     } else if (saved_world_size != s.world_size) {
@@ -742,9 +752,10 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
   print(*s.out, "data: %s\n      %s: %s\n", s.train_set->describe().c_str(), s.eval_name.c_str(),
         s.eval_set->describe().c_str());
   print(*s.out,
-        "model: %s, %lld blocks %s, growth rate %lld, input %lldx%lldx%lld, %lld classes, "
+        "model: %s, %lld block%s %s, growth rate %lld, input %lldx%lldx%lld, %lld classes, "
         "%.3f M parameters, %.3f GMAC per image\n",
         config.arch.c_str(), static_cast<long long>(options.block_config().size()),
+        options.block_config().size() == 1 ? "" : "s",
         format_int_list(options.block_config()).c_str(),
         static_cast<long long>(options.effective_growth_rate()),
         static_cast<long long>(options.in_channels()), static_cast<long long>(input_size),
@@ -889,7 +900,8 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
   const auto check_finite = [&] {
     for (const auto& named : s.model->named_parameters()) {
       TORCH_CHECK(torch::isfinite(named.value()).all().item<bool>(), "parameter ", named.key(),
-                  " is no longer finite after global step ", s.global_step, ": nothing was saved; ",
+                  " is no longer finite after global step ", s.global_step, " (epoch ",
+                  s.next_batch == 0 ? s.epoch : s.epoch + 1, "): nothing was saved; ",
                   fs::exists(s.checkpointer->last_path())
                       ? "the last checkpoint (" + s.checkpointer->last_path() +
                             ") holds the last good weights"
@@ -1136,14 +1148,9 @@ void check_run_dir(const std::string& dir, const TrainConfig& config,
   std::error_code error;
   if (!fs::exists(dir, error)) return;
   TORCH_CHECK(fs::is_directory(dir, error), "output-dir '", dir, "' exists and is not a directory");
-  if (!holds_run(dir) || is_resumed_run(dir, resume_path) || config.force) return;
-  // Only a directory with a checkpoint can be resumed: do not suggest what would fail.
-  TORCH_CHECK(!fs::exists(fs::path(dir) / "last.pth", error), "output-dir '", dir,
-              "' already holds a run: continue it with --resume ", dir,
+  TORCH_CHECK(!holds_run(dir) || is_resumed_run(dir, resume_path) || config.force, "output-dir '",
+              dir, "' already holds a run: continue it with --resume ", dir,
               ", or overwrite it with --force, or choose another --output-dir");
-  TORCH_CHECK(false, "output-dir '", dir,
-              "' holds the metrics of a run that left no checkpoint (no last.pth): overwrite it "
-              "with --force, or choose another --output-dir");
 }
 
 TrainConfig saved_config(const std::string& resume) {
@@ -1179,6 +1186,16 @@ EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std:
           has == asked, "'", weights, "' is a training checkpoint of ", from_checkpoint.arch,
           std::string(key) == "arch" ? std::string() : " (" + std::string(key) + " " + has + ")",
           ", not ", key, " ", asked, ": its architecture comes from it; drop --", key);
+    }
+    if (from_checkpoint.stem.empty()) {
+      // The stem the weights were trained with (a 3x3 or a 7x7 first convolution), not one
+      // that another --input-size would choose.
+      const pth::Value* model = file.root.find("model");
+      const pth::Value* conv0 =
+          model->is(pth::Value::Kind::Dict) ? model->find("features.conv0.weight") : nullptr;
+      if (conv0 != nullptr && conv0->is(pth::Value::Kind::Tensor)) {
+        from_checkpoint.stem = conv0->as_tensor().size(-1) == 7 ? "imagenet" : "cifar";
+      }
     }
     for (const std::string& key : given) copy_config_value(from_checkpoint, requested, key);
     config = from_checkpoint;

@@ -99,6 +99,14 @@ TEST(TrainConfig, ValidateNamesTheKeyAndTheRange) {
                         "'num-batch-splits' must be in [1, batch-size=64], got 100");
   EXPECT_ERROR_CONTAINS(invalid("lr", "-1"), "'lr' must be > 0, got -1");
   EXPECT_ERROR_CONTAINS(invalid("milestones", "5,3"), "'milestones' must be increasing");
+  EXPECT_ERROR_CONTAINS(invalid("milestones", "2,2"), "'milestones' must be increasing");
+  // Leading zeros are decimal, not YAML 1.1's octal.
+  TrainConfig decimal;
+  set_config_value(decimal, "epochs", "010");
+  set_config_value(decimal, "block-config", "010,02");
+  EXPECT_EQ(decimal.epochs, 10);
+  EXPECT_EQ(decimal.block_config, (std::vector<int64_t>{10, 2}));
+  EXPECT_ERROR_CONTAINS(invalid("epochs", "08x"), "config key 'epochs': expected an integer");
   // A flag's list has no empty items (YAML's flow sequence would take "2,2," and null in "2,,2").
   for (const char* text : {"", "2,2,", "2,,2", ",2"}) {
     EXPECT_ERROR_CONTAINS(invalid("block-config", text),
@@ -219,7 +227,7 @@ TEST(TrainConfig, RefusesDuplicateKeysAndKeysTheRunWouldIgnore) {
     validate(c);
   };
   EXPECT_ERROR_CONTAINS(invalid("lr-type: cosine\nmilestones: [3, 5]\n"),
-                        "'milestones' apply to lr-type multistep only");
+                        "'milestones' applies to lr-type multistep only");
   EXPECT_ERROR_CONTAINS(invalid("memory: efficient\nmemory-budget: 1GiB\n"),
                         "'memory-budget' is used by memory: auto only");
   EXPECT_ERROR_CONTAINS(invalid("device: cuda:abc\n"), "'device' must be cpu, cuda or cuda:N");

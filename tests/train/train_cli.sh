@@ -69,7 +69,7 @@ case $case_name in
     expect "is not a densenet training checkpoint: no 'config'" \
       "$densenet" train --resume "$work/weights.pth" ;;
   resume_other_architecture)
-    train_ok --epochs 1 --output-dir "$work/run"
+    train_ok --epochs 1 --lr-type multistep --output-dir "$work/run"
     EXPECTED_STATUS=2 expect "cannot change 'growth-rate' when resuming: the run has 4, given 8" \
       "$densenet" train "${tiny[@]}" --growth-rate 8 --resume "$work/run"
     # Compared as built: bn-size and num-init-features the run left to its preset are named
@@ -78,7 +78,9 @@ case $case_name in
       "$densenet" train --bn-size 2 --resume "$work/run"
     EXPECTED_STATUS=2 expect "cannot change 'stem' when resuming: the run has cifar, given imagenet" \
       "$densenet" train --stem imagenet --resume "$work/run"
-    "$densenet" train --bn-size 4 --num-init-features 8 --stem cifar --resume "$work/run" \
+    # Extended to 2 epochs, the default milestones become 1,1.5: given, they change nothing.
+    "$densenet" train --bn-size 4 --num-init-features 8 --stem cifar --milestones 1,1.5 \
+      --lr-type multistep --resume "$work/run" \
       --epochs 2 > /dev/null 2>"$work/stderr" || fail "resume with the run's own values: $(cat "$work/stderr")" ;;
   resume_amp_key)
     # A key given alone on resume is checked against the run's own configuration, not against
@@ -112,6 +114,10 @@ case $case_name in
     # input size the checkpoint's 3,3 blocks take is checked against them, not the preset's.
     "$densenet" eval --weights "$work/run/last.pth" --bn-size 4 --input-size 8 --threads 1 \
       > /dev/null || fail "eval with the checkpoint's own bn-size failed"
+    # A larger input keeps the stem the weights have (a 3x3 first convolution), rather than the
+    # one the size alone would choose.
+    "$densenet" eval --weights "$work/run/last.pth" --input-size 64 --threads 1 > /dev/null ||
+      fail "eval at --input-size 64 did not keep the checkpoint's stem"
     EXPECTED_STATUS=2 expect "is a training checkpoint of densenet-bc-40 \(bn-size 4\), not bn-size 2" \
       "$densenet" eval --weights "$work/run/last.pth" --bn-size 2 --threads 1
     "$densenet" eval --weights "$work/run/last.pth" --arch densenet-bc-40 --growth-rate 4 \
@@ -140,13 +146,14 @@ PY
       "$densenet" train "${tiny[@]}" --epochs 1 --output-dir "$work/run"
     cmp -s "$work/run/last.pth" "$work/before.pth" || fail "last.pth changed" ;;
   metrics_without_checkpoint)
-    # A directory with a run's metrics but no last.pth cannot be resumed: the refusal must not
-    # offer --resume; --force reuses it.
+    # A directory with a failed run's metrics but no checkpoint (nothing to resume) is reused by
+    # the same command run again; the stale metrics go, other files stay.
     mkdir -p "$work/run"
-    printf 'epoch\n' > "$work/run/metrics.csv"
-    EXPECTED_STATUS=2 expect "output-dir '$work/run' holds the metrics of a run that left no checkpoint \(no last.pth\): overwrite it with --force" \
-      "$densenet" train "${tiny[@]}" --epochs 1 --output-dir "$work/run"
-    train_ok --epochs 1 --output-dir "$work/run" --force
+    printf 'epoch\n1\n2\n3\n' > "$work/run/metrics.csv"
+    touch "$work/run/notes.txt"
+    train_ok --epochs 1 --output-dir "$work/run"
+    [ "$(wc -l < "$work/run/metrics.csv")" -eq 2 ] || fail "stale metrics rows kept: $(cat "$work/run/metrics.csv")"
+    [ -f "$work/run/notes.txt" ] || fail "a file that is not the run's was removed"
     # A resumed run rewrites config.yaml with what changed, and keeps every earlier metrics row.
     cp "$work/run/metrics.csv" "$work/before.csv"
     "$densenet" train --resume "$work/run" --epochs 2 >/dev/null 2>"$work/stderr" ||
