@@ -38,8 +38,6 @@
 #include <cstdarg>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <mutex>
 #include <ostream>
@@ -649,11 +647,7 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
     std::error_code error;
     if (!s.resume_path.empty() && !is_resumed_run(s.run_dir, s.resume_path) &&
         fs::exists(best_before, error) && !fs::exists(best_here, error)) {
-      std::ifstream file(best_before, std::ios::binary);
-      const std::string bytes((std::istreambuf_iterator<char>(file)),
-                              std::istreambuf_iterator<char>());
-      TORCH_CHECK(file.good() || file.eof(), "cannot read '", best_before.string(), "'");
-      write_file_atomically(best_here.string(), bytes);
+      write_file_atomically(best_here.string(), read_file(best_before.string()));
     }
   }
   s.checkpointer =
