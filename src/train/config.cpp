@@ -505,6 +505,15 @@ std::string effective_config_value(const TrainConfig& config, const std::string&
   return out.str();
 }
 
+void check_unchanged_on_resume(const TrainConfig& base, const TrainConfig& continued,
+                               const std::string& key) {
+  if (config_value(base, key) == config_value(continued, key)) return;
+  const std::string has = effective_config_value(base, key);
+  const std::string given = effective_config_value(continued, key);
+  TORCH_CHECK(has == given, "cannot change '", normalize_key(key), "' when resuming: the run has ",
+              has, ", given ", given, " (start a new run with --output-dir to train with it)");
+}
+
 TrainConfig resume_config(const TrainConfig& saved, const TrainConfig& requested,
                           const std::vector<std::string>& given) {
   // The run as it continues without the other keys given: what each of them is compared with.
@@ -518,13 +527,7 @@ TrainConfig resume_config(const TrainConfig& saved, const TrainConfig& requested
     // nor do `--epochs 8 --milestones 4,6` on a run whose default milestones become 4,6.
     TrainConfig candidate = base;
     copy_config_value(candidate, requested, key);
-    if (!may_change_on_resume(key) &&
-        effective_config_value(base, key) != effective_config_value(candidate, key)) {
-      TORCH_CHECK(false, "cannot change '", normalize_key(key), "' when resuming: the run has ",
-                  effective_config_value(base, key), ", given ",
-                  effective_config_value(candidate, key),
-                  " (start a new run with --output-dir to train with it)");
-    }
+    if (!may_change_on_resume(key)) check_unchanged_on_resume(base, candidate, key);
     copy_config_value(merged, requested, key);
   }
   return merged;

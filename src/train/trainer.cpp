@@ -524,14 +524,9 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
     }
     for (const ConfigKey& key : config_keys()) {
       if (may_change_on_resume(key.name)) continue;
-      // A key given as another text is compared as built; one not given differs, if at all,
-      // only through a key that was (growth-rate moves a BC stem), which is named instead.
-      TORCH_CHECK(
-          config_value(base, key.name) == config_value(config, key.name) ||
-              effective_config_value(base, key.name) == effective_config_value(config, key.name),
-          "cannot change '", key.name, "' when resuming '", s.resume_path, "': the run has ",
-          effective_config_value(base, key.name), ", given ",
-          effective_config_value(config, key.name));
+      // A key not given differs, if at all, only through one that was (growth-rate moves a BC
+      // stem), which is named instead.
+      check_unchanged_on_resume(base, config, key.name);
     }
     if (config.output_dir.empty()) {
       config.output_dir = fs::path(s.resume_path).parent_path().string();

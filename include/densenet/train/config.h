@@ -124,6 +124,13 @@ void copy_config_value(TrainConfig& to, const TrainConfig& from, const std::stri
 /// it computes (epochs too: the schedule is re-derived and the change is reported).
 bool may_change_on_resume(const std::string& key);
 
+/// Throws c10::Error "cannot change 'KEY' when resuming: the run has X, given Y" when `key` is
+/// built differently in `continued` than in `base` (the run with only the keys that may change
+/// applied), compared as effective_config_value: the same model or schedule given in other
+/// words passes.
+void check_unchanged_on_resume(const TrainConfig& base, const TrainConfig& continued,
+                               const std::string& key);
+
 /// The configuration to continue a run: `saved` (the checkpoint's) with the keys in `given`
 /// taken from `requested`. Throws c10::Error naming the key, both values and the way out when a
 /// given key would change what the run computes.
