@@ -1,7 +1,6 @@
 #include "child_process.h"
 #include "commands.h"
 #include "model_arguments.h"
-#include "system_resources.h"
 #include "usage_error.h"
 
 #include "densenet/model/architecture.h"
@@ -9,6 +8,7 @@
 #include "densenet/tools/benchmark.h"
 #include "densenet/tools/memory_tracker.h"
 #include "densenet/train/amp.h"
+#include "densenet/util/machine.h"
 #include "densenet/util/threads.h"
 
 #include <ATen/Parallel.h>
@@ -48,29 +48,11 @@ struct BenchArguments {
 
 constexpr int64_t kUnbounded = std::numeric_limits<int64_t>::max();
 
-// a * b + c, saturating at kUnbounded (a need that large is refused anyway).
-int64_t saturating(int64_t a, int64_t b, int64_t c = 0) {
-  int64_t product = 0, sum = 0;
-  if (__builtin_mul_overflow(a, b, &product) || __builtin_add_overflow(product, c, &sum)) {
-    return kUnbounded;
-  }
-  return sum;
-}
-
-// What a training step at `batch` needs, from the memory plan: activations per sample times
-// the batch, the input batch, and parameters with their gradients (float32).
-struct StepNeed {
-  int64_t per_sample = 0;  // bytes that scale with the batch
-  int64_t fixed = 0;       // bytes that do not
-  int64_t at(int64_t batch) const { return saturating(per_sample, batch, fixed); }
-};
-
-StepNeed step_need(const DenseNetOptions& options, MemoryMode mode) {
-  const ArchitecturePlan plan = plan_architecture(options);
-  const int64_t input = saturating(saturating(options.in_channels(), plan.input_size),
-                                   saturating(plan.input_size, 4));
-  return {saturating(1, plan_memory(plan, mode).peak_bytes, input),
-          saturating(plan.num_parameters(), 2 * 4)};
+// What a training step of bench needs at `batch`: the one prediction train and bench share
+// (no optimiser state; one input batch).
+StepMemory step_need(const DenseNetOptions& options, MemoryMode mode) {
+  return plan_step_memory(plan_architecture(options), mode, /*optimizer_copies=*/0,
+                          /*input_batches=*/1);
 }
 
 // Refuses a measurement that cannot fit before it starts (the kernel's OOM killer would end
@@ -78,19 +60,21 @@ StepNeed step_need(const DenseNetOptions& options, MemoryMode mode) {
 void check_fits(const DenseNetOptions& options, MemoryMode mode, int64_t batch,
                 const AvailableMemory& available) {
   if (available.bytes <= 0) return;
-  const StepNeed need = step_need(options, mode);
-  if (need.at(batch) <= available.bytes) return;
-  std::string message =
-      memory_mode_name(mode) + " at --batch " + std::to_string(batch) + " needs about " +
-      (need.at(batch) == kUnbounded ? "more than 8 EiB" : format_bytes(need.at(batch))) +
-      " (memory plan: " + format_bytes(need.per_sample) + " per sample), but " +
-      format_bytes(available.bytes) + " is available (" + available.source + ")";
+  const StepMemory need = step_need(options, mode);
+  const int64_t bytes = need.bytes(batch);
+  if (bytes <= available.bytes) return;
+  const int64_t per_sample = need.activations_per_sample + need.input_per_sample;
+  std::string message = memory_mode_name(mode) + " at --batch " + std::to_string(batch) +
+                        " needs about " +
+                        (bytes == kUnbounded ? "more than 8 EiB" : format_bytes(bytes)) +
+                        " (memory plan: " + format_bytes(per_sample) + " per sample), but " +
+                        format_bytes(available.bytes) + " is available (" + available.source + ")";
   const int64_t fitting =
-      available.bytes > need.fixed ? (available.bytes - need.fixed) / need.per_sample : 0;
+      available.bytes > need.fixed ? (available.bytes - need.fixed) / per_sample : 0;
   message += fitting >= 1 ? "; use --batch " + std::to_string(fitting) + " or less" : "";
   for (MemoryMode leaner : {MemoryMode::kEfficient, MemoryMode::kMinimal}) {
     if (leaner <= mode) continue;
-    const int64_t lean = step_need(options, leaner).at(batch);
+    const int64_t lean = step_need(options, leaner).bytes(batch);
     message += "; --memory " + memory_mode_name(leaner) + " needs about " + format_bytes(lean);
     break;
   }
@@ -258,7 +242,7 @@ int run_bench(const BenchArguments& args) {
       } catch (const std::bad_alloc&) {
         TORCH_CHECK(false, "out of memory allocating a training step's tensors (",
                     memory_mode_name(mode), ", batch ", batch, ", planned ",
-                    format_bytes(step_need(mode_options, mode).at(batch)),
+                    format_bytes(step_need(mode_options, mode).bytes(batch)),
                     "); use a smaller --batch or --memory efficient");
       }
       r.rss_delta_bytes = rss_delta_of(mode, batch);

@@ -1,12 +1,13 @@
 // `densenet eval`: loss, top-1 and top-5 of any weights on a dataset's evaluation split.
 #include "commands.h"
+#include "config_options.h"
 #include "model_arguments.h"
 #include "usage_error.h"
 
 #include "densenet/data/image.h"
 #include "densenet/io/weights.h"
 #include "densenet/train/config.h"
-#include "densenet/train/trainer.h"
+#include "densenet/train/evaluate.h"
 #include "densenet/util/heap.h"
 
 #include <nlohmann/json.hpp>
@@ -21,16 +22,6 @@
 namespace densenet::cli {
 namespace {
 
-// The config keys that select the data and the model; eval takes them with train's spelling.
-const std::vector<std::string>& eval_keys() {
-  static const std::vector<std::string> keys = {
-      "dataset", "data",        "input-size",        "valid-size",  "max-eval-samples",
-      "workers", "arch",        "num-init-features", "growth-rate", "block-config",
-      "bn-size", "compression", "drop-rate",         "memory",      "threads",
-      "device",  "seed"};
-  return keys;
-}
-
 struct EvalArguments {
   ModelArguments refused;  // --depth, --efficient, --small-inputs
   std::string weights;
@@ -43,26 +34,17 @@ int run_eval(const EvalArguments& args, const CLI::App& command) {
   refuse_original_spellings(args.refused);
   train::TrainConfig requested;
   std::vector<std::string> given;
-  try {
-    for (const std::string& key : eval_keys()) {
-      if (command.get_option("--" + key)->count() == 0) continue;
-      train::set_config_value(requested, key, args.values.at(key));
-      given.push_back(key);
-    }
-    train::validate(requested, /*check_model=*/false);  // a training checkpoint brings its own
-  } catch (const c10::Error& error) {
-    throw UsageError(error.what_without_backtrace());
+  for (const train::ConfigKey& key : train::config_keys()) {
+    if (!key.eval || command.get_option("--" + key.name)->count() == 0) continue;
+    train::set_config_value(requested, key.name, args.values.at(key.name));
+    given.push_back(key.name);
   }
+  train::validate(requested, /*check_model=*/false);  // a training checkpoint brings its own
   requested.test_batch_size = args.batch_size;
   given.push_back("test-batch-size");
   keep_freed_memory();
   std::ostream& out = args.json ? std::cerr : std::cout;
-  train::EvalResult result;
-  try {
-    result = train::evaluate_weights(requested, given, args.weights, out);
-  } catch (const c10::ValueError& error) {  // an option that contradicts the checkpoint
-    throw UsageError(error.what_without_backtrace());
-  }
+  const train::EvalResult result = train::evaluate_weights(requested, given, args.weights, out);
   if (args.json) {
     nlohmann::json json = {{"weights", args.weights}, {"loss", result.loss},
                            {"top1", result.top1},     {"top5", result.top5},
@@ -94,15 +76,7 @@ void add_eval_command(CLI::App& app) {
   add_refused_spellings(*command, args->refused);
   command->footer(wrapped(std::string(checkpoint_format_limits()) + " " + image_format_limits()));
   for (const train::ConfigKey& key : train::config_keys()) {
-    bool wanted = false;
-    for (const std::string& name : eval_keys()) wanted = wanted || name == key.name;
-    if (!wanted) continue;
-    command->add_option("--" + key.name, args->values[key.name], key.help)
-        ->type_name(key.type == "int"                                   ? "INT"
-                    : key.type == "real"                                ? "X"
-                    : key.type == "int list" || key.type == "real list" ? "LIST"
-                                                                        : "TEXT")
-        ->group(key.model ? "Model" : "Data");
+    if (key.eval) add_config_option(*command, key, args->values, key.model ? "Model" : "Data");
   }
 }
 

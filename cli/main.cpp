@@ -97,6 +97,10 @@ int main(int argc, char** argv) {
     return report(name, e.what(), 2);
   } catch (const UsageError& e) {
     return report(name, e.what(), 2);
+  } catch (const c10::ValueError& e) {
+    // The library's word for a mistake in what was asked (a config key, an option that
+    // contradicts a checkpoint): a usage error, here and nowhere else.
+    return report(name, e.what_without_backtrace(), 2);
   } catch (const c10::Error& e) {
     // what_without_backtrace: one clear line, not a C++ stack.
     return report(name, e.what_without_backtrace(), 1);

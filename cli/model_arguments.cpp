@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 
 #include "densenet/model/architecture.h"
+#include "densenet/model/overrides.h"
 #include "densenet/model/presets.h"
 
 #include <cmath>
@@ -55,40 +56,10 @@ CLI::Validator integer_in(int64_t low, int64_t high) {
 
 namespace {
 
-CLI::Validator real_range(double low, bool low_open, double high, bool high_open) {
-  const std::string range = std::string(low_open ? "(" : "[") + CLI::detail::to_string(low) + ", " +
-                            CLI::detail::to_string(high) + (high_open ? ")" : "]");
-  return CLI::Validator(
-      [=](std::string& text) -> std::string {
-        double value = 0;
-        if (!CLI::detail::lexical_cast(text, value)) return "expects a number, got '" + text + "'";
-        const bool inside = (low_open ? value > low : value >= low) &&
-                            (high_open ? value < high : value <= high) && std::isfinite(value);
-        return inside ? "" : "must be in " + range + ", got " + text;
-      },
-      "");
-}
-
-void check_block_config(const std::string& text) {
-  const std::vector<int64_t> blocks = parse_int_list(text);
-  TORCH_CHECK(static_cast<int64_t>(blocks.size()) <= DenseNetOptions::kMaxBlocks, "at most ",
-              DenseNetOptions::kMaxBlocks, " dense blocks are supported, got ", blocks.size());
-  for (const int64_t layers : blocks) {
-    TORCH_CHECK(layers >= 1 && layers <= DenseNetOptions::kMaxLayersPerBlock,
-                "each block needs 1 to ", DenseNetOptions::kMaxLayersPerBlock, " layers, got ",
-                layers);
-  }
-}
-
-template <typename T>
-void add_override(CLI::App& command, const std::string& names, std::optional<T>& target,
-                  const std::string& value_name, const std::string& help,
-                  const CLI::Validator& check, const std::string& alias = "") {
-  // The original project's spelling (efficient-densenet-pytorch's constructor argument) is a
-  // second name of the same option.
-  command.add_option(alias.empty() ? names : names + "," + alias, target, help)
-      ->type_name(value_name)
-      ->check(check);
+// A CLI11 check from an override field's own check, so that the message names the flag:
+// "--compression: must be in (0, 1], got 0".
+CLI::Validator field_check(const OverrideField& field) {
+  return CLI::Validator([&field](std::string& text) { return field.check(text); }, "");
 }
 
 }  // namespace
@@ -98,21 +69,13 @@ bool ModelArguments::overrides_architecture() const {
 }
 
 std::string ModelArguments::overrides_text() const {
-  std::ostringstream text;
-  auto add = [&text](const char* flag, const auto& value) {
-    if (value) text << (text.tellp() > 0 ? " " : "") << flag << " " << *value;
-  };
-  add("--growth-rate", growth_rate);
-  add("--block-config", block_config);
-  add("--num-init-features", num_init_features);
-  add("--bn-size", bn_size);
-  add("--compression", compression);
-  add("--drop-rate", drop_rate);
-  add("--num-classes", num_classes);
-  add("--in-channels", in_channels);
-  add("--input-size", input_size);
-  add("--stem", stem);
-  return text.str();
+  std::string text;
+  for (const OverrideField& field : override_fields()) {
+    const auto given = overrides.find(field.name);
+    if (given == overrides.end()) continue;
+    text += (text.empty() ? "--" : " --") + field.name + " " + given->second;
+  }
+  return text;
 }
 
 std::string ModelArguments::label() const {
@@ -122,7 +85,6 @@ std::string ModelArguments::label() const {
 
 void add_model_options(CLI::App& command, ModelArguments& args,
                        const ModelOptionSettings& settings) {
-  using O = DenseNetOptions;
   args.arch = settings.default_arch;
   CLI::Option* arch = command.add_option(
       "--arch", args.arch,
@@ -133,38 +95,26 @@ void add_model_options(CLI::App& command, ModelArguments& args,
   arch->type_name("NAME");
   if (settings.require_arch) arch->required();
   args.arch_option = arch;
-  const CLI::Validator channels = integer_in(int64_t{1}, O::kMaxChannels);
-  add_override(command, "--growth-rate", args.growth_rate, "K",
-               "k: channels each dense layer adds (a BC preset's stem follows as 2k)", channels,
-               "--growth_rate");
-  add_override(command, "--block-config", args.block_config, "LIST",
-               "layers per dense block, e.g. 6,12,24,16", library_check(check_block_config),
-               "--block_config");
-  add_override(command, "--num-init-features", args.num_init_features, "C",
-               "output channels of the stem convolution", channels, "--num_init_features");
-  add_override(command, "--bn-size", args.bn_size, "N",
-               "bottleneck width factor (0 = plain DenseNet layer, no bottleneck)",
-               integer_in(0, O::kMaxBnSize), "--bn_size");
-  add_override(command, "--compression", args.compression, "THETA", "transition compression theta",
-               real_range(0, true, 1, false));
-  add_override(command, "--drop-rate", args.drop_rate, "P", "dropout after each dense layer",
-               real_range(0, false, 1, true), "--drop_rate");
-  add_override(command, "--num-classes", args.num_classes, "N", "classifier outputs",
-               integer_in(1, O::kMaxClasses), "--num_classes");
-  add_override(command, "--in-channels", args.in_channels, "C", "input image channels", channels);
-  add_override(command, "--input-size", args.input_size, "S",
-               "input height/width in pixels (chooses the stem unless --stem is given)",
-               integer_in(1, O::kMaxInputSize));
-  add_override(command, "--stem", args.stem, "STEM",
-               "cifar (one 3x3 conv) or imagenet (7x7/2 conv, BN, ReLU, 3x3/2 max-pool); "
-               "default: cifar for --input-size up to 32, imagenet above",
-               library_check([](const std::string& text) { parse_stem(text); }));
+  for (const OverrideField& field : override_fields()) {
+    // The original project's spelling (efficient-densenet-pytorch's constructor argument) is a
+    // second name of the same option.
+    const std::string names =
+        "--" + field.name + (field.original.empty() ? "" : ",--" + field.original);
+    command
+        .add_option_function<std::string>(
+            names, [&args, &field](const std::string& text) { args.overrides[field.name] = text; },
+            field.help)
+        ->type_name(field.value_name)
+        ->check(field_check(field));
+  }
   if (settings.memory_list_help.empty()) {
-    add_override(command, "--memory", args.memory, "MODE", "naive | efficient | minimal",
-                 library_check([](const std::string& text) { parse_memory_mode(text); }));
+    command.add_option("--memory", args.memory, "naive | efficient | minimal")
+        ->type_name("MODE")
+        ->check(library_check([](const std::string& text) { parse_memory_mode(text); }));
   } else {
-    add_override(command, "--memory", args.memory, "LIST", settings.memory_list_help,
-                 library_check([](const std::string& text) { parse_memory_modes(text); }));
+    command.add_option("--memory", args.memory, settings.memory_list_help)
+        ->type_name("LIST")
+        ->check(library_check([](const std::string& text) { parse_memory_modes(text); }));
   }
   add_refused_spellings(command, args);
 }
@@ -196,16 +146,7 @@ DenseNetOptions model_options_from(const ModelArguments& args, bool read_memory)
   }
   try {
     ModelOverrides overrides;
-    overrides.growth_rate = args.growth_rate;
-    overrides.num_init_features = args.num_init_features;
-    if (args.block_config) overrides.block_config = parse_int_list(*args.block_config);
-    overrides.bn_size = args.bn_size;
-    overrides.compression = args.compression;
-    overrides.drop_rate = args.drop_rate;
-    overrides.num_classes = args.num_classes;
-    overrides.in_channels = args.in_channels;
-    overrides.input_size = args.input_size;
-    if (args.stem) overrides.stem = parse_stem(*args.stem);
+    for (const auto& [name, text] : args.overrides) find_override_field(name)->set(overrides, text);
     options = apply_overrides(options, overrides);
   } catch (const c10::Error& error) {
     throw UsageError(error.what_without_backtrace());

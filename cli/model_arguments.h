@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -17,16 +18,8 @@ namespace densenet::cli {
 /// per DenseNetOptions field. Each is unset unless given on the command line.
 struct ModelArguments {
   std::string arch;  // preset name; the command's default unless given
-  std::optional<int64_t> growth_rate;
-  std::optional<std::string> block_config;  // "6,12,24,16"
-  std::optional<int64_t> num_init_features;
-  std::optional<int64_t> bn_size;
-  std::optional<double> compression;
-  std::optional<double> drop_rate;
-  std::optional<int64_t> num_classes;
-  std::optional<int64_t> in_channels;
-  std::optional<int64_t> input_size;
-  std::optional<std::string> stem;
+  /// The overrides given (override_fields(): --growth-rate 24 -> "growth-rate" -> "24"), as typed.
+  std::map<std::string, std::string> overrides;
   std::optional<std::string> memory;  // one mode, or a list where the command measures several
   // The original project's spellings that have no equivalent flag: given, they are rejected
   // with the right spelling (see add_model_options).

@@ -1,5 +1,6 @@
 // `densenet train`: every configuration key as a flag, over an optional YAML file.
 #include "commands.h"
+#include "config_options.h"
 #include "launcher.h"
 #include "model_arguments.h"
 #include "usage_error.h"
@@ -7,8 +8,8 @@
 #include "densenet/data/image.h"
 #include "densenet/distributed/environment.h"
 #include "densenet/distributed/process_group.h"
-#include "densenet/train/checkpointer.h"
 #include "densenet/train/config.h"
+#include "densenet/train/plan.h"
 #include "densenet/train/trainer.h"
 #include "densenet/util/heap.h"
 
@@ -51,154 +52,77 @@ extern "C" void on_stop_signal(int signal) {
   train::request_stop();
 }
 
-// Options for every config key; `help_keys` false leaves them out of the help screen (eval).
-void add_key_options(CLI::App& command, TrainArguments& args, bool train_only_keys = true) {
-  const train::TrainConfig defaults;
+// The keys of the YAML file, then the flags over them.
+train::TrainRequest read_request(const TrainArguments& args, const CLI::App& command) {
+  train::TrainRequest request;
+  std::vector<std::string> given;
+  if (!args.config_file.empty()) given = train::load_config_file(request.config, args.config_file);
   for (const train::ConfigKey& key : train::config_keys()) {
-    const std::string shown = train::config_value(defaults, key.name);
-    const std::string help =
-        key.help +
-        (shown == "null" || shown == "\"\"" || shown == "~" ? "" : " [default: " + shown + "]");
-    std::string names = "--" + key.name;
-    std::string underscored = key.name;
-    for (char& c : underscored) c = c == '-' ? '_' : c;
-    if (underscored != key.name) names += ",--" + underscored;  // the original's spelling
-    std::string& value = args.values[key.name];
-    // A bool key is a flag that also takes a value, as the config file writes it:
-    // `--sync-bn`, `--sync-bn false` and `--sync-bn=false` all work.
-    CLI::Option* option = key.type == "bool" ? command.add_flag(names, value, help)->expected(0, 1)
-                                             : command.add_option(names, value, help);
-    if (key.type == "bool") {
-      option->type_name("[BOOL]");
-    } else {
-      option->type_name(key.type == "int list" || key.type == "real list" ? "LIST"
-                        : key.type == "int"                               ? "INT"
-                        : key.type == "real"                              ? "X"
-                        : key.type == "size"                              ? "SIZE"
-                                                                          : "TEXT");
-    }
-    // A later flag wins, as a flag wins over the config file.
-    option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-    option->group(key.model ? "Model" : train_only_keys ? "Training" : "Options");
+    if (command.get_option("--" + key.name)->count() == 0) continue;
+    train::set_config_value(request.config, key.name, args.values.at(key.name));
+    given.push_back(key.name);
   }
+  request.given = std::move(given);
+  return request;
 }
 
-int run_train(const TrainArguments& args, const CLI::App& command) {
-  refuse_original_spellings(args.refused);
-  train::TrainConfig requested;
-  std::vector<std::string> given;
-  // A bad key or value in a flag or the config file is a command-line mistake (exit 2).
-  try {
-    if (!args.config_file.empty()) given = train::load_config_file(requested, args.config_file);
-    for (const train::ConfigKey& key : train::config_keys()) {
-      if (command.get_option("--" + key.name)->count() == 0) continue;
-      train::set_config_value(requested, key.name, args.values.at(key.name));
-      given.push_back(key.name);
-    }
-    if (command.get_option("--resume")->count() > 0 && requested.resume.empty()) {
-      // An unset shell variable, say: starting a new run instead would be a surprise.
-      throw UsageError("--resume needs a run directory or checkpoint, got an empty value");
-    }
-    // A resumed run is checked once merged with its saved configuration (below): the keys given
-    // alone may not make a valid run, and the refusal must name the key that cannot change.
-    if (requested.resume.empty()) train::validate(requested);
-  } catch (const c10::Error& error) {
-    throw UsageError(error.what_without_backtrace());
-  }
-  // Where this process stands: the launcher, a rank (torchrun's variables), or the only process.
-  distributed::Environment environment;
-  try {
-    environment = distributed::environment();
-  } catch (const c10::Error& error) {
-    throw UsageError(error.what_without_backtrace());
-  }
-  const LaunchOptions& launch = args.launch;
+// The launcher's flags (torchrun's): the world size they make, or 0 when they are not given.
+int64_t launcher_world_size(const LaunchOptions& launch, const CLI::App& command) {
   const bool launcher = command.get_option("--nproc-per-node")->count() > 0;
   for (const char* flag : {"--nnodes", "--node-rank", "--master-addr", "--master-port"}) {
     if (command.get_option(flag)->count() > 0 && !launcher) {
       throw UsageError(std::string(flag) + " needs --nproc-per-node (the launcher's flags)");
     }
   }
-  if (launcher) {
-    if (std::getenv("WORLD_SIZE") != nullptr) {
-      throw UsageError(
-          "--nproc-per-node starts ranks, but this process is one already (WORLD_SIZE is set): "
-          "use either torchrun or --nproc-per-node");
-    }
-    if (launch.nproc_per_node < 1 || launch.nnodes < 1) {
-      throw UsageError("--nproc-per-node and --nnodes must be >= 1");
-    }
-    if (launch.node_rank < 0 || launch.node_rank >= launch.nnodes) {
-      throw UsageError("--node-rank " + std::to_string(launch.node_rank) + " is outside [0, " +
-                       "--nnodes=" + std::to_string(launch.nnodes) + ")");
-    }
-    if (launch.master_port < 0 || launch.master_port > 65535) {
-      throw UsageError("--master-port " + std::to_string(launch.master_port) +
-                       " is not a TCP port in [1, 65535]");
-    }
-    environment.world_size = launch.nproc_per_node * launch.nnodes;
+  if (!launcher) return 0;
+  if (std::getenv("WORLD_SIZE") != nullptr) {
+    throw UsageError(
+        "--nproc-per-node starts ranks, but this process is one already (WORLD_SIZE is set): use "
+        "either torchrun or --nproc-per-node");
   }
-  train::TrainConfig config = requested;
-  if (!requested.resume.empty()) {
-    // Continue under the run's own configuration; what was given may only change where and how
-    // fast it runs.
-    train::TrainConfig saved;
-    try {
-      saved = train::saved_config(requested.resume);  // unreadable or corrupt: exit 1
-    } catch (const c10::ValueError& error) {          // no such checkpoint: a usage error
-      throw UsageError(error.what_without_backtrace());
-    }
-    try {
-      config = train::resume_config(saved, requested, given);
-      train::validate(config);
-    } catch (const c10::Error& error) {
-      throw UsageError(error.what_without_backtrace());
-    }
-    if (std::find(given.begin(), given.end(), "output-dir") == given.end()) {
-      // Continue where the checkpoint is now: a run directory that was moved or copied is
-      // written in its new place, never in the one its config names.
-      const std::filesystem::path directory =
-          std::filesystem::path(train::Checkpointer::resolve(requested.resume)).parent_path();
-      config.output_dir = directory.empty() ? "." : directory.string();
-    }
+  if (launch.nproc_per_node < 1 || launch.nnodes < 1) {
+    throw UsageError("--nproc-per-node and --nnodes must be >= 1");
   }
-  // Refused here, before any rank starts, as a command-line mistake; the trainer checks again.
-  if (!config.output_dir.empty() && !config.test_only) {
-    try {
-      train::check_run_dir(
-          config.output_dir, config,
-          config.resume.empty() ? "" : train::Checkpointer::resolve(config.resume));
-    } catch (const c10::Error& error) {
-      throw UsageError(error.what_without_backtrace());
-    }
+  if (launch.node_rank < 0 || launch.node_rank >= launch.nnodes) {
+    throw UsageError("--node-rank " + std::to_string(launch.node_rank) + " is outside [0, " +
+                     "--nnodes=" + std::to_string(launch.nnodes) + ")");
   }
-  if (config.batch_size % environment.world_size != 0) {
-    throw UsageError("batch-size " + std::to_string(config.batch_size) +
-                     " is not divisible by the world size " +
-                     std::to_string(environment.world_size) +
-                     ": batch-size is the global batch, split evenly over the ranks");
+  if (launch.master_port < 0 || launch.master_port > 65535) {
+    throw UsageError("--master-port " + std::to_string(launch.master_port) +
+                     " is not a TCP port in [1, 65535]");
   }
-  if (environment.distributed()) {
-    try {
-      distributed::choose_backend(config.dist_backend, torch::Device(config.device));
-    } catch (const c10::Error& error) {
-      throw UsageError(error.what_without_backtrace());
-    }
-  }
-  if (launcher) return launch_local_ranks(launch, arguments_for_ranks());
+  return launch.nproc_per_node * launch.nnodes;
+}
+
+// One process's run: a rank (torchrun's variables) or the only process.
+int train_here(const train::TrainPlan& plan, const distributed::Environment& environment) {
   keep_freed_memory();
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
   std::shared_ptr<distributed::ProcessGroup> group;
   if (environment.distributed()) {
     const auto timeout =
-        std::chrono::milliseconds(static_cast<int64_t>(config.dist_timeout * 1000.0 + 0.5));
-    group = std::make_shared<distributed::ProcessGroup>(environment, timeout, "gloo");
+        std::chrono::milliseconds(static_cast<int64_t>(plan.config.dist_timeout * 1000.0 + 0.5));
+    group = std::make_shared<distributed::ProcessGroup>(environment, timeout, plan.backend);
   }
-  train::Trainer trainer(config, std::cout, train::is_terminal(stdout), group);
+  train::Trainer trainer(plan, std::cout, train::is_terminal(stdout), group);
   const train::RunSummary summary = trainer.run();
   // As a shell reports a process ended by the signal: 128 + its number (130 SIGINT, 143 SIGTERM).
   return summary.interrupted ? 128 + (stop_signal != 0 ? stop_signal : SIGINT) : 0;
+}
+
+// Every mistake is found here, once, before any rank starts: a c10::ValueError from the library
+// (a key, a resume that would change the run, an occupied output-dir), which main() reports
+// as a usage error.
+int run_train(const TrainArguments& args, const CLI::App& command) {
+  refuse_original_spellings(args.refused);
+  train::TrainRequest request = read_request(args, command);
+  const distributed::Environment environment = distributed::environment();
+  const int64_t launched = launcher_world_size(args.launch, command);
+  request.world_size = launched > 0 ? launched : environment.world_size;
+  const train::TrainPlan plan = train::plan_training(request);
+  if (launched > 0) return launch_local_ranks(args.launch, arguments_for_ranks());
+  return train_here(plan, environment);
 }
 
 }  // namespace
@@ -214,7 +138,9 @@ void add_train_command(CLI::App& app) {
       ->add_option("--config", args->config_file,
                    "YAML file of config keys (configs/*.yaml); flags override it")
       ->type_name("FILE");
-  add_key_options(*command, *args);
+  for (const train::ConfigKey& key : train::config_keys()) {
+    add_config_option(*command, key, args->values, key.model ? "Model" : "Training");
+  }
   // torchrun's flags, with its spellings (dashes or underscores).
   command
       ->add_option("--nproc-per-node,--nproc_per_node", args->launch.nproc_per_node,

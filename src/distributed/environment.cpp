@@ -17,8 +17,8 @@ std::optional<int64_t> integer_variable(const std::function<const char*(const ch
   char* end = nullptr;
   errno = 0;
   const long long value = std::strtoll(text, &end, 10);
-  TORCH_CHECK(*text != '\0' && *end == '\0' && errno == 0 && *text != ' ', "environment variable ",
-              name, "='", text, "' is not a whole number");
+  TORCH_CHECK_VALUE(*text != '\0' && *end == '\0' && errno == 0 && *text != ' ',
+                    "environment variable ", name, "='", text, "' is not a whole number");
   return static_cast<int64_t>(value);
 }
 
@@ -32,43 +32,45 @@ Environment environment_from(const std::function<const char*(const char*)>& look
   const std::optional<int64_t> local_world_size = integer_variable(lookup, "LOCAL_WORLD_SIZE");
   const std::optional<int64_t> port = integer_variable(lookup, "MASTER_PORT");
   if (!world_size) {
-    TORCH_CHECK(!rank, "environment variable RANK=", *rank,
-                " is set but WORLD_SIZE is not: set both (torchrun does), or neither for one "
-                "process");
+    TORCH_CHECK_VALUE(!rank, "environment variable RANK=", *rank,
+                      " is set but WORLD_SIZE is not: set both (torchrun does), or neither for one "
+                      "process");
     return env;
   }
-  TORCH_CHECK(*world_size >= 1, "environment variable WORLD_SIZE=", *world_size, " must be >= 1");
+  TORCH_CHECK_VALUE(*world_size >= 1, "environment variable WORLD_SIZE=", *world_size,
+                    " must be >= 1");
   env.world_size = *world_size;
   if (env.world_size == 1 && !rank) return env;
-  TORCH_CHECK(rank.has_value(), "environment variable WORLD_SIZE=", env.world_size,
-              " is set but RANK is not: set RANK to this process's index in [0, ", env.world_size,
-              ")");
-  TORCH_CHECK(*rank >= 0 && *rank < env.world_size, "environment variable RANK=", *rank,
-              " is outside [0, WORLD_SIZE=", env.world_size, ")");
+  TORCH_CHECK_VALUE(rank.has_value(), "environment variable WORLD_SIZE=", env.world_size,
+                    " is set but RANK is not: set RANK to this process's index in [0, ",
+                    env.world_size, ")");
+  TORCH_CHECK_VALUE(*rank >= 0 && *rank < env.world_size, "environment variable RANK=", *rank,
+                    " is outside [0, WORLD_SIZE=", env.world_size, ")");
   env.rank = *rank;
   // Without the local variables, every rank is taken to be on this machine (one node).
   env.local_world_size = local_world_size.value_or(env.world_size);
   env.local_rank = local_rank.value_or(env.rank);
-  TORCH_CHECK(env.local_world_size >= 1 && env.local_world_size <= env.world_size,
-              "environment variable LOCAL_WORLD_SIZE=", env.local_world_size,
-              " must be in [1, WORLD_SIZE=", env.world_size, "]");
-  TORCH_CHECK(env.local_rank >= 0 && env.local_rank < env.local_world_size,
-              "environment variable LOCAL_RANK=", env.local_rank,
-              " is outside [0, LOCAL_WORLD_SIZE=", env.local_world_size, ")");
-  TORCH_CHECK(env.world_size % env.local_world_size == 0, "WORLD_SIZE=", env.world_size,
-              " is not a multiple of LOCAL_WORLD_SIZE=", env.local_world_size,
-              ": every node must run the same number of processes");
+  TORCH_CHECK_VALUE(env.local_world_size >= 1 && env.local_world_size <= env.world_size,
+                    "environment variable LOCAL_WORLD_SIZE=", env.local_world_size,
+                    " must be in [1, WORLD_SIZE=", env.world_size, "]");
+  TORCH_CHECK_VALUE(env.local_rank >= 0 && env.local_rank < env.local_world_size,
+                    "environment variable LOCAL_RANK=", env.local_rank,
+                    " is outside [0, LOCAL_WORLD_SIZE=", env.local_world_size, ")");
+  TORCH_CHECK_VALUE(env.world_size % env.local_world_size == 0, "WORLD_SIZE=", env.world_size,
+                    " is not a multiple of LOCAL_WORLD_SIZE=", env.local_world_size,
+                    ": every node must run the same number of processes");
   if (env.world_size == 1) return env;
   const char* addr = lookup("MASTER_ADDR");
-  TORCH_CHECK(addr != nullptr && *addr != '\0',
-              "environment variable MASTER_ADDR is not set: give the host of rank 0 (e.g. "
-              "127.0.0.1 on one machine)");
+  TORCH_CHECK_VALUE(addr != nullptr && *addr != '\0',
+                    "environment variable MASTER_ADDR is not set: give the host of rank 0 (e.g. "
+                    "127.0.0.1 on one machine)");
   env.master_addr = addr;
-  TORCH_CHECK(port.has_value(),
-              "environment variable MASTER_PORT is not set: give a free TCP port on MASTER_ADDR "
-              "(e.g. 29500)");
-  TORCH_CHECK(*port >= 1 && *port <= 65535, "environment variable MASTER_PORT=", *port,
-              " is not a TCP port in [1, 65535]");
+  TORCH_CHECK_VALUE(
+      port.has_value(),
+      "environment variable MASTER_PORT is not set: give a free TCP port on MASTER_ADDR "
+      "(e.g. 29500)");
+  TORCH_CHECK_VALUE(*port >= 1 && *port <= 65535, "environment variable MASTER_PORT=", *port,
+                    " is not a TCP port in [1, 65535]");
   env.master_port = *port;
   const char* agent = lookup("TORCHELASTIC_USE_AGENT_STORE");
   env.agent_store = agent != nullptr && std::string(agent) == "True";

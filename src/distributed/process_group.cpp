@@ -58,18 +58,19 @@ std::string heartbeat_key(int64_t rank) {
 }  // namespace
 
 std::string choose_backend(const std::string& requested, const torch::Device& device) {
-  TORCH_CHECK(requested == "auto" || requested == "gloo" || requested == "nccl",
-              "config key 'dist-backend': unknown value '", requested,
-              "': use one of auto, gloo, nccl");
+  TORCH_CHECK_VALUE(requested == "auto" || requested == "gloo" || requested == "nccl",
+                    "config key 'dist-backend': unknown value '", requested,
+                    "': use one of auto, gloo, nccl");
   const std::string backend = requested == "auto"
                                   ? (device.is_cuda() ? std::string("nccl") : std::string("gloo"))
                                   : requested;
   // NCCL would be created here (c10d::ProcessGroupNCCL) for CUDA devices when the LibTorch has
   // it; this version trains data-parallel on CPU only.
-  TORCH_CHECK(backend != "nccl",
-              "dist-backend nccl (CUDA) is not supported by this version of densenet: train "
-              "data-parallel on CPU with device cpu and dist-backend gloo");
-  TORCH_CHECK(!device.is_cuda(), "dist-backend gloo here reduces CPU tensors: use device cpu");
+  TORCH_CHECK_VALUE(backend != "nccl",
+                    "dist-backend nccl (CUDA) is not supported by this version of densenet: train "
+                    "data-parallel on CPU with device cpu and dist-backend gloo");
+  TORCH_CHECK_VALUE(!device.is_cuda(),
+                    "dist-backend gloo here reduces CPU tensors: use device cpu");
   return backend;
 }
 

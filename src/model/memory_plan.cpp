@@ -1,14 +1,16 @@
 #include "densenet/model/memory_plan.h"
 
+#include "model/stage_chunks.h"
+
 #include <algorithm>
+#include <limits>
 
 namespace densenet {
 
 namespace {
 
-// As in src/dense_stage.cpp: convolutions of a stage run over this many chunks of the batch.
-constexpr int64_t kStageChunks = 8;
-constexpr int64_t kBottleneckChunks = 2;  // a BC layer's 3x3 convolution backward, efficient
+using detail::kCpuBottleneckChunks;
+using detail::kCpuChunks;
 
 /// Elements per sample kept by the stem between forward and backward. The small stem keeps
 /// nothing but the input; the ImageNet stem keeps conv0's output (for norm0), the ReLU output
@@ -57,8 +59,8 @@ MemoryPlan plan_memory(const ArchitecturePlan& plan, MemoryMode mode, int64_t el
     // output (conv1), B channels.
     kept[b] = c_total * area;
     if (mode == MemoryMode::kEfficient && bottleneck) kept[b] += block.num_layers * width * area;
-    // Backward of the stage (src/dense_stage.cpp). Buffers are allocated when needed and
-    // released after use; convolutions run over kStageChunks chunks of the batch, so oneDNN's
+    // Backward of the stage (src/model/dense_stage.cpp). Buffers are allocated when needed and
+    // released after use; convolutions run over kCpuChunks chunks of the batch, so oneDNN's
     // reordered copies of a convolution's input and output gradient, and its input gradient
     // before it is written back, exist one chunk at a time (~3 input-sized chunk buffers).
     // The tail: dF. The transition's BN-ReLU and convolution run fused a sample at a time
@@ -71,11 +73,11 @@ MemoryPlan plan_memory(const ArchitecturePlan& plan, MemoryMode mode, int64_t el
     int64_t layer = c_total * area + k * area;
     if (bottleneck) {
       // The 3x3 convolution backward runs in 8 chunks in minimal, 2 in efficient.
-      const int64_t chunks = mode == MemoryMode::kMinimal ? kStageChunks : kBottleneckChunks;
+      const int64_t chunks = mode == MemoryMode::kMinimal ? kCpuChunks : kCpuBottleneckChunks;
       layer += (mode == MemoryMode::kMinimal ? 2 : 1) * width * area + 3 * width * area / chunks;
     } else {
       const int64_t widest_input = (c_total - k) * area;
-      layer += widest_input + 3 * widest_input / kStageChunks;
+      layer += widest_input + 3 * widest_input / kCpuChunks;
     }
     transient[b] = std::max(tail, layer);
   }
@@ -97,6 +99,41 @@ MemoryPlan plan_memory(const ArchitecturePlan& plan, MemoryMode mode, int64_t el
   result.peak_bytes = std::max(peak, total_kept) * element_size;
   for (int64_t elements : kept) result.stage_kept_bytes.push_back(elements * element_size);
   return result;
+}
+
+namespace {
+
+// a * b + c, saturating at INT64_MAX.
+int64_t saturating(int64_t a, int64_t b, int64_t c = 0) {
+  int64_t product = 0, sum = 0;
+  if (__builtin_mul_overflow(a, b, &product) || __builtin_add_overflow(product, c, &sum)) {
+    return std::numeric_limits<int64_t>::max();
+  }
+  return sum;
+}
+
+}  // namespace
+
+int64_t StepMemory::bytes(int64_t batch, int64_t splits) const {
+  const int64_t piece = (batch + splits - 1) / std::max<int64_t>(splits, 1);
+  const int64_t inputs = saturating(input_per_sample, saturating(batch, input_batches));
+  return saturating(activations_per_sample, piece, saturating(1, inputs, fixed));
+}
+
+StepMemory plan_step_memory(const ArchitecturePlan& plan, MemoryMode mode, int64_t optimizer_copies,
+                            int64_t input_batches) {
+  StepMemory step;
+  step.activations_per_sample = plan_memory(plan, mode).peak_bytes;
+  step.input_per_sample = saturating(saturating(plan.options.in_channels(), plan.input_size),
+                                     saturating(plan.input_size, 4));
+  step.input_batches = input_batches;
+  step.fixed = saturating(plan.num_parameters(), 4 * (2 + optimizer_copies));
+  return step;
+}
+
+int64_t predicted_step_bytes(const ArchitecturePlan& plan, MemoryMode mode, int64_t batch_size,
+                             int64_t num_batch_splits, int64_t optimizer_copies) {
+  return plan_step_memory(plan, mode, optimizer_copies, 2).bytes(batch_size, num_batch_splits);
 }
 
 }  // namespace densenet

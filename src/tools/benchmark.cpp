@@ -232,13 +232,11 @@ int64_t find_max_batch(const DenseNetOptions& model_options, int64_t cap_bytes,
   if (!fits(1)) return 0;
   // Bracket around the batch the memory plan predicts (parameters, gradients and a little
   // workspace aside), so that only a few steps run at the large sizes; then bisect.
-  const ArchitecturePlan architecture = plan_architecture(model_options);
+  const StepMemory need = plan_step_memory(plan_architecture(model_options), model_options.memory(),
+                                           /*optimizer_copies=*/0, /*input_batches=*/1);
   const int64_t per_sample =
-      std::max<int64_t>(1, plan_memory(architecture, model_options.memory()).peak_bytes +
-                               model_options.in_channels() * model_options.input_size() *
-                                   model_options.input_size() * 4);
-  const int64_t fixed = 3 * architecture.num_parameters() * 4;
-  const int64_t guess = std::max<int64_t>(1, (cap_bytes - fixed) / per_sample);
+      std::max<int64_t>(1, need.activations_per_sample + need.input_per_sample);
+  const int64_t guess = std::max<int64_t>(1, (cap_bytes - need.fixed) / per_sample);
   int64_t good = 1, bad = 0;
   int64_t probe = std::max<int64_t>(2, guess * 95 / 100);
   if (fits(probe)) {

@@ -49,9 +49,9 @@ std::vector<std::string> Checkpointer::numbered_checkpoints() const {
   return paths;
 }
 
-std::vector<std::string> Checkpointer::save(const pth::Value& checkpoint,
+std::vector<std::string> Checkpointer::save(const TrainingState& state,
                                             std::optional<int64_t> completed_epoch, bool is_best) {
-  const std::string bytes = pth::serialize_checkpoint(checkpoint);
+  const std::string bytes = pth::serialize_checkpoint(to_checkpoint(state));
   std::vector<std::string> written;
   const auto write = [&](const std::string& path) {
     write_file_atomically(path, bytes);

@@ -71,13 +71,29 @@ void draw_text(cairo_t* cr, const std::string& text, double x, double y, double 
   cairo_show_text(cr, text.c_str());
 }
 
-void draw_panel(cairo_t* cr, Rect area, const std::string& y_label,
-                const std::vector<Series>& series, int64_t last_epoch, bool legend_at_top,
-                double y_floor, double y_ceiling) {
-  // Ranges: x covers epochs 1..last (at least one unit wide); y covers the finite values with a
-  // 5% margin, clamped to [y_floor, y_ceiling].
-  double x_min = 1, x_max = std::max<double>(2, static_cast<double>(last_epoch));
-  if (last_epoch <= 1) x_min = 0;
+// A panel's data ranges and where they land in its area, inset by a few pixels so that markers
+// at the range's ends stay whole.
+struct Axes {
+  Rect area;
+  double x_min = 1, x_max = 2, x_step = 1;
+  double y_min = 0, y_max = 1, y_step = 1;
+  static constexpr double kInset = 8;
+  double px(double x) const {
+    return area.x + kInset + (x - x_min) / (x_max - x_min) * (area.w - 2 * kInset);
+  }
+  double py(double y) const {
+    return area.y + area.h - kInset - (y - y_min) / (y_max - y_min) * (area.h - 2 * kInset);
+  }
+};
+
+// x covers epochs 1..last (at least one unit wide); y covers the finite values with a 5% margin,
+// clamped to [y_floor, y_ceiling], widened to whole ticks.
+Axes fit_axes(Rect area, const std::vector<Series>& series, int64_t last_epoch, double y_floor,
+              double y_ceiling) {
+  Axes axes;
+  axes.area = area;
+  axes.x_max = std::max<double>(2, static_cast<double>(last_epoch));
+  if (last_epoch <= 1) axes.x_min = 0;
   double y_min = std::numeric_limits<double>::infinity(), y_max = -y_min;
   for (const Series& s : series) {
     for (const double y : s.y) {
@@ -89,40 +105,35 @@ void draw_panel(cairo_t* cr, Rect area, const std::string& y_label,
   y_min = std::max(y_floor, y_min - margin);
   y_max = std::min(y_ceiling, y_max + margin);
   if (y_max <= y_min) y_max = y_min + 1;
-  const double y_step = nice_step(y_max - y_min, 5);
-  y_min = std::floor(y_min / y_step) * y_step;
-  y_max = std::ceil(y_max / y_step) * y_step;
-  const double x_step = std::max(1.0, nice_step(x_max - x_min, 8));
+  axes.y_step = nice_step(y_max - y_min, 5);
+  axes.y_min = std::floor(y_min / axes.y_step) * axes.y_step;
+  axes.y_max = std::ceil(y_max / axes.y_step) * axes.y_step;
+  axes.x_step = std::max(1.0, nice_step(axes.x_max - axes.x_min, 8));
+  return axes;
+}
 
-  // Data map into the axes inset by a few pixels, so markers at the range's ends stay whole.
-  constexpr double kInset = 8;
-  auto px = [&](double x) {
-    return area.x + kInset + (x - x_min) / (x_max - x_min) * (area.w - 2 * kInset);
-  };
-  auto py = [&](double y) {
-    return area.y + area.h - kInset - (y - y_min) / (y_max - y_min) * (area.h - 2 * kInset);
-  };
-
-  // Grid and ticks.
+// Grid lines with their tick labels, the axes box and the axis labels.
+void draw_grid(cairo_t* cr, const Axes& axes, const std::string& y_label) {
+  const Rect& area = axes.area;
   cairo_set_font_size(cr, 13);
   cairo_set_line_width(cr, 1);
-  for (double y = y_min; y <= y_max + y_step * 1e-6; y += y_step) {
+  for (double y = axes.y_min; y <= axes.y_max + axes.y_step * 1e-6; y += axes.y_step) {
     set_color(cr, kGrid);
-    cairo_move_to(cr, area.x, std::round(py(y)) + 0.5);
-    cairo_line_to(cr, area.x + area.w, std::round(py(y)) + 0.5);
+    cairo_move_to(cr, area.x, std::round(axes.py(y)) + 0.5);
+    cairo_line_to(cr, area.x + area.w, std::round(axes.py(y)) + 0.5);
     cairo_stroke(cr);
     set_color(cr, kInk);
-    draw_text(cr, tick_label(y, y_step), area.x - 8, py(y), 1, 0.5);
+    draw_text(cr, tick_label(y, axes.y_step), area.x - 8, axes.py(y), 1, 0.5);
   }
-  for (double x = std::ceil(x_min / x_step) * x_step; x <= x_max + 1e-9; x += x_step) {
+  for (double x = std::ceil(axes.x_min / axes.x_step) * axes.x_step; x <= axes.x_max + 1e-9;
+       x += axes.x_step) {
     set_color(cr, kGrid);
-    cairo_move_to(cr, std::round(px(x)) + 0.5, area.y);
-    cairo_line_to(cr, std::round(px(x)) + 0.5, area.y + area.h);
+    cairo_move_to(cr, std::round(axes.px(x)) + 0.5, area.y);
+    cairo_line_to(cr, std::round(axes.px(x)) + 0.5, area.y + area.h);
     cairo_stroke(cr);
     set_color(cr, kInk);
-    draw_text(cr, tick_label(x, 1), px(x), area.y + area.h + 8, 0.5, 0);
+    draw_text(cr, tick_label(x, 1), axes.px(x), area.y + area.h + 8, 0.5, 0);
   }
-  // Axes box and labels.
   set_color(cr, kInk);
   cairo_rectangle(cr, area.x + 0.5, area.y + 0.5, area.w, area.h);
   cairo_stroke(cr);
@@ -133,10 +144,12 @@ void draw_panel(cairo_t* cr, Rect area, const std::string& y_label,
   cairo_rotate(cr, -M_PI / 2);
   draw_text(cr, y_label, 0, 0, 0.5, 0.5);
   cairo_restore(cr);
+}
 
-  // Lines (broken at missing values) and point markers, clipped to the axes.
+// Lines (broken at missing values) and point markers, clipped to the axes.
+void draw_series(cairo_t* cr, const Axes& axes, const std::vector<Series>& series) {
   cairo_save(cr);
-  cairo_rectangle(cr, area.x, area.y, area.w, area.h);
+  cairo_rectangle(cr, axes.area.x, axes.area.y, axes.area.w, axes.area.h);
   cairo_clip(cr);
   for (const Series& s : series) {
     set_color(cr, s.color);
@@ -150,9 +163,9 @@ void draw_panel(cairo_t* cr, Rect area, const std::string& y_label,
         continue;
       }
       if (drawing) {
-        cairo_line_to(cr, px(s.x[i]), py(s.y[i]));
+        cairo_line_to(cr, axes.px(s.x[i]), axes.py(s.y[i]));
       } else {
-        cairo_move_to(cr, px(s.x[i]), py(s.y[i]));
+        cairo_move_to(cr, axes.px(s.x[i]), axes.py(s.y[i]));
       }
       drawing = true;
     }
@@ -160,17 +173,20 @@ void draw_panel(cairo_t* cr, Rect area, const std::string& y_label,
     cairo_set_dash(cr, nullptr, 0, 0);
     for (size_t i = 0; i < s.x.size(); ++i) {
       if (!std::isfinite(s.y[i])) continue;
-      cairo_arc(cr, px(s.x[i]), py(s.y[i]), 3, 0, 2 * M_PI);
+      cairo_arc(cr, axes.px(s.x[i]), axes.py(s.y[i]), 3, 0, 2 * M_PI);
       cairo_fill(cr);
     }
   }
   cairo_restore(cr);
+}
 
-  // Legend in a corner (top right for loss, which falls; bottom right for accuracy, which rises).
+// The legend in a corner (top right for loss, which falls; bottom right for accuracy, which
+// rises).
+void draw_legend(cairo_t* cr, const Rect& area, const std::vector<Series>& series, bool at_top) {
   cairo_set_font_size(cr, 13);
   const double row = 20, box_w = 150, box_h = row * static_cast<double>(series.size()) + 10;
   const double bx = area.x + area.w - box_w - 10;
-  const double by = legend_at_top ? area.y + 10 : area.y + area.h - box_h - 10;
+  const double by = at_top ? area.y + 10 : area.y + area.h - box_h - 10;
   cairo_set_source_rgba(cr, 1, 1, 1, 0.85);
   cairo_rectangle(cr, bx, by, box_w, box_h);
   cairo_fill_preserve(cr);
@@ -190,6 +206,15 @@ void draw_panel(cairo_t* cr, Rect area, const std::string& y_label,
     set_color(cr, kInk);
     draw_text(cr, series[i].label, bx + 44, y, 0, 0.5);
   }
+}
+
+void draw_panel(cairo_t* cr, Rect area, const std::string& y_label,
+                const std::vector<Series>& series, int64_t last_epoch, bool legend_at_top,
+                double y_floor, double y_ceiling) {
+  const Axes axes = fit_axes(area, series, last_epoch, y_floor, y_ceiling);
+  draw_grid(cr, axes, y_label);
+  draw_series(cr, axes, series);
+  draw_legend(cr, area, series, legend_at_top);
 }
 
 cairo_status_t append_png(void* closure, const unsigned char* data, unsigned int length) {

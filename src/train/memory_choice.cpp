@@ -5,7 +5,6 @@
 
 #include <c10/util/Exception.h>
 
-#include <fstream>
 #include <limits>
 #include <sstream>
 
@@ -16,19 +15,6 @@ std::vector<MemoryMode> memory_modes_by_speed(c10::DeviceType device) {
     return {MemoryMode::kNaive, MemoryMode::kEfficient, MemoryMode::kMinimal};
   }
   return {MemoryMode::kEfficient, MemoryMode::kMinimal, MemoryMode::kNaive};
-}
-
-int64_t predicted_step_bytes(const ArchitecturePlan& plan, MemoryMode mode, int64_t batch_size,
-                             int64_t num_batch_splits, int64_t optimizer_copies) {
-  const int64_t piece = (batch_size + num_batch_splits - 1) / num_batch_splits;
-  const MemoryPlan memory = plan_memory(plan, mode);
-  const int64_t parameters = plan.num_parameters() * 4 * (2 + optimizer_copies);
-  const int64_t inputs =
-      2 * batch_size * plan.options.in_channels() * plan.input_size * plan.input_size * 4;
-  const int64_t limit = std::numeric_limits<int64_t>::max() / 2;
-  TORCH_CHECK(memory.peak_bytes == 0 || piece <= limit / memory.peak_bytes,
-              "the memory needed overflows: batch ", batch_size, " is far too large");
-  return memory.peak_bytes * piece + parameters + inputs;
 }
 
 MemoryChoice choose_memory(const ArchitecturePlan& plan, int64_t batch_size, int64_t budget_bytes,
@@ -67,15 +53,11 @@ MemoryChoice choose_memory(const ArchitecturePlan& plan, int64_t batch_size, int
               " (minimal mode, one sample per piece); raise memory-budget or use a smaller model");
 }
 
-int64_t default_memory_budget() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string name;
-  int64_t kib = 0;
-  std::string unit;
-  while (meminfo >> name >> kib >> unit) {
-    if (name == "MemAvailable:") return kib * 1024 / 10 * 8;
-  }
-  TORCH_CHECK(false, "cannot read MemAvailable from /proc/meminfo: give memory-budget, e.g. 4GiB");
+int64_t default_memory_budget(const AvailableMemory& available) {
+  TORCH_CHECK(available.bytes > 0,
+              "cannot read the available memory (/proc/meminfo, the cgroup limits): give "
+              "memory-budget, e.g. 4GiB");
+  return available.bytes / 10 * 8;
 }
 
 }  // namespace densenet::train

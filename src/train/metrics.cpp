@@ -52,57 +52,58 @@ std::vector<int64_t> count_topk_correct(const torch::Tensor& logits, const torch
   return counts;
 }
 
+double MetricField::get(const EpochRecord& record) const {
+  return count != nullptr ? static_cast<double>(record.*count) : record.*real;
+}
+
+void MetricField::set(EpochRecord& record, double value) const {
+  if (count != nullptr) {
+    record.*count = static_cast<int64_t>(value);
+  } else {
+    record.*real = value;
+  }
+}
+
+const std::vector<MetricField>& metric_fields() {
+  using R = EpochRecord;
+  const auto count = [](const char* name, int64_t R::*member, std::optional<double> missing) {
+    return MetricField{name, member, nullptr, missing};
+  };
+  const auto real = [](const char* name, double R::*member, std::optional<double> missing) {
+    return MetricField{name, nullptr, member, missing};
+  };
+  const std::optional<double> required;
+  static const std::vector<MetricField> fields = {
+      count("epoch", &R::epoch, required),
+      real("lr", &R::lr, required),
+      real("train_loss", &R::train_loss, required),
+      real("train_top1", &R::train_top1, required),
+      real("eval_loss", &R::eval_loss, required),
+      real("eval_top1", &R::eval_top1, required),
+      real("eval_top5", &R::eval_top5, required),
+      real("epoch_seconds", &R::epoch_seconds, required),
+      real("eval_seconds", &R::eval_seconds, required),
+      real("images_per_second", &R::images_per_second, required),
+      real("data_wait_share", &R::data_wait_share, required),
+      real("elapsed_seconds", &R::elapsed_seconds, required),
+      // Added with data-parallel training, then with amp: older histories lack them.
+      real("comm_wait_share", &R::comm_wait_share, 0.0),
+      count("skipped_steps", &R::skipped_steps, 0.0),
+      real("loss_scale", &R::loss_scale, std::numeric_limits<double>::quiet_NaN()),
+  };
+  return fields;
+}
+
 const std::vector<std::string>& metric_columns() {
-  static const std::vector<std::string> columns = {"epoch",           "lr",
-                                                   "train_loss",      "train_top1",
-                                                   "eval_loss",       "eval_top1",
-                                                   "eval_top5",       "epoch_seconds",
-                                                   "eval_seconds",    "images_per_second",
-                                                   "data_wait_share", "elapsed_seconds",
-                                                   "comm_wait_share", "skipped_steps",
-                                                   "loss_scale"};
+  static const std::vector<std::string> columns = [] {
+    std::vector<std::string> names;
+    for (const MetricField& field : metric_fields()) names.push_back(field.name);
+    return names;
+  }();
   return columns;
 }
 
 namespace {
-
-std::vector<double> values_of(const EpochRecord& r) {
-  return {static_cast<double>(r.epoch),
-          r.lr,
-          r.train_loss,
-          r.train_top1,
-          r.eval_loss,
-          r.eval_top1,
-          r.eval_top5,
-          r.epoch_seconds,
-          r.eval_seconds,
-          r.images_per_second,
-          r.data_wait_share,
-          r.elapsed_seconds,
-          r.comm_wait_share,
-          static_cast<double>(r.skipped_steps),
-          r.loss_scale};
-}
-
-EpochRecord record_of(const std::vector<double>& v) {
-  EpochRecord r;
-  r.epoch = static_cast<int64_t>(v[0]);
-  r.lr = v[1];
-  r.train_loss = v[2];
-  r.train_top1 = v[3];
-  r.eval_loss = v[4];
-  r.eval_top1 = v[5];
-  r.eval_top5 = v[6];
-  r.epoch_seconds = v[7];
-  r.eval_seconds = v[8];
-  r.images_per_second = v[9];
-  r.data_wait_share = v[10];
-  r.elapsed_seconds = v[11];
-  r.comm_wait_share = v[12];
-  r.skipped_steps = static_cast<int64_t>(v[13]);
-  r.loss_scale = v[14];
-  return r;
-}
 
 /// Shortest text that reads back as the same double (17 significant digits at most); NaN is an
 /// empty CSV field, which pandas and Python's csv read as missing.
@@ -118,12 +119,13 @@ std::string csv_number(double value) {
 
 std::string to_csv(const std::vector<EpochRecord>& history) {
   std::string out;
-  const auto& columns = metric_columns();
-  for (size_t i = 0; i < columns.size(); ++i) out += (i ? "," : "") + columns[i];
+  const auto& fields = metric_fields();
+  for (size_t i = 0; i < fields.size(); ++i) out += (i ? "," : "") + fields[i].name;
   out += '\n';
   for (const EpochRecord& record : history) {
-    const auto values = values_of(record);
-    for (size_t i = 0; i < values.size(); ++i) out += (i ? "," : "") + csv_number(values[i]);
+    for (size_t i = 0; i < fields.size(); ++i) {
+      out += (i ? "," : "") + csv_number(fields[i].get(record));
+    }
     out += '\n';
   }
   return out;
@@ -133,14 +135,16 @@ std::string to_csv(const std::vector<EpochRecord>& history) {
 
 std::string format_metrics_jsonl(const std::vector<EpochRecord>& history) {
   std::string out;
-  const auto& columns = metric_columns();
   for (const EpochRecord& record : history) {
-    const auto values = values_of(record);
     nlohmann::ordered_json row;
-    row[columns[0]] = record.epoch;
-    // nlohmann writes NaN as null, JSON's missing value.
-    for (size_t i = 1; i < values.size(); ++i) row[columns[i]] = values[i];
-    row["skipped_steps"] = record.skipped_steps;  // a count, written as one (in place)
+    for (const MetricField& field : metric_fields()) {
+      // A count is written as one; nlohmann writes a NaN real as null, JSON's missing value.
+      if (field.count != nullptr) {
+        row[field.name] = record.*field.count;
+      } else {
+        row[field.name] = record.*field.real;
+      }
+    }
     out += row.dump() + '\n';
   }
   return out;
@@ -151,33 +155,24 @@ std::vector<EpochRecord> parse_metrics_jsonl(const std::string& text, const std:
   std::istringstream in(text);
   std::string line;
   int64_t line_number = 0;
-  const auto& columns = metric_columns();
   while (std::getline(in, line)) {
     ++line_number;
     if (line.empty()) continue;
     const auto row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     TORCH_CHECK(row.is_object(), source, ":", line_number, ": not a JSON object: ", line);
-    std::vector<double> values;
-    for (const auto& column : columns) {
-      const auto it = row.find(column);
-      if (it == row.end() && column == "comm_wait_share") {
-        values.push_back(0.0);  // a history from before the column existed
-        continue;
-      }
-      if (it == row.end() && column == "skipped_steps") {
-        values.push_back(0);  // the columns of loss scaling came later: older files lack them
-        continue;
-      }
-      if (it == row.end() && column == "loss_scale") {
-        values.push_back(std::numeric_limits<double>::quiet_NaN());
+    EpochRecord record;
+    for (const MetricField& field : metric_fields()) {
+      const auto it = row.find(field.name);
+      if (it == row.end() && field.if_missing) {
+        field.set(record, *field.if_missing);  // a file from before the field existed
         continue;
       }
       TORCH_CHECK(it != row.end() && (it->is_number() || it->is_null()), source, ":", line_number,
-                  ": '", column, "' is missing or not a number");
-      values.push_back(it->is_null() ? std::numeric_limits<double>::quiet_NaN()
-                                     : it->get<double>());
+                  ": '", field.name, "' is missing or not a number");
+      field.set(record,
+                it->is_null() ? std::numeric_limits<double>::quiet_NaN() : it->get<double>());
     }
-    history.push_back(record_of(values));
+    history.push_back(record);
   }
   return history;
 }

@@ -18,6 +18,20 @@ std::string printf_string(const char* format, double value) {
 
 }  // namespace
 
+std::string format_number(double value, int decimals, int exponent_decimals) {
+  char text[64];
+  const double magnitude = std::abs(value);
+  const bool fixed = value == 0 || (magnitude >= 1e-3 && magnitude < 1e4);
+  if (!std::isfinite(value)) {
+    std::snprintf(text, sizeof(text), "%g", value);
+  } else if (fixed) {
+    std::snprintf(text, sizeof(text), "%.*f", decimals, value);
+  } else {
+    std::snprintf(text, sizeof(text), "%.*e", exponent_decimals, value);
+  }
+  return text;
+}
+
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "-:--";
   const auto total = static_cast<int64_t>(std::llround(seconds));
@@ -46,15 +60,12 @@ std::string format_progress(const ProgressState& state, int bar_width) {
   } else {
     line += " step " + counts;
   }
-  if (std::isfinite(state.loss)) line += printf_string(" loss %.4f", state.loss);
+  if (std::isfinite(state.loss)) line += " loss " + format_number(state.loss);
   if (std::isfinite(state.top1)) line += printf_string(" top-1 %.1f%%", state.top1);
   line += printf_string(" %.0f img/s", state.images_per_second);
   line += printf_string(" wait %.0f%%", 100 * state.data_wait_share);
-  if (std::isfinite(state.lr)) {
-    // Four decimals read well for the usual rates; small ones (a schedule's tail) need exponents.
-    const bool small = state.lr != 0 && std::abs(state.lr) < 1e-3;
-    line += printf_string(small ? " lr %.2e" : " lr %.4f", state.lr);
-  }
+  // Four decimals read well for the usual rates; small ones (a schedule's tail) need exponents.
+  if (std::isfinite(state.lr)) line += " lr " + format_number(state.lr, 4);
   if (known && state.step >= state.steps) {
     line += " time " + format_duration(state.elapsed_seconds);
   } else if (known && state.step > 0) {

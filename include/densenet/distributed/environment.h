@@ -24,7 +24,7 @@ struct Environment {
 };
 
 /// Reads the variables through `lookup` (getenv's contract: nullptr when unset). No WORLD_SIZE
-/// (and no RANK) is a single process. Throws c10::Error with one line naming the variable for
+/// (and no RANK) is a single process. Throws c10::ValueError with one line naming the variable for
 /// a value that is not a whole number, RANK >= WORLD_SIZE, LOCAL_RANK >= LOCAL_WORLD_SIZE, a
 /// missing RANK, MASTER_ADDR or MASTER_PORT with WORLD_SIZE > 1, a port outside [1, 65535].
 Environment environment_from(const std::function<const char*(const char*)>& lookup);

@@ -24,4 +24,30 @@ struct MemoryPlan {
 /// Bytes per sample for `plan` (its input size) in `mode`; element_size 4 for float32.
 MemoryPlan plan_memory(const ArchitecturePlan& plan, MemoryMode mode, int64_t element_size = 4);
 
+/// The memory of one training step (float32), as `densenet train` (its refusal of a step that
+/// cannot fit, `memory: auto`) and `densenet bench` (its refusal, --max-batch's first guess)
+/// predict it: the one formula all three use.
+struct StepMemory {
+  int64_t activations_per_sample = 0;  // plan_memory(...).peak_bytes: per image of a piece
+  int64_t input_per_sample = 0;        // one float32 input image (C x S x S x 4 bytes)
+  int64_t input_batches = 1;           // input batches alive at once
+  int64_t fixed = 0;  // parameters, their gradients and the optimiser's copies of them
+
+  /// Bytes of a step of `batch` images run in `splits` pieces: the activations of the largest
+  /// piece, ceil(batch / splits) images, plus input_batches whole input batches, plus `fixed`.
+  /// Saturates at INT64_MAX (a need that large is refused anyway).
+  int64_t bytes(int64_t batch, int64_t splits = 1) const;
+};
+
+/// `optimizer_copies`: float32 copies of the parameters the optimiser keeps (0 none, as bench's
+/// step; 1 SGD's momentum; 2 AdamW's moments). `input_batches`: 1 for bench, 2 for train (the
+/// batch in use and the one the loader has prefetched).
+StepMemory plan_step_memory(const ArchitecturePlan& plan, MemoryMode mode, int64_t optimizer_copies,
+                            int64_t input_batches);
+
+/// plan_step_memory(plan, mode, optimizer_copies, 2).bytes(batch, splits): what a training step
+/// of `densenet train` needs.
+int64_t predicted_step_bytes(const ArchitecturePlan& plan, MemoryMode mode, int64_t batch_size,
+                             int64_t num_batch_splits, int64_t optimizer_copies);
+
 }  // namespace densenet

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "densenet/io/pth_value.h"
+#include "densenet/train/training_state.h"
 
 #include <cstdint>
 #include <optional>
@@ -20,12 +20,12 @@ class Checkpointer {
  public:
   Checkpointer(std::string run_dir, int64_t save_interval, int64_t keep_checkpoints);
 
-  /// Serialises `checkpoint` once (torch.save's zip format) and writes last.pth. With
+  /// Serialises `state` once (to_checkpoint, in torch.save's zip format) and writes last.pth. With
   /// `completed_epoch`, it is an epoch's end: also best.pth when `is_best`, and the numbered
   /// copy when the epoch is a multiple of save_interval, then the oldest numbered copies beyond
   /// keep_checkpoints are removed. Returns the paths written. Throws c10::Error naming the file
   /// when a write fails (the file's previous version is then untouched).
-  std::vector<std::string> save(const pth::Value& checkpoint,
+  std::vector<std::string> save(const TrainingState& state,
                                 std::optional<int64_t> completed_epoch = std::nullopt,
                                 bool is_best = false);
 

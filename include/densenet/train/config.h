@@ -3,6 +3,7 @@
 #include "densenet/model/options.h"
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -83,28 +84,52 @@ struct TrainConfig {
   bool force = false;         // overwrite an output directory that holds another run
 };
 
-/// One configuration key: its spelling, what it takes and what it means.
+/// The numbers a numeric key accepts: an interval, either end open or unbounded.
+struct ValueRange {
+  double min = -std::numeric_limits<double>::infinity();
+  double max = std::numeric_limits<double>::infinity();
+  bool min_open = false, max_open = false;
+  std::string note;  // what a special value means, e.g. "(0: all)"
+
+  bool contains(double value) const;
+  /// "must be >= 1", "must be > 0 seconds", "must be in [0, 1)", "must be >= 0 (0: all)".
+  std::string describe() const;
+};
+
+/// One configuration key: its spelling, what it takes and what it means. config_keys() is the one
+/// table from which the YAML reader and writer, the command-line options of `densenet train` and
+/// `densenet eval`, their --help, validate() and the resume check are all made.
 struct ConfigKey {
   std::string name;    // "batch-size"
   std::string type;    // "int", "real", "bool", "string", "int list", "real list", "size"
-  std::string help;    // one line
+  std::string help;    // one line; the allowed values and the default are added where shown
   bool model = false;  // changes the architecture (cannot change on --resume)
+  /// May differ between a run and its resumption: it changes where and how fast the run
+  /// computes, not what (epochs too: the schedule is re-derived and the change is reported).
+  bool may_change_on_resume = false;
+  bool eval = false;                 // `densenet eval` takes it (the data and the model)
+  std::vector<std::string> choices;  // a string key's allowed values (empty: free text)
+  std::optional<ValueRange> range;   // a number's allowed values (cross-key limits aside)
+  /// The help line as --help shows it: help, then "(one of: a | b)" or the range.
+  std::string described_help() const;
 };
 
 /// Every key, in the order `config.yaml` is written.
 const std::vector<ConfigKey>& config_keys();
 
 /// Sets `key` from its text (a command-line value or a YAML scalar/flow list: "0.1", "6,12,24",
-/// "[6, 12]", "true", "512MiB"). Throws c10::Error naming the key and what it accepts, also for
-/// an unknown key (with the closest known spelling).
+/// "[6, 12]", "true", "512MiB"). Throws c10::ValueError naming the key and what it accepts, also
+/// for an unknown key (with the closest known spelling). Every error of this file is a
+/// c10::ValueError: a mistake in what the user asked for (the CLI exits with status 2).
 void set_config_value(TrainConfig& config, const std::string& key, const std::string& text);
 
 /// The key's current value as YAML text ("0.1", "[6, 12, 24, 16]", "null" when unset).
 std::string config_value(const TrainConfig& config, const std::string& key);
 
-/// Reads a YAML mapping of keys to values onto `config` (keys may use '-' or '_') and returns
-/// the keys it set, normalised ("batch-size"). Throws c10::Error naming the file and line for a
-/// file that is not YAML, and the key for an unknown key or a bad value.
+/// Reads a YAML mapping of keys to values onto `config` (keys may use '-' or '_'; a list may be a
+/// YAML list or the flag's bare form, `block-config: 6,12,24,16`) and returns the keys it set,
+/// normalised ("batch-size"). Throws c10::ValueError naming the file and line for a file that is
+/// not YAML, and the key for an unknown key or a bad value.
 std::vector<std::string> load_config_file(TrainConfig& config, const std::string& path);
 
 /// Parses YAML text as load_config_file does; `source` names it in errors.
@@ -120,11 +145,19 @@ std::string config_to_yaml(const TrainConfig& config);
 /// Copies one key's value from `from` to `to`.
 void copy_config_value(TrainConfig& to, const TrainConfig& from, const std::string& key);
 
-/// Keys that may differ between a run and its resumption: where and how fast it runs, not what
-/// it computes (epochs too: the schedule is re-derived and the change is reported).
+/// The key called `name` ("batch_size" and "batch-size" alike). Throws c10::ValueError for an
+/// unknown key, with the closest known spelling.
+const ConfigKey& config_key(const std::string& name);
+
+/// config_key(key).may_change_on_resume.
 bool may_change_on_resume(const std::string& key);
 
-/// Throws c10::Error "cannot change 'KEY' when resuming: the run has X, given Y" when `key` is
+/// Sets every key that `densenet eval` does not take (config_key(k).eval false: optimisation,
+/// augmentation, the run directory) back to its default: a training checkpoint's configuration
+/// evaluated on other data must not fail on, or be changed by, keys of its training alone.
+void reset_training_only_keys(TrainConfig& config);
+
+/// Throws c10::ValueError "cannot change 'KEY' when resuming: the run has X, given Y" when `key` is
 /// built differently in `continued` than in `base` (the run with only the keys that may change
 /// applied), compared as effective_config_value: the same model or schedule given in other
 /// words passes.
@@ -132,14 +165,14 @@ void check_unchanged_on_resume(const TrainConfig& base, const TrainConfig& conti
                                const std::string& key);
 
 /// The configuration to continue a run: `saved` (the checkpoint's) with the keys in `given`
-/// taken from `requested`. Throws c10::Error naming the key, both values and the way out when a
-/// given key would change what the run computes.
+/// taken from `requested`. Throws c10::ValueError naming the key, both values and the way out when
+/// a given key would change what the run computes.
 TrainConfig resume_config(const TrainConfig& saved, const TrainConfig& requested,
                           const std::vector<std::string>& given);
 
 /// Checks values that are wrong whatever the dataset (ranges, enumerations, combinations) and,
 /// with `check_model`, that the preset with its overrides can be built at the input size;
-/// throws c10::Error naming the key. `check_model` false: for a configuration whose model will
+/// throws c10::ValueError naming the key. `check_model` false: for a configuration whose model will
 /// come from a checkpoint (eval), checked once it has.
 void validate(const TrainConfig& config, bool check_model = true);
 

@@ -1,6 +1,8 @@
 #pragma once
 
 #include "densenet/model/architecture.h"
+#include "densenet/model/memory_plan.h"
+#include "densenet/util/machine.h"
 
 #include <c10/core/DeviceType.h>
 
@@ -24,13 +26,6 @@ struct MemoryChoice {
 /// batch 64, 2 threads: 0.61x, 0.72x, 1x of naive); on CUDA naive < efficient < minimal.
 std::vector<MemoryMode> memory_modes_by_speed(c10::DeviceType device);
 
-/// Bytes a training step needs: `plan_memory(plan, mode)` per sample times the piece size
-/// ceil(batch / splits), plus the parameters, their gradients and `optimizer_copies` copies
-/// of them (1 for SGD's momentum, 2 for AdamW), plus two float32 input batches (the one in use
-/// and one prefetched).
-int64_t predicted_step_bytes(const ArchitecturePlan& plan, MemoryMode mode, int64_t batch_size,
-                             int64_t num_batch_splits, int64_t optimizer_copies);
-
 /// The fastest mode, then the fewest batch splits (1, 2, 4, ... up to the batch size), whose
 /// predicted_step_bytes fits `budget_bytes`: fewer splits are tried first because a smaller
 /// piece costs more time than a slower mode. Throws c10::Error with the smallest need when
@@ -38,8 +33,9 @@ int64_t predicted_step_bytes(const ArchitecturePlan& plan, MemoryMode mode, int6
 MemoryChoice choose_memory(const ArchitecturePlan& plan, int64_t batch_size, int64_t budget_bytes,
                            c10::DeviceType device, int64_t optimizer_copies);
 
-/// 80% of MemAvailable (/proc/meminfo) on the CPU: what `memory: auto` uses without a
-/// memory-budget. Throws c10::Error where it cannot be read.
-int64_t default_memory_budget();
+/// 80% of the memory this process can still take (available_memory: MemAvailable or a cgroup
+/// limit, whichever is smaller): what `memory: auto` uses without a memory-budget. Throws
+/// c10::Error where nothing can be read.
+int64_t default_memory_budget(const AvailableMemory& available = available_memory());
 
 }  // namespace densenet::train

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,23 @@ struct EpochRecord {
   double loss_scale = std::numeric_limits<double>::quiet_NaN();
 };
 
-/// The CSV and JSON-lines column names, in order.
+/// One field of EpochRecord: a column of metrics.csv and metrics.jsonl, and a key of each record
+/// in a checkpoint's `history`. metric_fields() is the one list all of them are written and read
+/// from, so a field cannot be forgotten in one of them.
+struct MetricField {
+  std::string name;                  // "train_loss"
+  int64_t EpochRecord::*count;       // the member when it is a count (written as an integer)
+  double EpochRecord::*real;         // the member when it is a real number (exactly one is set)
+  std::optional<double> if_missing;  // what a file written before the field existed reads as;
+                                     // nullopt: the field is required
+  double get(const EpochRecord& record) const;
+  void set(EpochRecord& record, double value) const;
+};
+
+/// Every field, in column order: epoch, lr, train_loss, ..., loss_scale.
+const std::vector<MetricField>& metric_fields();
+
+/// The CSV and JSON-lines column names, in order (metric_fields()' names).
 const std::vector<std::string>& metric_columns();
 
 /// metrics.jsonl text: one JSON object per record, keys in metric_columns() order, NaN as null.

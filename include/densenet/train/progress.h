@@ -29,6 +29,11 @@ struct ProgressState {
 /// (`time 2:05`) instead. NaN fields are left out.
 std::string format_progress(const ProgressState& state, int bar_width);
 
+/// `value` with `decimals` decimals where that reads well (0, or 1e-3 <= |value| < 1e4: "0.4123"),
+/// else in exponent form with `exponent_decimals` ("2.50e-05", "1.00e+30"), so that a diverging
+/// loss or a tiny learning rate is still one short number. NaN and inf print as "nan", "inf".
+std::string format_number(double value, int decimals = 4, int exponent_decimals = 2);
+
 /// Minutes and seconds, `1:23`, or hours too, `2:01:05`.
 std::string format_duration(double seconds);
 

@@ -1,5 +1,6 @@
 #include "io/pth/pickler.h"
 
+#include "io/pth/pickle_opcodes.h"
 #include "io/pth/storage_types.h"
 
 #include <c10/util/Exception.h>
@@ -33,38 +34,53 @@ std::string latin1_to_utf8(const std::string& bytes) {
 
 std::string Pickler::pickle(const Value& root) {
   out_.clear();
-  out_ += "\x80\x02";  // PROTO 2, as torch.save
+  out_ += byte_of(PickleOpCode::PROTO);
+  out_ += '\x02';  // protocol 2, as torch.save
   write(root);
-  out_ += '.';
+  out_ += byte_of(PickleOpCode::STOP);
   return std::move(out_);
 }
 
 void Pickler::write_global(const char* module, const char* name) {
-  out_ += 'c';
+  out_ += byte_of(PickleOpCode::GLOBAL);
   out_ += module;
   out_ += '\n';
   out_ += name;
   out_ += '\n';
 }
 
+void Pickler::write_empty_ordered_dict() {
+  write_global("collections", "OrderedDict");
+  out_ += byte_of(PickleOpCode::EMPTY_TUPLE);
+  out_ += byte_of(PickleOpCode::REDUCE);
+}
+
+void Pickler::write_list(const std::vector<Value>& elements) {
+  out_ += byte_of(PickleOpCode::EMPTY_LIST);
+  if (elements.empty()) return;
+  out_ += byte_of(PickleOpCode::MARK);
+  for (const auto& element : elements) write(element);
+  out_ += byte_of(PickleOpCode::APPENDS);
+}
+
 void Pickler::write_string(const std::string& text) {
-  out_ += 'X';
+  out_ += byte_of(PickleOpCode::BINUNICODE);
   append_le(out_, text.size(), 4);
   out_ += text;
 }
 
 void Pickler::write_int(int64_t value) {
   if (value >= 0 && value < 256) {
-    out_ += 'K';
+    out_ += byte_of(PickleOpCode::BININT1);
     append_le(out_, static_cast<uint64_t>(value), 1);
   } else if (value >= 0 && value < 65536) {
-    out_ += 'M';
+    out_ += byte_of(PickleOpCode::BININT2);
     append_le(out_, static_cast<uint64_t>(value), 2);
   } else if (value >= INT32_MIN && value <= INT32_MAX) {
-    out_ += 'J';
+    out_ += byte_of(PickleOpCode::BININT);
     append_le(out_, static_cast<uint32_t>(static_cast<int32_t>(value)), 4);
   } else {
-    out_ += '\x8a';  // LONG1, 8 bytes two's complement
+    out_ += byte_of(PickleOpCode::LONG1);  // 8 bytes, two's complement
     out_ += '\x08';
     append_le(out_, static_cast<uint64_t>(value), 8);
   }
@@ -73,16 +89,16 @@ void Pickler::write_int(int64_t value) {
 void Pickler::write(const Value& value) {
   switch (value.kind()) {
     case Value::Kind::None:
-      out_ += 'N';
+      out_ += byte_of(PickleOpCode::NONE);
       return;
     case Value::Kind::Bool:
-      out_ += value.as_bool() ? '\x88' : '\x89';
+      out_ += byte_of(value.as_bool() ? PickleOpCode::NEWTRUE : PickleOpCode::NEWFALSE);
       return;
     case Value::Kind::Int:
       if (value.is_big_integer()) {
         const std::string& raw = value.big_integer_bytes();
         TORCH_CHECK(raw.size() < 256, "integer too large to save");
-        out_ += '\x8a';
+        out_ += byte_of(PickleOpCode::LONG1);
         out_ += static_cast<char>(raw.size());
         out_ += raw;
       } else {
@@ -93,7 +109,7 @@ void Pickler::write(const Value& value) {
       const double real = value.as_float();
       uint64_t bits;
       std::memcpy(&bits, &real, sizeof(bits));
-      out_ += 'G';
+      out_ += byte_of(PickleOpCode::BINFLOAT);
       for (int i = 7; i >= 0; --i) out_.push_back(static_cast<char>((bits >> (8 * i)) & 0xFF));
       return;
     }
@@ -105,58 +121,49 @@ void Pickler::write(const Value& value) {
       write_global("_codecs", "encode");
       write_string(latin1_to_utf8(value.as_string()));
       write_string("latin1");
-      out_ += "\x86R";  // TUPLE2 REDUCE
+      out_ += byte_of(PickleOpCode::TUPLE2);
+      out_ += byte_of(PickleOpCode::REDUCE);
       return;
     case Value::Kind::Tuple: {
       const auto& elements = value.elements();
       if (elements.empty()) {
-        out_ += ')';
+        out_ += byte_of(PickleOpCode::EMPTY_TUPLE);
         return;
       }
-      if (elements.size() > 3) out_ += '(';
+      if (elements.size() > 3) out_ += byte_of(PickleOpCode::MARK);
       for (const auto& element : elements) write(element);
-      out_ += elements.size() == 1   ? '\x85'
-              : elements.size() == 2 ? '\x86'
-              : elements.size() == 3 ? '\x87'
-                                     : 't';
+      out_ += byte_of(elements.size() == 1   ? PickleOpCode::TUPLE1
+                      : elements.size() == 2 ? PickleOpCode::TUPLE2
+                      : elements.size() == 3 ? PickleOpCode::TUPLE3
+                                             : PickleOpCode::TUPLE);
       return;
     }
     case Value::Kind::List:
-      out_ += ']';
-      if (!value.elements().empty()) {
-        out_ += '(';
-        for (const auto& element : value.elements()) write(element);
-        out_ += 'e';  // APPENDS
-      }
+      write_list(value.elements());
       return;
     case Value::Kind::Set:
       write_global("builtins", "set");
-      out_ += ']';
-      if (!value.elements().empty()) {
-        out_ += '(';
-        for (const auto& element : value.elements()) write(element);
-        out_ += 'e';
-      }
-      out_ += "\x85R";  // TUPLE1 REDUCE
+      write_list(value.elements());
+      out_ += byte_of(PickleOpCode::TUPLE1);
+      out_ += byte_of(PickleOpCode::REDUCE);
       return;
     case Value::Kind::Dict:
       if (value.is_ordered_dict()) {
-        write_global("collections", "OrderedDict");
-        out_ += ")R";
+        write_empty_ordered_dict();
       } else {
-        out_ += '}';
+        out_ += byte_of(PickleOpCode::EMPTY_DICT);
       }
       if (!value.items().empty()) {
-        out_ += '(';
+        out_ += byte_of(PickleOpCode::MARK);
         for (const auto& item : value.items()) {
           write(item.first);
           write(item.second);
         }
-        out_ += 'u';  // SETITEMS
+        out_ += byte_of(PickleOpCode::SETITEMS);
       }
       if (!value.attributes().is_none()) {
         write(value.attributes());
-        out_ += 'b';  // BUILD
+        out_ += byte_of(PickleOpCode::BUILD);
       }
       return;
     case Value::Kind::Tensor:
@@ -197,14 +204,15 @@ void Pickler::write_tensor(const torch::Tensor& original) {
   const int64_t numel = static_cast<int64_t>(storage.nbytes()) / element_size;
 
   write_global("torch._utils", "_rebuild_tensor_v2");
-  out_ += '(';
-  out_ += '(';  // the persistent id
+  out_ += byte_of(PickleOpCode::MARK);
+  out_ += byte_of(PickleOpCode::MARK);  // the persistent id
   write_string("storage");
   write_global("torch", type_name.c_str());
   write_string(key);
   write_string("cpu");
   write_int(numel);
-  out_ += "tQ";  // TUPLE BINPERSID
+  out_ += byte_of(PickleOpCode::TUPLE);
+  out_ += byte_of(PickleOpCode::BINPERSID);
   write_int(tensor.storage_offset());
   const Value sizes = [&] {
     std::vector<Value> values;
@@ -218,10 +226,10 @@ void Pickler::write_tensor(const torch::Tensor& original) {
   }();
   write(sizes);
   write(strides);
-  out_ += tensor.requires_grad() ? '\x88' : '\x89';
-  write_global("collections", "OrderedDict");  // backward hooks: always empty
-  out_ += ")R";
-  out_ += "tR";  // TUPLE REDUCE
+  out_ += byte_of(tensor.requires_grad() ? PickleOpCode::NEWTRUE : PickleOpCode::NEWFALSE);
+  write_empty_ordered_dict();  // backward hooks: always empty
+  out_ += byte_of(PickleOpCode::TUPLE);
+  out_ += byte_of(PickleOpCode::REDUCE);
 }
 
 }  // namespace densenet::pth

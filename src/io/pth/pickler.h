@@ -29,6 +29,8 @@ class Pickler {
   void write(const Value& value);
   void write_tensor(const torch::Tensor& tensor);
   void write_global(const char* module, const char* name);
+  void write_empty_ordered_dict();                      // collections.OrderedDict()
+  void write_list(const std::vector<Value>& elements);  // EMPTY_LIST, then APPENDS of them
   void write_string(const std::string& text);
   void write_int(int64_t value);
 

@@ -1,5 +1,6 @@
 #include "io/pth/unpickler.h"
 
+#include "io/pth/pickle_opcodes.h"
 #include "io/pth/storage_types.h"
 
 #include <c10/util/Exception.h>
@@ -173,29 +174,30 @@ bool checked_mul(int64_t a, int64_t b, int64_t* out) {
   return !__builtin_mul_overflow(a, b, out);
 }
 
-const char* opcode_name(uint8_t opcode) {
+// The opcodes a weights file never needs, by name, for the refusal.
+const char* refused_opcode_name(PickleOpCode opcode) {
   switch (opcode) {
-    case 'i':
+    case PickleOpCode::INST:
       return "INST";
-    case 'o':
+    case PickleOpCode::OBJ:
       return "OBJ";
-    case 0x82:
-    case 0x83:
-    case 0x84:
+    case PickleOpCode::EXT1:
+    case PickleOpCode::EXT2:
+    case PickleOpCode::EXT4:
       return "EXT";
-    case 0x92:
+    case PickleOpCode::NEWOBJ_EX:
       return "NEWOBJ_EX";
-    case 0x96:
+    case PickleOpCode::BYTEARRAY8:
       return "BYTEARRAY8";
-    case 0x97:
+    case PickleOpCode::NEXT_BUFFER:
       return "NEXT_BUFFER";
-    case 0x98:
+    case PickleOpCode::READONLY_BUFFER:
       return "READONLY_BUFFER";
-    case 'P':
+    case PickleOpCode::PERSID:
       return "PERSID";
-    case 'S':
+    case PickleOpCode::STRING:
       return "STRING";
-    case 'V':
+    case PickleOpCode::UNICODE:
       return "UNICODE";
     default:
       return nullptr;
@@ -604,17 +606,17 @@ Value Unpickler::load() {
   memo_.clear();
   while (true) {
     const size_t opcode_position = position_;
-    const uint8_t opcode = read_byte();
+    const auto opcode = static_cast<PickleOpCode>(read_byte());
     switch (opcode) {
-      case 0x80: {  // PROTO
+      case PickleOpCode::PROTO: {  // PROTO
         const uint8_t protocol = read_byte();
         if (protocol > 5) fail("pickle protocol " + std::to_string(protocol) + " is unknown");
         break;
       }
-      case 0x95:  // FRAME: a length prefix only; the opcodes simply continue
+      case PickleOpCode::FRAME:  // FRAME: a length prefix only; the opcodes simply continue
         read_bytes(8);
         break;
-      case '.': {  // STOP
+      case PickleOpCode::STOP: {  // STOP
         if (!marks_.empty()) fail("STOP inside a MARK");
         if (stack_.size() != 1) fail("STOP with " + std::to_string(stack_.size()) + " values");
         Value result = std::move(stack_.back());
@@ -626,39 +628,39 @@ Value Unpickler::load() {
         warn_about_opaque_values();
         return result;
       }
-      case '(':  // MARK
+      case PickleOpCode::MARK:  // MARK
         marks_.push_back(stack_.size());
         break;
-      case '0':  // POP
+      case PickleOpCode::POP:  // POP
         pop();
         break;
-      case '1':  // POP_MARK
+      case PickleOpCode::POP_MARK:  // POP_MARK
         pop_mark();
         break;
-      case '2':  // DUP
+      case PickleOpCode::DUP:  // DUP
         push(top());
         break;
-      case 'N':
+      case PickleOpCode::NONE:
         push(Value());
         break;
-      case 0x88:
+      case PickleOpCode::NEWTRUE:
         push(Value::boolean(true));
         break;
-      case 0x89:
+      case PickleOpCode::NEWFALSE:
         push(Value::boolean(false));
         break;
-      case 'J':  // BININT: signed 32-bit
+      case PickleOpCode::BININT:  // BININT: signed 32-bit
         push(Value::integer(static_cast<int32_t>(static_cast<uint32_t>(read_uint(4)))));
         break;
-      case 'K':
+      case PickleOpCode::BININT1:
         push(Value::integer(static_cast<int64_t>(read_uint(1))));
         break;
-      case 'M':
+      case PickleOpCode::BININT2:
         push(Value::integer(static_cast<int64_t>(read_uint(2))));
         break;
-      case 0x8a:    // LONG1
-      case 0x8b: {  // LONG4
-        const uint64_t length = read_uint(opcode == 0x8a ? 1 : 4);
+      case PickleOpCode::LONG1:    // LONG1
+      case PickleOpCode::LONG4: {  // LONG4
+        const uint64_t length = read_uint(opcode == PickleOpCode::LONG1 ? 1 : 4);
         const std::string_view raw = read_bytes(length);
         if (length > 8) {
           push(Value::big_integer(std::string(raw)));
@@ -672,14 +674,14 @@ Value Unpickler::load() {
         push(Value::integer(static_cast<int64_t>(bits)));
         break;
       }
-      case 'I':    // INT (text)
-      case 'L': {  // LONG (text)
+      case PickleOpCode::INT:     // INT (text)
+      case PickleOpCode::LONG: {  // LONG (text)
         std::string line(read_line());
-        if (opcode == 'I' && (line == "00" || line == "01")) {
+        if (opcode == PickleOpCode::INT && (line == "00" || line == "01")) {
           push(Value::boolean(line == "01"));
           break;
         }
-        if (opcode == 'L' && !line.empty() && line.back() == 'L') line.pop_back();
+        if (opcode == PickleOpCode::LONG && !line.empty() && line.back() == 'L') line.pop_back();
         errno = 0;
         char* end = nullptr;
         const long long value = std::strtoll(line.c_str(), &end, 10);
@@ -696,7 +698,7 @@ Value Unpickler::load() {
         push(Value::integer(value));
         break;
       }
-      case 'G': {  // BINFLOAT: big-endian double
+      case PickleOpCode::BINFLOAT: {  // BINFLOAT: big-endian double
         const std::string_view raw = read_bytes(8);
         uint64_t bits = 0;
         for (int i = 0; i < 8; ++i) bits = (bits << 8) | static_cast<unsigned char>(raw[i]);
@@ -705,7 +707,7 @@ Value Unpickler::load() {
         push(Value::real(value));
         break;
       }
-      case 'F': {  // FLOAT (text)
+      case PickleOpCode::FLOAT: {  // FLOAT (text)
         const std::string line(read_line());
         char* end = nullptr;
         const double value = std::strtod(line.c_str(), &end);
@@ -713,62 +715,67 @@ Value Unpickler::load() {
         push(Value::real(value));
         break;
       }
-      case 'X':    // BINUNICODE
-      case 0x8c:   // SHORT_BINUNICODE
-      case 0x8d:   // BINUNICODE8
-      case 'T':    // BINSTRING (Python 2 str, loaded as str like torch.load does)
-      case 'U': {  // SHORT_BINSTRING
-        const int width = opcode == 'X' || opcode == 'T' ? 4 : (opcode == 0x8d ? 8 : 1);
+      case PickleOpCode::BINUNICODE:        // BINUNICODE
+      case PickleOpCode::SHORT_BINUNICODE:  // SHORT_BINUNICODE
+      case PickleOpCode::BINUNICODE8:       // BINUNICODE8
+      case PickleOpCode::BINSTRING:  // BINSTRING (Python 2 str, loaded as str like torch.load does)
+      case PickleOpCode::SHORT_BINSTRING: {  // SHORT_BINSTRING
+        const int width = opcode == PickleOpCode::BINUNICODE || opcode == PickleOpCode::BINSTRING
+                              ? 4
+                          : opcode == PickleOpCode::BINUNICODE8 ? 8
+                                                                : 1;
         const std::string_view text = read_bytes(read_uint(width));
         if (!is_valid_utf8(text)) fail("a string that is not valid UTF-8");
         push(Value::string(std::string(text)));
         break;
       }
-      case 'B':     // BINBYTES
-      case 'C':     // SHORT_BINBYTES
-      case 0x8e: {  // BINBYTES8
-        const int width = opcode == 'B' ? 4 : (opcode == 'C' ? 1 : 8);
+      case PickleOpCode::BINBYTES:        // BINBYTES
+      case PickleOpCode::SHORT_BINBYTES:  // SHORT_BINBYTES
+      case PickleOpCode::BINBYTES8: {     // BINBYTES8
+        const int width = opcode == PickleOpCode::BINBYTES         ? 4
+                          : opcode == PickleOpCode::SHORT_BINBYTES ? 1
+                                                                   : 8;
         push(Value::bytes(std::string(read_bytes(read_uint(width)))));
         break;
       }
-      case ')':
+      case PickleOpCode::EMPTY_TUPLE:
         push(Value::tuple({}));
         break;
-      case 't':
+      case PickleOpCode::TUPLE:
         push(Value::tuple(pop_mark()));
         break;
-      case 0x85: {
+      case PickleOpCode::TUPLE1: {
         Value a = pop();
         push(Value::tuple({std::move(a)}));
         break;
       }
-      case 0x86: {
+      case PickleOpCode::TUPLE2: {
         Value b = pop();
         Value a = pop();
         push(Value::tuple({std::move(a), std::move(b)}));
         break;
       }
-      case 0x87: {
+      case PickleOpCode::TUPLE3: {
         Value c = pop();
         Value b = pop();
         Value a = pop();
         push(Value::tuple({std::move(a), std::move(b), std::move(c)}));
         break;
       }
-      case ']':
+      case PickleOpCode::EMPTY_LIST:
         push(Value::list());
         break;
-      case 'l':
+      case PickleOpCode::LIST:
         push(Value::list(pop_mark()));
         break;
-      case 'a': {  // APPEND
+      case PickleOpCode::APPEND: {  // APPEND
         Value item = pop();
         if (top().is(Value::Kind::Opaque)) break;  // a list subclass: its items are skipped
         if (!top().is(Value::Kind::List)) fail("APPEND to a " + top().type_name());
         top().elements().push_back(std::move(item));
         break;
       }
-      case 'e': {  // APPENDS
+      case PickleOpCode::APPENDS: {  // APPENDS
         std::vector<Value> items = pop_mark();
         if (top().is(Value::Kind::Opaque)) break;
         if (!top().is(Value::Kind::List)) fail("APPENDS to a " + top().type_name());
@@ -776,10 +783,10 @@ Value Unpickler::load() {
         for (auto& item : items) elements.push_back(std::move(item));
         break;
       }
-      case '}':
+      case PickleOpCode::EMPTY_DICT:
         push(Value::dict());
         break;
-      case 'd': {  // DICT
+      case PickleOpCode::DICT: {  // DICT
         std::vector<Value> items = pop_mark();
         if (items.size() % 2 != 0) fail("DICT with an odd number of items");
         Value dict = Value::dict();
@@ -787,7 +794,7 @@ Value Unpickler::load() {
         push(std::move(dict));
         break;
       }
-      case 's': {  // SETITEM
+      case PickleOpCode::SETITEM: {  // SETITEM
         Value value = pop();
         Value key = pop();
         if (top().is(Value::Kind::Opaque)) break;  // a dict subclass (defaultdict, ...)
@@ -795,7 +802,7 @@ Value Unpickler::load() {
         top().set_item(std::move(key), std::move(value));
         break;
       }
-      case 'u': {  // SETITEMS
+      case PickleOpCode::SETITEMS: {  // SETITEMS
         std::vector<Value> items = pop_mark();
         if (items.size() % 2 != 0) fail("SETITEMS with an odd number of items");
         if (top().is(Value::Kind::Opaque)) break;
@@ -803,20 +810,20 @@ Value Unpickler::load() {
         for (size_t i = 0; i < items.size(); i += 2) top().set_item(items[i], items[i + 1]);
         break;
       }
-      case 0x8f:
+      case PickleOpCode::EMPTY_SET:
         push(Value::set());
         break;
-      case 0x90: {  // ADDITEMS
+      case PickleOpCode::ADDITEMS: {  // ADDITEMS
         std::vector<Value> items = pop_mark();
         if (!top().is(Value::Kind::Set)) fail("ADDITEMS to a " + top().type_name());
         auto& elements = top().elements();
         for (auto& item : items) elements.push_back(std::move(item));
         break;
       }
-      case 0x91:  // FROZENSET
+      case PickleOpCode::FROZENSET:  // FROZENSET
         push(Value::set(pop_mark()));
         break;
-      case 'p': {  // PUT (text)
+      case PickleOpCode::PUT: {  // PUT (text)
         const std::string line(read_line());
         char* end = nullptr;
         const unsigned long long index = std::strtoull(line.c_str(), &end, 10);
@@ -824,7 +831,7 @@ Value Unpickler::load() {
         remember(index, top());
         break;
       }
-      case 'g': {  // GET (text)
+      case PickleOpCode::GET: {  // GET (text)
         const std::string line(read_line());
         char* end = nullptr;
         const unsigned long long index = std::strtoull(line.c_str(), &end, 10);
@@ -832,28 +839,28 @@ Value Unpickler::load() {
         push(recall(index));
         break;
       }
-      case 'q':
+      case PickleOpCode::BINPUT:
         remember(read_uint(1), top());
         break;
-      case 'r':
+      case PickleOpCode::LONG_BINPUT:
         remember(read_uint(4), top());
         break;
-      case 0x94:  // MEMOIZE
+      case PickleOpCode::MEMOIZE:  // MEMOIZE
         remember(memo_.size(), top());
         break;
-      case 'h':
+      case PickleOpCode::BINGET:
         push(recall(read_uint(1)));
         break;
-      case 'j':
+      case PickleOpCode::LONG_BINGET:
         push(recall(read_uint(4)));
         break;
-      case 'c': {  // GLOBAL
+      case PickleOpCode::GLOBAL: {  // GLOBAL
         const std::string module(read_line());
         const std::string name(read_line());
         push(global(module, name));
         break;
       }
-      case 0x93: {  // STACK_GLOBAL
+      case PickleOpCode::STACK_GLOBAL: {  // STACK_GLOBAL
         Value name = pop();
         Value module = pop();
         if (!name.is(Value::Kind::String) || !module.is(Value::Kind::String)) {
@@ -862,13 +869,13 @@ Value Unpickler::load() {
         push(global(module.as_string(), name.as_string()));
         break;
       }
-      case 'R': {  // REDUCE
+      case PickleOpCode::REDUCE: {  // REDUCE
         Value args = pop();
         Value callable = pop();
         push(call(callable, args));
         break;
       }
-      case 0x81: {  // NEWOBJ: cls.__new__(cls, *args); only Parameter is allowed
+      case PickleOpCode::NEWOBJ: {  // NEWOBJ: cls.__new__(cls, *args); only Parameter is allowed
         Value args = pop();
         Value cls = pop();
         if (cls.is(Value::Kind::Opaque)) {
@@ -882,25 +889,25 @@ Value Unpickler::load() {
         push(call(cls, args));
         break;
       }
-      case 'b': {  // BUILD
+      case PickleOpCode::BUILD: {  // BUILD
         Value state = pop();
         build(state);
         break;
       }
-      case 'Q': {  // BINPERSID
+      case PickleOpCode::BINPERSID: {  // BINPERSID
         Value id = pop();
         push(persistent_load(id));
         break;
       }
       default: {
         position_ = opcode_position;
-        const char* name = opcode_name(opcode);
+        const char* name = refused_opcode_name(opcode);
         if (name != nullptr) {
           fail(std::string("the pickle uses opcode ") + name +
                ", which a weights file never needs; refusing to load it");
         }
         char hex[8];
-        std::snprintf(hex, sizeof(hex), "0x%02x", opcode);
+        std::snprintf(hex, sizeof(hex), "0x%02x", static_cast<unsigned>(opcode));
         fail(std::string("unknown pickle opcode ") + hex + "; the file is corrupted or not a " +
              "PyTorch checkpoint");
       }
