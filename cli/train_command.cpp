@@ -6,6 +6,7 @@
 
 #include "densenet/data/image.h"
 #include "densenet/distributed/environment.h"
+#include "densenet/distributed/network.h"
 #include "densenet/distributed/process_group.h"
 #include "densenet/train/checkpointer.h"
 #include "densenet/train/config.h"
@@ -137,6 +138,7 @@ int run_train(const TrainArguments& args, const CLI::App& command) {
                        " is not a TCP port in [1, 65535]");
     }
     environment.world_size = launch.nproc_per_node * launch.nnodes;
+    environment.master_addr = launch.master_addr;
   }
   train::TrainConfig config = requested;
   if (!requested.resume.empty()) {
@@ -181,6 +183,9 @@ int run_train(const TrainArguments& args, const CLI::App& command) {
   if (environment.distributed()) {
     try {
       distributed::choose_backend(config.dist_backend, torch::Device(config.device));
+      distributed::check_resolves(environment.master_addr,
+                                  launcher ? "--master-addr" : "environment variable MASTER_ADDR");
+      distributed::gloo_interfaces(config.dist_ifname, std::getenv("GLOO_SOCKET_IFNAME"));
     } catch (const c10::Error& error) {
       throw UsageError(error.what_without_backtrace());
     }
@@ -193,7 +198,8 @@ int run_train(const TrainArguments& args, const CLI::App& command) {
   if (environment.distributed()) {
     const auto timeout =
         std::chrono::milliseconds(static_cast<int64_t>(config.dist_timeout * 1000.0 + 0.5));
-    group = std::make_shared<distributed::ProcessGroup>(environment, timeout, "gloo");
+    group = std::make_shared<distributed::ProcessGroup>(environment, timeout, "gloo",
+                                                        config.dist_ifname);
   }
   train::Trainer trainer(config, std::cout, train::is_terminal(stdout), group);
   const train::RunSummary summary = trainer.run();

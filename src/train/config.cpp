@@ -304,11 +304,17 @@ const std::vector<KeyAccess>& table() {
                    "auto | gloo | nccl: collectives of a data-parallel run (auto: gloo on CPU)",
                    c.dist_backend = read_string(key, node), c.dist_backend),
       DENSENET_KEY("dist-timeout", "real", false,
-                   "seconds a data-parallel rank waits for the others (rendezvous, collectives)",
+                   "seconds a data-parallel rank waits for the others (rendezvous, each "
+                   "collective): a rank lost, hung or cut off ends the run within dist-timeout "
+                   "+ 15 s",
                    c.dist_timeout = read_real(key, node), real_node(c.dist_timeout)),
       DENSENET_KEY("dist-bucket-size", "size", false,
                    "bytes of gradients all-reduced together in a data-parallel run, e.g. 25MiB",
                    c.dist_bucket_size = read_size(key, node), c.dist_bucket_size),
+      DENSENET_KEY("dist-ifname", "string", false,
+                   "network interface of Gloo's connections, e.g. eth1 (empty: those "
+                   "GLOO_SOCKET_IFNAME names, else the one of this host's name)",
+                   c.dist_ifname = read_string(key, node), c.dist_ifname),
       DENSENET_KEY("sync-bn", "bool", false,
                    "data-parallel runs: batch norms use the statistics of the global batch, as "
                    "one process with the whole batch would (torch.nn.SyncBatchNorm)",
@@ -463,10 +469,10 @@ void copy_config_value(TrainConfig& to, const TrainConfig& from, const std::stri
 
 bool may_change_on_resume(const std::string& key) {
   static const std::vector<std::string> keys = {
-      "data",         "workers",         "resume",           "test-only",       "output-dir",
-      "epochs",       "save-interval",   "keep-checkpoints", "threads",         "device",
-      "log-interval", "force",           "max-eval-samples", "test-batch-size", "dist-backend",
-      "dist-timeout", "dist-bucket-size"};
+      "dist-ifname",  "data",         "workers",         "resume",           "test-only",
+      "output-dir",   "epochs",       "save-interval",   "keep-checkpoints", "threads",
+      "device",       "log-interval", "force",           "max-eval-samples", "test-batch-size",
+      "dist-backend", "dist-timeout", "dist-bucket-size"};
   return std::find(keys.begin(), keys.end(), normalize_key(key)) != keys.end();
 }
 
@@ -673,6 +679,12 @@ void validate(const TrainConfig& c, bool check_model) {
   require(c.dist_timeout > 0, "dist-timeout", "must be > 0 seconds", text(c.dist_timeout));
   require(c.dist_bucket_size >= 1, "dist-bucket-size", "must be >= 1 byte",
           text(c.dist_bucket_size));
+  // Whether this machine has it is checked where a rank starts (distributed::gloo_interfaces).
+  require(c.dist_ifname.size() < 16 && c.dist_ifname.find_first_of("/ \t,") == std::string::npos,
+          "dist-ifname",
+          "must be one network interface name (under 16 characters, no '/', ',' or "
+          "spaces)",
+          "'" + c.dist_ifname + "'");
   require(c.device == "cpu" || c.device == "cuda" ||
               std::regex_match(c.device, std::regex("cuda:[0-9]{1,3}")),
           "device", "must be cpu, cuda or cuda:N", "'" + c.device + "'");
