@@ -79,6 +79,9 @@ class RankErrors {
   explicit RankErrors(int fd) : fd_(fd) {}
   int fd() const { return fd_; }
   bool open() const { return fd_ >= 0; }
+  // From now on error lines are dropped: once a rank has failed, the others' errors (a lost
+  // peer, a store gone) are what stopping them caused, not news.
+  void quiet() { quiet_ = true; }
 
   // Reads what is there (the descriptor is non-blocking) and prints the complete lines; at end
   // of file, also the last partial line, and closes.
@@ -108,7 +111,8 @@ class RankErrors {
     }
   }
   void print(const std::string& line) {
-    if (line.find(": error: ") != std::string::npos && !printed_.insert(line).second) return;
+    const bool error = line.find(": error: ") != std::string::npos;
+    if (error && (quiet_ || !printed_.insert(line).second)) return;
     std::fwrite(line.data(), 1, line.size(), stderr);
     std::fflush(stderr);
   }
@@ -116,7 +120,13 @@ class RankErrors {
   int fd_;
   std::string pending_;
   std::set<std::string> printed_;  // the error lines passed on
+  bool quiet_ = false;
 };
+
+// After a rank failed, the others get this long to end on SIGTERM before SIGKILL. They cannot
+// finish a step without the failed rank, so they only need to fail their collective and exit;
+// a checkpoint being written stays intact when killed (writes are atomic).
+constexpr std::chrono::seconds kStopGrace{5};
 
 int exit_code(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -297,17 +307,20 @@ int launch_local_ranks(const LaunchOptions& options, const std::vector<std::stri
       if (!interrupted) {
         // A rank that exits with 1 or 2 has said why itself; one ended otherwise has not.
         const bool said = WIFEXITED(status) && (result == 1 || result == 2);
+        errors.drain();  // its last lines first
         if (!said) {
-          errors.drain();  // its last lines first
           std::fprintf(stderr, "densenet train: rank %lld (pid %d) %s; stopping the other ranks\n",
                        static_cast<long long>(options.node_rank * local_world_size + local),
                        static_cast<int>(pid), describe_status(status).c_str());
         }
+        errors.quiet();
+        // SIGCONT: a stopped rank (SIGSTOP) acts on SIGTERM only once it runs again.
         for (const pid_t child : pids) {
           if (child > 0) kill(child, SIGTERM);
+          if (child > 0) kill(child, SIGCONT);
         }
         ending = true;
-        end_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        end_deadline = std::chrono::steady_clock::now() + kStopGrace;
       }
     }
   }

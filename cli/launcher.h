@@ -26,9 +26,10 @@ std::vector<std::string> arguments_for_ranks();
 /// Starts the node's ranks: this program again with `args` and the variables torchrun sets
 /// (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), each in its own
 /// process group so that a terminal's Ctrl-C reaches them once, through the launcher, which
-/// forwards SIGINT and SIGTERM. Waits for all; when one fails, it says which, ends the others
-/// (SIGTERM, SIGKILL 30 s later) and returns that rank's status (128 + signal for a signal).
-/// Returns 0 when every rank succeeded.
+/// forwards SIGINT and SIGTERM. Waits for all; when one fails, it says which (unless the rank
+/// said why itself), ends the others (SIGTERM and SIGCONT, SIGKILL 5 s later), passes on no
+/// more error lines (theirs follow from the first) and returns that rank's status (128 + signal
+/// for a signal). Returns 0 when every rank succeeded.
 int launch_local_ranks(const LaunchOptions& options, const std::vector<std::string>& args);
 
 }  // namespace densenet::cli

@@ -7,6 +7,7 @@
 
 #include "densenet/data/image.h"
 #include "densenet/distributed/environment.h"
+#include "densenet/distributed/network.h"
 #include "densenet/distributed/process_group.h"
 #include "densenet/train/config.h"
 #include "densenet/train/plan.h"
@@ -103,7 +104,8 @@ int train_here(const train::TrainPlan& plan, const distributed::Environment& env
   if (environment.distributed()) {
     const auto timeout =
         std::chrono::milliseconds(static_cast<int64_t>(plan.config.dist_timeout * 1000.0 + 0.5));
-    group = std::make_shared<distributed::ProcessGroup>(environment, timeout, plan.backend);
+    group = std::make_shared<distributed::ProcessGroup>(environment, timeout, plan.backend,
+                                                        plan.config.dist_ifname);
   }
   train::Trainer trainer(plan, std::cout, train::is_terminal(stdout), group);
   const train::RunSummary summary = trainer.run();
@@ -121,6 +123,14 @@ int run_train(const TrainArguments& args, const CLI::App& command) {
   const int64_t launched = launcher_world_size(args.launch, command);
   request.world_size = launched > 0 ? launched : environment.world_size;
   const train::TrainPlan plan = train::plan_training(request);
+  if (plan.world_size > 1) {
+    // The rendezvous host and Gloo's interfaces, checked at once: the TCPStore would retry an
+    // unresolvable name until dist-timeout runs out.
+    distributed::check_resolves(
+        launched > 0 ? args.launch.master_addr : environment.master_addr,
+        launched > 0 ? "--master-addr" : "environment variable MASTER_ADDR");
+    distributed::gloo_interfaces(plan.config.dist_ifname, std::getenv("GLOO_SOCKET_IFNAME"));
+  }
   if (launched > 0) return launch_local_ranks(args.launch, arguments_for_ranks());
   return train_here(plan, environment);
 }

@@ -16,6 +16,7 @@ packages=(
   clang libclang-rt-14-dev  # libFuzzer, ASan and UBSan for the checkpoint reader's fuzz test
   python3-torch python3-torchvision python3-numpy python3-pil  # test data only, never at run time
   python3-scipy          # tests only: writes the fake ImageNet devkit's meta.mat
+  iproute2               # tests only: two machines in network namespaces (ip netns, veth)
 )
 
 missing=()

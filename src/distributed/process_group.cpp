@@ -1,5 +1,7 @@
 #include "densenet/distributed/process_group.h"
 
+#include "densenet/distributed/network.h"
+
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -8,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -38,18 +41,36 @@ bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
 
-// Gloo binds its pairs to one address: the loopback one when the store is on this machine's
-// loopback (tests, one node), an interface when GLOO_SOCKET_IFNAME names one (as in PyTorch),
-// else this host's resolved name (createDefaultDevice falls back to loopback by itself).
-std::shared_ptr<::gloo::transport::Device> gloo_device(const Environment& environment) {
-  if (const char* interface = std::getenv("GLOO_SOCKET_IFNAME")) {
-    return c10d::ProcessGroupGloo::createDeviceForInterface(interface);
+// Gloo binds its pairs to one address: an interface's when dist-ifname or GLOO_SOCKET_IFNAME
+// names one (several: one device each, as PyTorch does), the loopback one when the store is on
+// this machine's loopback (tests, one node), else this host's resolved name
+// (createDefaultDevice falls back to loopback by itself).
+std::vector<std::shared_ptr<::gloo::transport::Device>> gloo_devices(
+    const Environment& environment, const std::vector<std::string>& interfaces) {
+  std::vector<std::shared_ptr<::gloo::transport::Device>> devices;
+  for (const std::string& interface : interfaces) {
+    devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
   }
+  if (!devices.empty()) return devices;
   if (is_loopback(environment.master_addr)) {
-    return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
+    return {c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")};
   }
-  return c10d::ProcessGroupGloo::createDefaultDevice();
+  return {c10d::ProcessGroupGloo::createDefaultDevice()};
 }
+
+// TCPStore waits for each reply as long as its socket's receive timeout allows, and sets that
+// timeout only in wait() (to wait()'s timeout, kept for the requests after it): without one, a
+// request to a store host that is stopped or cut off by the network waits until TCP gives up
+// (15 minutes and more). A wait() for a key that exists returns at once and sets the timeout.
+// (LibTorch 1.13's TCPStore.cpp; dist_cli.stopped_rank stops the store's host to check it.)
+void bound_replies(c10d::Store& store, const std::string& existing_key,
+                   std::chrono::milliseconds timeout) {
+  store.wait({existing_key}, timeout);
+}
+
+// How long a live store may take to answer before its host is taken for lost: its thread can
+// wait seconds to be scheduled on loaded cores.
+constexpr std::chrono::milliseconds kStoreReplyTimeout{5000};
 
 std::string heartbeat_key(int64_t rank) {
   return "densenet/heartbeat/" + std::to_string(rank);
@@ -74,20 +95,43 @@ std::string choose_backend(const std::string& requested, const torch::Device& de
   return backend;
 }
 
+// A rank's heartbeat: a counter in the store, incremented every `interval` by its own thread on
+// its own store connection (so that it never interleaves with another thread's requests on one
+// socket). Shared with that thread, which may outlive the group: a thread blocked on a store
+// that no longer answers is left to end by itself (detached), not waited for.
+struct Heartbeat {
+  c10::intrusive_ptr<c10d::Store> store;
+  std::string key;
+  std::chrono::milliseconds interval{1000};
+  std::mutex mutex;
+  std::condition_variable wake;  // stop requested, or the thread ended
+  bool stopping = false;
+  bool ended = false;
+
+  void run() {
+    try {
+      while (true) {
+        store->add(key, 1);
+        std::unique_lock<std::mutex> lock(mutex);
+        if (wake.wait_for(lock, interval, [&] { return stopping; })) break;
+      }
+    } catch (const std::exception&) {
+      // The store is gone or does not answer: the next collective reports it.
+    }
+    std::lock_guard<std::mutex> lock(mutex);
+    ended = true;
+    wake.notify_all();
+  }
+};
+
 struct ProcessGroup::Impl {
   Environment environment;
   std::chrono::milliseconds timeout;
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
-
-  // The heartbeat: its own store connection, so that it never interleaves with another
-  // thread's requests on one socket.
-  c10::intrusive_ptr<c10d::Store> heartbeat_store;
-  std::chrono::milliseconds heartbeat_interval{1000};
-  std::thread heartbeat;
-  std::mutex heartbeat_mutex;
-  std::condition_variable heartbeat_stop;
-  bool stopping = false;
+  std::shared_ptr<Heartbeat> heartbeat = std::make_shared<Heartbeat>();
+  std::thread heartbeat_thread;
+  bool failed = false;  // a collective failed: the run ends, nothing is waited for
 
   // `worker`: the rank's own connection, counted in the store's "init" key (as torch's are);
   // the server waits until all world-size ranks have counted themselves.
@@ -109,22 +153,40 @@ struct ProcessGroup::Impl {
     return tcp;
   }
 
-  void beat() {
-    try {
-      while (true) {
-        heartbeat_store->add(heartbeat_key(environment.rank), 1);
-        std::unique_lock<std::mutex> lock(heartbeat_mutex);
-        if (heartbeat_stop.wait_for(lock, heartbeat_interval, [&] { return stopping; })) return;
-      }
-    } catch (const std::exception&) {
-      // The store is gone (rank 0 ended or died): the next collective reports it.
+  void start_heartbeat(std::chrono::milliseconds interval) {
+    heartbeat->interval = interval;
+    heartbeat->key = heartbeat_key(environment.rank);
+    heartbeat->store = connect(/*server=*/false, /*worker=*/false);
+    heartbeat->store->add(heartbeat->key, 1);
+    // A beat that the store does not answer within dist-timeout ends the heartbeat.
+    bound_replies(*heartbeat->store, heartbeat->key, timeout);
+    heartbeat_thread = std::thread([beat = heartbeat] { beat->run(); });
+  }
+
+  void stop_heartbeat() {
+    if (!heartbeat_thread.joinable()) return;
+    std::unique_lock<std::mutex> lock(heartbeat->mutex);
+    heartbeat->stopping = true;
+    heartbeat->wake.notify_all();
+    // A beat in flight to a store that is gone would hold the rank up to dist-timeout: after a
+    // failure it is not waited for at all, else for 2 s (a beat to a live store on loaded cores).
+    const bool ended = heartbeat->wake.wait_for(
+        lock, failed ? std::chrono::milliseconds(0) : std::chrono::milliseconds(2000),
+        [&] { return heartbeat->ended; });
+    lock.unlock();
+    if (ended) {
+      heartbeat_thread.join();
+    } else {
+      heartbeat_thread.detach();
     }
   }
 
   // The ranks whose heartbeat has stopped, as text ("rank 1", "ranks 1, 3"), or "" when every
-  // heartbeat is alive; "rank 0 (the host of the rendezvous store)" when the store is gone.
+  // heartbeat is alive; "rank 0 (the host of the rendezvous store)" when the store is gone or
+  // does not answer within kStoreReplyTimeout (stopped, or cut off by the network).
   std::string lost_ranks() {
     try {
+      bound_replies(*store, heartbeat_key(environment.rank), kStoreReplyTimeout);
       const auto read = [&] {
         std::vector<int64_t> counts;
         for (int64_t r = 0; r < environment.world_size; ++r) {
@@ -136,7 +198,7 @@ struct ProcessGroup::Impl {
       // At least 2 s: on loaded cores a live rank's heartbeat thread can wait that long to be
       // scheduled, and calling it lost would send the user after the wrong rank.
       std::this_thread::sleep_for(std::max<std::chrono::milliseconds>(
-          3 * heartbeat_interval, std::chrono::milliseconds(2000)));
+          3 * heartbeat->interval, std::chrono::milliseconds(2000)));
       const std::vector<int64_t> after = read();
       std::vector<int64_t> lost;
       for (int64_t r = 0; r < environment.world_size; ++r) {
@@ -155,6 +217,7 @@ struct ProcessGroup::Impl {
   }
 
   [[noreturn]] void fail(const std::string& what, const std::exception& error) {
+    failed = true;
     const std::string lost = lost_ranks();
     TORCH_CHECK(false, "rank ", environment.rank, ": ", what, " failed: ",
                 lost.empty() ? std::string("no rank is known to be lost (one may hang, or the "
@@ -171,14 +234,7 @@ struct ProcessGroup::Impl {
     }
   }
 
-  ~Impl() {
-    {
-      std::lock_guard<std::mutex> lock(heartbeat_mutex);
-      stopping = true;
-    }
-    heartbeat_stop.notify_all();
-    if (heartbeat.joinable()) heartbeat.join();
-  }
+  ~Impl() { stop_heartbeat(); }
 };
 
 struct ProcessGroup::Work::State {
@@ -199,7 +255,7 @@ void ProcessGroup::Work::wait() {
 }
 
 ProcessGroup::ProcessGroup(const Environment& environment, std::chrono::milliseconds timeout,
-                           const std::string& backend)
+                           const std::string& backend, const std::string& interface)
     : impl_(std::make_shared<Impl>()) {
   TORCH_CHECK(backend == "gloo", "process group backend '", backend,
               "' is not supported: use gloo");
@@ -207,6 +263,9 @@ ProcessGroup::ProcessGroup(const Environment& environment, std::chrono::millisec
   Impl& impl = *impl_;
   impl.environment = environment;
   impl.timeout = timeout;
+  check_resolves(environment.master_addr, "environment variable MASTER_ADDR");
+  const std::vector<std::string> interfaces =
+      gloo_interfaces(interface, std::getenv("GLOO_SOCKET_IFNAME"));
   const bool server = environment.rank == 0 && !environment.agent_store;
   const std::string where = environment.master_addr + ":" + std::to_string(environment.master_port);
   try {
@@ -219,7 +278,7 @@ ProcessGroup::ProcessGroup(const Environment& environment, std::chrono::millisec
   }
   try {
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-    options->devices.push_back(gloo_device(environment));
+    options->devices = gloo_devices(environment, interfaces);
     // One Gloo thread: buckets are reduced in order anyway, and the cores compute.
     options->threads = 1;
     impl.group = c10::make_intrusive<c10d::ProcessGroupGloo>(
@@ -230,11 +289,8 @@ ProcessGroup::ProcessGroup(const Environment& environment, std::chrono::millisec
                 " ranks did not all join at ", where, " within dist-timeout ",
                 seconds_text(timeout), ": ", error_text(error));
   }
-  impl.heartbeat_interval =
-      std::clamp(timeout / 20, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
-  impl.heartbeat_store = impl.connect(/*server=*/false, /*worker=*/false);
-  impl.heartbeat_store->add(heartbeat_key(environment.rank), 1);
-  impl.heartbeat = std::thread([&impl] { impl.beat(); });
+  impl.start_heartbeat(
+      std::clamp(timeout / 20, std::chrono::milliseconds(50), std::chrono::milliseconds(1000)));
 }
 
 ProcessGroup::~ProcessGroup() = default;

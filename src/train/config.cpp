@@ -388,6 +388,11 @@ void validate(const TrainConfig& c, bool check_model_options) {
   check_data(c);
   check_schedule(c);
   check_loss_scale(c);
+  // Whether this machine has it is checked where a rank starts (distributed::gloo_interfaces).
+  require(c.dist_ifname.size() < 16 && c.dist_ifname.find_first_of("/ \t,") == std::string::npos,
+          "dist-ifname",
+          "must be one network interface name (under 16 characters, no '/', ',' or spaces)",
+          "'" + c.dist_ifname + "'");
   require(c.device == "cpu" || c.device == "cuda" ||
               std::regex_match(c.device, std::regex("cuda:[0-9]{1,3}")),
           "device", "must be cpu, cuda or cuda:N", "'" + c.device + "'");

@@ -397,7 +397,9 @@ void add_run_keys(KeyList& keys) {
           .one_of({"auto", "gloo", "nccl"})
           .may_change_on_resume());
   add(DENSENET_KEY("dist-timeout", "real",
-                   "seconds a data-parallel rank waits for the others (rendezvous, collectives)",
+                   "seconds a data-parallel rank waits for the others (rendezvous, each "
+                   "collective): a rank lost, hung or cut off ends the run within dist-timeout "
+                   "+ 15 s",
                    c.dist_timeout = read_real(key, node), real_node(c.dist_timeout))
           .above(0, "seconds")
           .may_change_on_resume());
@@ -405,6 +407,11 @@ void add_run_keys(KeyList& keys) {
                    "bytes of gradients all-reduced together in a data-parallel run, e.g. 25MiB",
                    c.dist_bucket_size = read_size(key, node), c.dist_bucket_size)
           .at_least(1, "byte")
+          .may_change_on_resume());
+  add(DENSENET_KEY("dist-ifname", "string",
+                   "network interface of Gloo's connections, e.g. eth1 (empty: those "
+                   "GLOO_SOCKET_IFNAME names, else the one of this host's name)",
+                   c.dist_ifname = read_string(key, node), c.dist_ifname)
           .may_change_on_resume());
   add(DENSENET_KEY("sync-bn", "bool",
                    "data-parallel runs: batch norms use the statistics of the global batch, as "

@@ -24,7 +24,8 @@ free_port() {
   "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# expect STATUS REGEX COMMAND...: COMMAND must exit with STATUS and one error line matching REGEX.
+# expect STATUS REGEX COMMAND...: COMMAND must exit with STATUS and write one line, an error
+# matching REGEX, to its standard error (no warnings around it).
 expect() {
   local want=$1 regex=$2
   shift 2
@@ -33,8 +34,16 @@ expect() {
   status=$?
   [ "$status" -eq "$want" ] || fail "'$*' exited with $status, not $want: $stderr"
   printf '%s\n' "$stderr" | grep -Eq -- "$regex" || fail "stderr does not match '$regex': $stderr"
-  [ "$(printf '%s\n' "$stderr" | grep -c 'error')" -le 1 ] || fail "more than one error line: $stderr"
+  [ "$(printf '%s\n' "$stderr" | wc -l)" -eq 1 ] || fail "more than one line: $stderr"
   echo "ok: $stderr"
+}
+
+# rank_pid LAUNCHER RANK: the process id of the launcher's child with that RANK.
+rank_pid() {
+  local child
+  for child in $(pgrep -P "$1"); do
+    tr '\0' '\n' < /proc/$child/environ | grep -qx "RANK=$2" && echo "$child"
+  done
 }
 
 # wait_for REGEX FILE: until FILE has a line matching REGEX (60 s at most).
@@ -262,10 +271,7 @@ PY
       > "$work/launcher.out" 2>&1 &
     launcher=$!
     wait_for 'step 3/' "$work/launcher.out"
-    victim=""
-    for child in $(pgrep -P $launcher); do
-      tr '\0' '\n' < /proc/$child/environ | grep -qx 'RANK=1' && victim=$child
-    done
+    victim=$(rank_pid $launcher 1)
     [ -n "$victim" ] || fail "no rank 1 among the launcher's children"
     kill -KILL "$victim"
     wait $launcher
@@ -357,7 +363,59 @@ PY
     expect 2 "use either torchrun or --nproc-per-node" \
       env WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$densenet" "${run[@]}" \
       --nproc-per-node 2
+    # A host that cannot be resolved, or an interface this machine does not have: one line, at
+    # once (the store would retry the name until dist-timeout runs out, warning twice a second).
+    expect 2 "--master-addr: the host 'nonexistent.invalid' cannot be resolved \(.*\)" \
+      "$densenet" "${run[@]}" --nproc-per-node 1 --nnodes 2 --master-addr nonexistent.invalid \
+      --dist-timeout 3
+    expect 2 "environment variable MASTER_ADDR: the host 'nonexistent.invalid' cannot be resolved" \
+      env WORLD_SIZE=2 RANK=1 MASTER_ADDR=nonexistent.invalid MASTER_PORT=29500 "$densenet" \
+      "${run[@]}" --dist-timeout 3
+    expect 2 "environment variable MASTER_ADDR: the host 'nonexistent.invalid' cannot be resolved" \
+      env WORLD_SIZE=2 RANK=0 MASTER_ADDR=nonexistent.invalid MASTER_PORT=29500 "$densenet" \
+      "${run[@]}" --dist-timeout 3
+    expect 2 "config key 'dist-ifname': 'nosuchif0' is not a network interface of this machine" \
+      "$densenet" "${run[@]}" --nproc-per-node 2 --dist-ifname nosuchif0
+    expect 2 "environment variable GLOO_SOCKET_IFNAME: 'nosuchif0' is not a network interface" \
+      env GLOO_SOCKET_IFNAME=lo,nosuchif0 "$densenet" "${run[@]}" --nproc-per-node 2
+    expect 2 "config key 'dist-ifname' must be one network interface name" \
+      "$densenet" "${run[@]}" --nproc-per-node 2 --dist-ifname eth0,eth1
     [ ! -e "$work/run" ] || fail "a refused run created its directory"
+    echo "ok" ;;
+  stopped_rank)
+    # A rank stopped with SIGSTOP neither dies nor answers: the other one's collective times
+    # out, it names the stopped rank (whose heartbeat stopped, or whose store does not answer:
+    # rank 0 hosts it) and exits, and the launcher ends the stopped one (SIGTERM and SIGCONT,
+    # SIGKILL 5 s later). The whole run must end within dist-timeout + 15 s, the bound that
+    # dist-timeout's help states (before, 30 s more for the SIGKILL, and a stopped store host
+    # never).
+    slow=("${tiny[@]}" --max-train-samples 4096 --epochs 2 --dist-timeout 5)
+    for victim_rank in 1 0; do
+      out=$work/stopped$victim_rank.out
+      "$densenet" train "${slow[@]}" --nproc-per-node 2 --output-dir "$work/run$victim_rank" \
+        > "$out" 2>&1 &
+      launcher=$!
+      wait_for 'step 3/' "$out"
+      victim=$(rank_pid $launcher $victim_rank)
+      [ -n "$victim" ] || fail "no rank $victim_rank among the launcher's children"
+      kill -STOP "$victim"
+      start=$(date +%s)
+      wait $launcher
+      status=$?
+      took=$(( $(date +%s) - start ))
+      cat "$out"
+      echo "rank $victim_rank stopped: the run ended $took s later (dist-timeout 5 s)"
+      [ "$status" -eq 1 ] || fail "the launcher exited with $status, not 1"
+      [ "$took" -le 20 ] || fail "the run took $took s to end, more than dist-timeout 5 s + 15 s"
+      ! kill -0 "$victim" 2>/dev/null || fail "the stopped rank $victim_rank is still there"
+      if [ $victim_rank = 1 ]; then
+        lost="error: rank 0: .* failed: lost rank 1 \(dist-timeout 5 s\)"
+      else
+        lost="error: rank 1: .* failed: lost rank 0 \(the host of the rendezvous store\)"
+      fi
+      grep -Eq "$lost" "$out" || fail "the stopped rank $victim_rank is not named: no '$lost'"
+      [ "$(grep -c 'error' "$out")" -eq 1 ] || fail "not one error line"
+    done
     echo "ok" ;;
   exact_eval)
     # 33 evaluation images over 2 ranks (17 + 16): the same counts and loss as one process.

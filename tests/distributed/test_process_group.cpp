@@ -39,21 +39,26 @@ int64_t free_port() {
   return ntohs(address.sin_port);
 }
 
-// Runs `body(group)` on `world` ranks, one thread each; an exception fails the test.
+Environment loopback_rank(int64_t rank, int64_t world, int64_t port) {
+  Environment env;
+  env.rank = env.local_rank = rank;
+  env.world_size = env.local_world_size = world;
+  env.master_addr = "127.0.0.1";
+  env.master_port = port;
+  return env;
+}
+
+// Runs `body(group)` on `world` ranks, one thread each, Gloo over `interface` ("": the
+// loopback address); an exception fails the test.
 void on_ranks(int64_t world, std::chrono::milliseconds timeout,
-              const std::function<void(ProcessGroup&)>& body) {
+              const std::function<void(ProcessGroup&)>& body, const std::string& interface = "") {
   const int64_t port = free_port();
   std::vector<std::thread> threads;
   std::vector<std::string> errors(static_cast<size_t>(world));
   for (int64_t r = 0; r < world; ++r) {
     threads.emplace_back([&, r] {
       try {
-        Environment env;
-        env.rank = env.local_rank = r;
-        env.world_size = env.local_world_size = world;
-        env.master_addr = "127.0.0.1";
-        env.master_port = port;
-        ProcessGroup group(env, timeout);
+        ProcessGroup group(loopback_rank(r, world, port), timeout, "gloo", interface);
         body(group);
       } catch (const c10::Error& error) {
         errors[static_cast<size_t>(r)] = error.what_without_backtrace();
@@ -228,6 +233,17 @@ TEST(ProcessGroup, AHangingRankTimesOut) {
     EXPECT_LT(std::chrono::steady_clock::now() - start, timeout + 5s);
     reported.store(true);
   });
+}
+
+TEST(ProcessGroup, ConnectsOverANamedInterface) {
+  on_ranks(
+      2, 10s,
+      [](ProcessGroup& group) {
+        torch::Tensor sum = torch::full({3}, static_cast<double>(group.rank() + 1));
+        group.allreduce(sum, Reduction::sum, "sum");
+        EXPECT_TRUE(torch::equal(sum, torch::full({3}, 3.0)));
+      },
+      "lo");
 }
 
 TEST(ProcessGroup, BackendChoice) {

@@ -25,14 +25,18 @@ enum class Reduction { sum, max, min };
 /// A failed collective (a rank died, hung past the timeout, or the network failed) throws
 /// c10::Error with one line naming the lost ranks where they can be told: every rank keeps a
 /// heartbeat counter in the store, and the ranks whose counter stopped are the lost ones (when
-/// the store itself is gone, rank 0, its host, is).
+/// the store itself is gone or silent for 5 s, rank 0, its host, is). That takes the timeout
+/// plus at most 8 s (2-3 s comparing the heartbeats, or 5 s waiting for a silent store).
 class ProcessGroup {
  public:
   /// Joins the rendezvous, waiting up to `timeout` for every rank; `timeout` also bounds each
-  /// collective. Throws c10::Error when the store cannot be hosted (port in use) or reached,
-  /// or the ranks do not all arrive in time.
+  /// collective. Gloo connects over `interface` (the dist-ifname key) when it is not empty, else
+  /// over the interfaces GLOO_SOCKET_IFNAME names, else over this host's resolved name.
+  /// Throws c10::ValueError when MASTER_ADDR does not resolve or an interface does not exist
+  /// (network.h), c10::Error when the store cannot be hosted (port in use) or reached, or the
+  /// ranks do not all arrive in time.
   ProcessGroup(const Environment& environment, std::chrono::milliseconds timeout,
-               const std::string& backend = "gloo");
+               const std::string& backend = "gloo", const std::string& interface = "");
   ~ProcessGroup();
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;

@@ -79,6 +79,7 @@ struct TrainConfig {
   std::string dist_backend = "auto";             // auto | gloo | nccl
   double dist_timeout = 600;                     // seconds to wait for the other ranks
   int64_t dist_bucket_size = int64_t{25} << 20;  // bytes of gradients per all-reduce
+  std::string dist_ifname;    // network interface of Gloo's connections ("": the host's name)
   bool sync_bn = false;       // batch-norm statistics of the global batch (torch SyncBatchNorm)
   int64_t log_interval = 50;  // steps between plain progress lines (not on a terminal)
   bool force = false;         // overwrite an output directory that holds another run
