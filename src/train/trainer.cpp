@@ -230,11 +230,16 @@ data::AugmentOptions augment_options(const TrainConfig& config) {
   return options;
 }
 
-DataSetup open_data(const TrainConfig& config, bool need_train) {
+// `classes` (a checkpoint's, from `classes_source`): the classes an image folder's labels index.
+DataSetup open_data(const TrainConfig& config, bool need_train,
+                    const std::vector<std::string>& classes = {},
+                    const std::string& classes_source = {}) {
   DataSetup setup;
   data::DatasetOptions options;
   options.name = config.dataset;
   options.root = config.data;
+  options.classes = classes;
+  options.classes_source = classes_source;
   if (config.dataset == "synthetic" && config.input_size > 0) {
     options.synthetic_image_size = config.input_size;
   }
@@ -249,6 +254,11 @@ DataSetup open_data(const TrainConfig& config, bool need_train) {
     setup.eval_name = "validation";
   } else {
     if (need_train) setup.train_set = data::open_dataset(options, data::Split::Train);
+    if (setup.train_set) {
+      // Test labels are the training classes' indices, by name, whichever classes it has.
+      options.classes = setup.train_set->classes();
+      options.classes_source = "the training split";
+    }
     setup.eval_set = data::open_dataset(options, data::Split::Test);
     setup.eval_name = "test";
   }
@@ -740,6 +750,8 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
                               : ("resuming " + s.resume_path).c_str());
   print(*s.out, "data: %s\n      %s: %s\n", s.train_set->describe().c_str(), s.eval_name.c_str(),
         s.eval_set->describe().c_str());
+  const std::string missing = data::missing_classes_warning(*s.eval_set, s.eval_name);
+  if (!missing.empty()) print(*s.out, "%s\n", missing.c_str());
   print(*s.out,
         "model: %s, %lld block%s %s, growth rate %lld, input %lldx%lldx%lld, %lld classes, "
         "%.3f M parameters, %.3f GMAC per image\n",
@@ -1158,7 +1170,12 @@ EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std:
       file.root.is(pth::Value::Kind::Dict) ? file.root.find("config") : nullptr;
   TrainConfig config = requested;
   StateDict state;
+  std::vector<std::string> class_names;  // a training checkpoint's: folder classes index these
   if (saved != nullptr && saved->is(pth::Value::Kind::String) && file.root.find("model")) {
+    const pth::Value* names = file.root.find("classes");
+    if (names != nullptr && names->is(pth::Value::Kind::List)) {
+      for (const pth::Value& name : names->elements()) class_names.push_back(name.as_string());
+    }
     TrainConfig from_checkpoint;
     load_config_text(from_checkpoint, saved->as_string(), weights + " (its config)");
     // The architecture of a training checkpoint is the one it was trained with; a different one
@@ -1206,7 +1223,8 @@ EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std:
   }
   const torch::Device device = device_of(config);
   apply_threads(config);
-  const DataSetup data = open_data(config, /*need_train=*/false);
+  const DataSetup data =
+      open_data(config, /*need_train=*/false, class_names, "checkpoint '" + weights + "'");
   const int64_t classes = static_cast<int64_t>(data.eval_set->classes().size());
   DenseNetOptions options =
       model_options(config, data.eval_set->channels(), classes, data.input_size);
