@@ -81,6 +81,22 @@ void check_fits(const DenseNetOptions& options, MemoryMode mode, int64_t batch,
   throw UsageError(message);
 }
 
+// Refuses a --memory-cap that no training step fits before anything runs: a search that could
+// only answer "none" means the cap is the mistake. A step certainly allocates the parameters
+// and their gradients, whatever its activations need.
+void check_cap_fits_a_step(const DenseNetOptions& options, const std::vector<MemoryMode>& modes,
+                           int64_t cap, const std::string& cap_text) {
+  const MemoryMode leanest = *std::max_element(modes.begin(), modes.end());
+  const StepMemory need = step_need(options, leanest);
+  if (need.fixed <= cap) return;
+  throw UsageError("--memory-cap " + cap_text +
+                   " is less than any training step needs: the parameters and their gradients "
+                   "alone take " +
+                   format_bytes(need.fixed) + " (the memory plan puts a step of " +
+                   memory_mode_name(leanest) + " at batch 1 at about " +
+                   format_bytes(need.bytes(1)) + "); give a larger --memory-cap");
+}
+
 void print_profile(const std::vector<OpProfiler::Entry>& entries) {
   double total = 0;
   for (const auto& entry : entries) total += entry.self_ms;
@@ -123,6 +139,12 @@ int run_bench(const BenchArguments& args) {
   }
   for (const int64_t batch : batches) {
     if (batch < 1) throw UsageError("--batch: batch sizes must be >= 1, got " + args.batch);
+    try {
+      check_batch_norm_values(plan_architecture(options), batch);
+    } catch (const c10::ValueError& error) {
+      throw UsageError(std::string("--batch ") + std::to_string(batch) + ": " +
+                       error.what_without_backtrace());
+    }
   }
   const torch::Device device = device_from(args.device);
   const std::string device_name = device.is_cuda() ? "cuda" : "cpu";
@@ -174,6 +196,7 @@ int run_bench(const BenchArguments& args) {
     mode_options.memory(mode);
     for (int64_t batch : batches) check_fits(mode_options, mode, batch, available);
   }
+  if (args.max_batch) check_cap_fits_a_step(options, modes, cap, args.memory_cap);
   if (args.max_batch && available.bytes > 0 && cap > available.bytes) {
     throw UsageError("--memory-cap " + format_bytes(cap) + " is more than the " +
                      format_bytes(available.bytes) + " available (" + available.source +
@@ -216,16 +239,23 @@ int run_bench(const BenchArguments& args) {
     }
   }
   if (!json) {
-    std::printf("%s, %s, %d thread%s (%s)%s\n", arch.c_str(), device_name.c_str(),
-                at::get_num_threads(), at::get_num_threads() == 1 ? "" : "s",
-                threads_source.c_str(),
-                amp ? (", amp " + args.amp + " autocast (float32 weights)").c_str() : "");
+    // --channels-last without --memory measures naive alone: say so where the rows are read.
+    const std::string layout =
+        !args.channels_last ? ""
+        : args.model.memory ? ", channels-last"
+                            : ", channels-last (memory naive only: the efficient and minimal "
+                              "stages keep NCHW planes)";
+    std::printf(
+        "%s, %s, %d thread%s (%s)%s%s\n", arch.c_str(), device_name.c_str(), at::get_num_threads(),
+        at::get_num_threads() == 1 ? "" : "s", threads_source.c_str(),
+        amp ? (", amp " + args.amp + " autocast (float32 weights)").c_str() : "", layout.c_str());
     std::printf("%-10s %6s %10s %10s %6s %9s %12s %12s%s\n", "memory", "batch", "fwd ms", "bwd ms",
                 "R=B/F", "GFLOP/s", "peak", "RSS delta", max_batch ? "   max batch" : "");
     std::fflush(stdout);
   }
   const size_t total = modes.size() * batches.size();
   size_t step = 0;
+  bool any_fits = false;  // --max-batch: some mode trains a batch within the cap
   for (MemoryMode mode : modes) {
     DenseNetOptions mode_options = options;
     mode_options.memory(mode);
@@ -247,6 +277,7 @@ int run_bench(const BenchArguments& args) {
       }
       r.rss_delta_bytes = rss_delta_of(mode, batch);
       const int64_t largest = max_batch ? find_max_batch(mode_options, cap, bench) : 0;
+      any_fits = any_fits || largest > 0;
       if (json) {
         nlohmann::ordered_json line = {
             {"arch", args.model.arch},
@@ -259,6 +290,7 @@ int run_bench(const BenchArguments& args) {
             {"device", device_name},
             {"threads", at::get_num_threads()},
             {"amp", args.amp},
+            {"channels_last", args.channels_last},
             {"forward_ms", r.forward_ms},
             {"backward_ms", r.backward_ms},
             {"peak_bytes", r.peak_bytes},
@@ -283,14 +315,22 @@ int run_bench(const BenchArguments& args) {
                     static_cast<long long>(batch), r.forward_ms, r.backward_ms,
                     r.backward_ms / r.forward_ms, r.gflops(), format_bytes(r.peak_bytes).c_str(),
                     format_bytes(r.rss_delta_bytes).c_str());
-        if (max_batch)
-          std::printf("   %lld in %s", static_cast<long long>(largest), format_bytes(cap).c_str());
+        if (max_batch) {
+          const std::string fitting = largest > 0 ? std::to_string(largest) : "none";
+          std::printf("   %s in %s", fitting.c_str(), format_bytes(cap).c_str());
+        }
         if (sgemm > 0) std::printf("   %.0f%% of SGEMM", 100 * r.gflops() / sgemm);
         std::printf("\n");
         if (bench.profile()) print_profile(r.profile);
         std::fflush(stdout);
       }
     }
+  }
+  if (max_batch && !any_fits) {
+    throw UsageError("--memory-cap " + args.memory_cap + ": no mode trains " + arch +
+                     " within it, not even at batch " +
+                     std::to_string(smallest_training_batch(plan_architecture(options))) +
+                     "; give a larger --memory-cap");
   }
   return 0;
 }

@@ -2,6 +2,7 @@
 #include "model_arguments.h"
 #include "usage_error.h"
 
+#include "densenet/model/architecture.h"
 #include "densenet/tools/gradcheck.h"
 
 #include <nlohmann/json.hpp>
@@ -96,6 +97,13 @@ int run_gradcheck(const GradcheckArguments& args) {
   if (args.mode == "train" || args.mode == "both") train_modes.push_back(true);
   if (args.mode == "eval" || args.mode == "both") train_modes.push_back(false);
   const int64_t batch = args.batch;
+  if (args.mode != "eval") {  // train mode normalises with the batch's statistics
+    try {
+      check_batch_norm_values(plan_architecture(options), batch);
+    } catch (const c10::ValueError& error) {
+      throw UsageError(error.what_without_backtrace());
+    }
+  }
   const int64_t seed = args.seed;
   const torch::Device device = device_from(args.device);
   // TF32 convolutions/matmuls would round float32 inputs to 10-bit mantissas: the float32

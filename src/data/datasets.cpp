@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <system_error>
+#include <unordered_map>
 
 namespace densenet::data {
 
@@ -53,9 +55,57 @@ std::string where_to_get(const std::string& name) {
          "scripts/imagenet_valprep.py sorts the validation images into class folders)";
 }
 
+/// What a dataset's root folder holds, for a root that is not a folder.
+std::string root_holds(const std::string& name) {
+  if (name == "fashion-mnist" || name == "mnist") {
+    return "train-images-idx3-ubyte[.gz] and the other IDX files (or their raw/ folder)";
+  }
+  if (name == "cifar10")
+    return "data_batch_{1..5}.bin and test_batch.bin (or cifar-10-batches-bin/)";
+  if (name == "cifar100") return "train.bin and test.bin (or cifar-100-binary/)";
+  return "train/CLASS/ and val/CLASS/";
+}
+
+/// The kind of `path` (not_found when it does not exist); one line for a path that cannot be
+/// examined (a folder on the way that may not be read).
+fs::file_type file_type_of(const std::string& dataset, const std::string& path) {
+  std::error_code error;
+  const fs::file_status status = fs::status(path, error);
+  TORCH_CHECK(status.type() == fs::file_type::not_found || !error, dataset, ": cannot read '", path,
+              "': ", error.message());
+  return status.type();
+}
+
+/// " is a file, not a directory" (or " is not a directory": a device, a socket), and for an
+/// archive what to do with it.
+std::string not_a_directory(const std::string& path, fs::file_type type) {
+  std::string text =
+      type == fs::file_type::regular ? " is a file, not a directory" : " is not a directory";
+  for (const char* archive : {".tar.gz", ".tgz", ".tar", ".zip", ".gz"}) {
+    const std::string suffix = archive;
+    if (path.size() > suffix.size() &&
+        path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      return text + " (an archive? unpack it)";
+    }
+  }
+  return text;
+}
+
 void check_root(const std::string& name, const std::string& root) {
-  TORCH_CHECK(fs::is_directory(root), name, ": dataset root '", root, "' does not exist; ",
-              where_to_get(name), ", or give its folder with --data");
+  const fs::file_type type = file_type_of(name, root);
+  TORCH_CHECK(type != fs::file_type::not_found, name, ": dataset root '", root,
+              "' does not exist; ", where_to_get(name), ", or give its folder with --data");
+  TORCH_CHECK(type == fs::file_type::directory, name, ": dataset root '", root, "'",
+              not_a_directory(root, type), ": give the folder that holds ", root_holds(name),
+              " with --data");
+}
+
+/// "a, b, c", at most `limit` names, then "and N more".
+std::string name_list(const std::vector<std::string>& names, size_t limit = 10) {
+  std::string text;
+  for (size_t i = 0; i < names.size() && i < limit; ++i) text += (i ? ", " : "") + names[i];
+  if (names.size() > limit) text += " and " + std::to_string(names.size() - limit) + " more";
+  return text;
 }
 
 /// The first of `names` that exists in one of `dirs`.
@@ -276,49 +326,76 @@ bool is_image_file(const fs::path& path) {
   return extension == ".jpg" || extension == ".jpeg" || extension == ".png";
 }
 
+/// torchvision's find_classes: the subfolders of `folder`, sorted by name.
+std::vector<std::string> class_folders(const std::string& folder) {
+  const fs::file_type type = file_type_of("imagefolder", folder);
+  TORCH_CHECK(type != fs::file_type::not_found, "imagefolder: '", folder, "' does not exist; ",
+              where_to_get("imagefolder"));
+  TORCH_CHECK(type == fs::file_type::directory, "imagefolder: '", folder, "'",
+              not_a_directory(folder, type), ": expected ", folder, "/CLASS/IMAGE.jpg");
+  std::vector<std::string> classes;
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    if (entry.is_directory()) classes.push_back(entry.path().filename().string());
+  }
+  std::sort(classes.begin(), classes.end());
+  TORCH_CHECK(!classes.empty(), "imagefolder: '", folder, "' has no class folders; expected ",
+              folder, "/CLASS/IMAGE.jpg");
+  return classes;
+}
+
+/// The label of each of `found` (a split's class folders): its index in `known` (a class list
+/// that another split or a checkpoint defines), looked up by name, not by position, so that a
+/// split with only some of the classes is labelled as the model's outputs are. The known
+/// classes that no folder has go to `missing`. Throws c10::Error naming every folder that
+/// `known` lacks: no output of the model could score its images.
+std::vector<int64_t> labels_by_name(const std::vector<std::string>& found,
+                                    const std::vector<std::string>& known,
+                                    const std::string& source, const std::string& folder,
+                                    std::vector<std::string>& missing) {
+  std::unordered_map<std::string, int64_t> index;
+  for (size_t i = 0; i < known.size(); ++i) index.emplace(known[i], static_cast<int64_t>(i));
+  std::vector<int64_t> labels;
+  std::vector<std::string> unknown;
+  for (const auto& name : found) {
+    const auto hit = index.find(name);
+    if (hit == index.end()) {
+      unknown.push_back("'" + name + "'");
+    } else {
+      labels.push_back(hit->second);
+    }
+  }
+  const bool one = unknown.size() == 1;
+  TORCH_CHECK(unknown.empty(), "imagefolder: class folder", one ? " " : "s ", name_list(unknown),
+              " of '", folder, "' ", one ? "is not one of" : "are not among", " the ", known.size(),
+              " classes of ", source, " (", name_list(known),
+              "), so no output of the model scores ", one ? "it" : "them", "; remove or rename ",
+              one ? "it" : "them");
+  for (const auto& name : known) {
+    if (std::find(found.begin(), found.end(), name) == found.end()) missing.push_back(name);
+  }
+  return labels;
+}
+
 /// ROOT/{train,val}/CLASS/**.{jpg,jpeg,png}, read and decoded in get().
 class ImageFolderDataset : public Dataset {
  public:
-  ImageFolderDataset(const std::string& root, Split split) {
+  ImageFolderDataset(const std::string& root, Split split, const DatasetOptions& options) {
     check_root("imagefolder", root);
     folder_ = (fs::path(root) / (split == Split::Train ? "train" : "val")).string();
-    TORCH_CHECK(fs::is_directory(folder_), "imagefolder: '", folder_, "' does not exist; ",
-                where_to_get("imagefolder"));
-    // torchvision's find_classes: the subfolders, sorted by name.
-    for (const auto& entry : fs::directory_iterator(folder_)) {
-      if (entry.is_directory()) classes_.push_back(entry.path().filename().string());
+    const std::vector<std::string> found = class_folders(folder_);
+    std::vector<int64_t> labels;
+    if (options.classes.empty()) {
+      classes_ = found;
+      for (size_t i = 0; i < found.size(); ++i) labels.push_back(static_cast<int64_t>(i));
+    } else {
+      classes_ = options.classes;
+      labels = labels_by_name(found, classes_, options.classes_source, folder_, missing_);
     }
-    std::sort(classes_.begin(), classes_.end());
-    TORCH_CHECK(!classes_.empty(), "imagefolder: '", folder_, "' has no class folders; expected ",
-                folder_, "/CLASS/IMAGE.jpg");
-    for (size_t label = 0; label < classes_.size(); ++label) {
-      // torchvision's make_dataset: sorted(os.walk(class folder)), then sorted file names.
-      const fs::path class_dir = fs::path(folder_) / classes_[label];
-      std::vector<std::string> dirs = {class_dir.string()};
-      for (const auto& entry : fs::recursive_directory_iterator(
-               class_dir, fs::directory_options::follow_directory_symlink)) {
-        if (entry.is_directory()) dirs.push_back(entry.path().string());
-      }
-      std::sort(dirs.begin(), dirs.end());
-      const size_t before = samples_.size();
-      for (const auto& dir : dirs) {
-        std::vector<std::string> names;
-        for (const auto& entry : fs::directory_iterator(dir)) {
-          if (!entry.is_directory() && is_image_file(entry.path())) {
-            names.push_back(entry.path().filename().string());
-          }
-        }
-        std::sort(names.begin(), names.end());
-        for (const auto& file : names) {
-          samples_.push_back({(fs::path(dir) / file).string(), static_cast<int64_t>(label)});
-        }
-      }
-      TORCH_CHECK(samples_.size() > before, "imagefolder: class folder '", class_dir.string(),
-                  "' has no images (.jpg, .jpeg or .png)");
-    }
+    for (size_t i = 0; i < found.size(); ++i) add_samples(fs::path(folder_) / found[i], labels[i]);
     std::ostringstream description;
-    description << "imagefolder " << split_name(split) << " (" << samples_.size() << " images, "
-                << classes_.size() << " classes, " << folder_ << ")";
+    description << "imagefolder " << split_name(split) << " (" << samples_.size() << " images, ";
+    if (!missing_.empty()) description << found.size() << " of ";
+    description << classes_.size() << " classes, " << folder_ << ")";
     description_ = description.str();
   }
   int64_t size() const override { return static_cast<int64_t>(samples_.size()); }
@@ -348,13 +425,39 @@ class ImageFolderDataset : public Dataset {
     return file;
   }
   const std::vector<std::string>& classes() const override { return classes_; }
+  std::vector<std::string> missing_classes() const override { return missing_; }
   int64_t channels() const override { return 3; }
   std::string describe() const override { return description_; }
 
  private:
+  /// The images of one class folder, labelled `label`, in torchvision's make_dataset order:
+  /// sorted(os.walk(class folder)), then sorted file names.
+  void add_samples(const fs::path& class_dir, int64_t label) {
+    std::vector<std::string> dirs = {class_dir.string()};
+    for (const auto& entry : fs::recursive_directory_iterator(
+             class_dir, fs::directory_options::follow_directory_symlink)) {
+      if (entry.is_directory()) dirs.push_back(entry.path().string());
+    }
+    std::sort(dirs.begin(), dirs.end());
+    const size_t before = samples_.size();
+    for (const auto& dir : dirs) {
+      std::vector<std::string> names;
+      for (const auto& entry : fs::directory_iterator(dir)) {
+        if (!entry.is_directory() && is_image_file(entry.path())) {
+          names.push_back(entry.path().filename().string());
+        }
+      }
+      std::sort(names.begin(), names.end());
+      for (const auto& file : names) samples_.push_back({(fs::path(dir) / file).string(), label});
+    }
+    TORCH_CHECK(samples_.size() > before, "imagefolder: class folder '", class_dir.string(),
+                "' has no images (.jpg, .jpeg or .png)");
+  }
+
   std::string folder_;
   std::string description_;
-  std::vector<std::string> classes_;
+  std::vector<std::string> classes_;  // index = label
+  std::vector<std::string> missing_;  // classes_ without a folder here
   std::vector<std::pair<std::string, int64_t>> samples_;
 };
 
@@ -446,6 +549,7 @@ class SubsetDataset : public Dataset {
     return base_->encoded(map(index), times);
   }
   const std::vector<std::string>& classes() const override { return base_->classes(); }
+  std::vector<std::string> missing_classes() const override { return base_->missing_classes(); }
   int64_t channels() const override { return base_->channels(); }
   std::string describe() const override { return description_; }
 
@@ -467,6 +571,10 @@ DataError::DataError(std::string path, const std::string& reason)
 
 std::optional<EncodedSample> Dataset::encoded(int64_t, ReadTimes&) const {
   return std::nullopt;
+}
+
+std::vector<std::string> Dataset::missing_classes() const {
+  return {};
 }
 
 DataError decode_error(const std::string& path, const c10::Error& error) {
@@ -508,7 +616,7 @@ std::shared_ptr<Dataset> open_dataset(const DatasetOptions& options, Split split
   const std::string root = options.root.empty() ? default_root(name) : options.root;
   if (name == "fashion-mnist" || name == "mnist") return open_idx(name, root, split);
   if (name == "cifar10" || name == "cifar100") return open_cifar(name, root, split);
-  if (name == "imagefolder") return std::make_shared<ImageFolderDataset>(root, split);
+  if (name == "imagefolder") return std::make_shared<ImageFolderDataset>(root, split, options);
   return std::make_shared<SyntheticDataset>(options, split);
 }
 
@@ -548,6 +656,16 @@ Normalization default_normalization(const std::string& dataset_name) {
   TORCH_CHECK(dataset_name == "synthetic", "unknown dataset '", dataset_name,
               "' for normalisation");
   return {{0.5}, {0.25}};
+}
+
+std::string missing_classes_warning(const Dataset& dataset, const std::string& split_name) {
+  const std::vector<std::string> missing = dataset.missing_classes();
+  if (missing.empty()) return {};
+  const size_t total = dataset.classes().size();
+  return "warning: the " + split_name + " split has no images of class" +
+         (missing.size() == 1 ? " " : "es ") + name_list(missing) + " (it has " +
+         std::to_string(total - missing.size()) + " of the " + std::to_string(total) +
+         " training classes)";
 }
 
 void write_class_list(const Dataset& dataset, const std::string& path) {

@@ -2,6 +2,8 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+
 namespace densenet {
 
 namespace {
@@ -37,6 +39,13 @@ int64_t product(const char* what, int64_t first, Factors... rest) {
   return result;
 }
 
+// H = W of the last dense block for an input of `size`, 0 if the maps vanish before it.
+int64_t last_block_spatial(const DenseNetOptions& options, int64_t size) {
+  int64_t spatial = stem_output_size(options, size);
+  for (size_t b = 1; b < options.block_config().size(); ++b) spatial /= 2;
+  return spatial;
+}
+
 }  // namespace
 
 int64_t stem_output_size(const DenseNetOptions& options, int64_t size) {
@@ -44,6 +53,36 @@ int64_t stem_output_size(const DenseNetOptions& options, int64_t size) {
   const int64_t after_conv = (size + 2 * 3 - kLargeStemKernel) / 2 + 1;  // 7x7, stride 2, pad 3
   if (after_conv < 1) return 0;
   return (after_conv + 2 * 1 - 3) / 2 + 1;  // max-pool 3x3, stride 2, pad 1
+}
+
+int64_t smallest_training_batch(const ArchitecturePlan& plan) {
+  TORCH_INTERNAL_ASSERT(!plan.blocks.empty());
+  return plan.blocks.back().spatial >= 2 ? 1 : 2;
+}
+
+void check_batch_norm_values(const ArchitecturePlan& plan, int64_t batch) {
+  TORCH_CHECK_VALUE(batch >= 1, "batch must be >= 1, got ", batch);
+  if (batch >= smallest_training_batch(plan)) return;
+  // The smallest input whose last block has 2x2 maps: the size is monotone in the input, so
+  // double past it, then bisect (a deep plan may need a large input).
+  int64_t small = plan.input_size, large = std::max<int64_t>(2, plan.input_size * 2);
+  while (last_block_spatial(plan.options, large) < 2 && large < (int64_t{1} << 61)) large *= 2;
+  while (large - small > 1) {
+    const int64_t middle = small + (large - small) / 2;
+    if (last_block_spatial(plan.options, middle) >= 2) {
+      large = middle;
+    } else {
+      small = middle;
+    }
+  }
+  const size_t blocks = plan.blocks.size();
+  TORCH_CHECK_VALUE(false,
+                    "batch norm in training needs more than 1 value per channel, but at batch ",
+                    batch, " and input size ", plan.input_size, " dense block ", blocks,
+                    " and the final norm (features.norm", blocks + 1,
+                    ") see 1x1 feature maps: 1 value per channel; use a batch of 2 or more, or an "
+                    "input size of ",
+                    large, " or more");
 }
 
 ArchitecturePlan plan_architecture(const DenseNetOptions& options, int64_t input_size) {

@@ -229,16 +229,19 @@ int64_t find_max_batch(const DenseNetOptions& model_options, int64_t cap_bytes,
       return false;
     }
   };
-  if (!fits(1)) return 0;
+  // A batch norm in training needs more than one value per channel: 1x1 maps start at 2.
+  const ArchitecturePlan architecture = plan_architecture(model_options);
+  const int64_t smallest = smallest_training_batch(architecture);
+  if (!fits(smallest)) return 0;
   // Bracket around the batch the memory plan predicts (parameters, gradients and a little
   // workspace aside), so that only a few steps run at the large sizes; then bisect.
-  const StepMemory need = plan_step_memory(plan_architecture(model_options), model_options.memory(),
+  const StepMemory need = plan_step_memory(architecture, model_options.memory(),
                                            /*optimizer_copies=*/0, /*input_batches=*/1);
   const int64_t per_sample =
       std::max<int64_t>(1, need.activations_per_sample + need.input_per_sample);
   const int64_t guess = std::max<int64_t>(1, (cap_bytes - need.fixed) / per_sample);
-  int64_t good = 1, bad = 0;
-  int64_t probe = std::max<int64_t>(2, guess * 95 / 100);
+  int64_t good = smallest, bad = 0;
+  int64_t probe = std::max<int64_t>(smallest + 1, guess * 95 / 100);
   if (fits(probe)) {
     good = probe;
     for (int64_t next = std::max(good + 1, good * 105 / 100);;
@@ -251,7 +254,7 @@ int64_t find_max_batch(const DenseNetOptions& model_options, int64_t cap_bytes,
     }
   } else {
     bad = probe;
-    for (int64_t next = probe * 85 / 100; next > 1; next = next * 85 / 100) {
+    for (int64_t next = probe * 85 / 100; next > smallest; next = next * 85 / 100) {
       if (fits(next)) {
         good = next;
         break;

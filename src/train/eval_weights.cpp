@@ -98,7 +98,14 @@ EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std:
   validate(config);  // the options given over the checkpoint's must still make a model
   const torch::Device device = detail::device_of(config);
   detail::apply_threads(config);
-  const detail::RunData data = detail::open_data(config, /*need_train=*/false);
+  // A training checkpoint's classes: an image folder's class folders are looked up in them.
+  std::vector<std::string> classes;
+  if (const pth::Value* names = training_checkpoint ? file.root.find("classes") : nullptr;
+      names != nullptr && names->is(pth::Value::Kind::List)) {
+    for (const pth::Value& name : names->elements()) classes.push_back(name.as_string());
+  }
+  const detail::RunData data =
+      detail::open_data(config, /*need_train=*/false, classes, "checkpoint '" + weights + "'");
   DenseNet model = load_model(config, data, state, weights);
   model->to(device);
   const auto loader = detail::make_eval_loader(config, data, device);

@@ -2,10 +2,12 @@
 
 #include "densenet/distributed/process_group.h"
 #include "densenet/io/pth_file.h"
+#include "densenet/model/architecture.h"
 #include "densenet/train/checkpointer.h"
 #include "densenet/train/training_state.h"
 
 #include "train/run_directory.h"
+#include "train/run_setup.h"
 
 #include <c10/util/Exception.h>
 #include <torch/types.h>
@@ -76,6 +78,14 @@ TrainPlan plan_training(const TrainRequest& request) {
   if (config.output_dir.empty()) config.output_dir = detail::default_run_dir(config);
   if (!config.test_only) check_run_dir(config.output_dir, config, plan.resume_path);
   check_world_size(config, plan.world_size);
+  if (config.input_size > 0) {
+    // At a given input size, before any rank starts (at the dataset's it is checked with the
+    // model, once the data are open).
+    const ArchitecturePlan architecture = plan_architecture(model_options(config, 0, 0, 0));
+    check_batch_norm_values(architecture,
+                            detail::smallest_piece(config, config.batch_size / plan.world_size,
+                                                   config.num_batch_splits));
+  }
   if (plan.world_size > 1) {
     plan.backend = distributed::choose_backend(config.dist_backend, torch::Device(config.device));
   }

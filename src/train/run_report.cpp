@@ -20,6 +20,8 @@ void print_data_and_model(TrainingRun& run) {
                                      : ("resuming " + run.plan.resume_path).c_str());
   print(*run.out, "data: %s\n      %s: %s\n", run.data.train_set->describe().c_str(),
         run.data.eval_name.c_str(), run.data.eval_set->describe().c_str());
+  const std::string missing = data::missing_classes_warning(*run.data.eval_set, run.data.eval_name);
+  if (!missing.empty()) print(*run.out, "%s\n", missing.c_str());
   print(*run.out,
         "model: %s, %s %s, growth rate %lld, %s, input %lldx%lldx%lld, %lld classes, %.3f M "
         "parameters, %.3f GMAC per image\n",

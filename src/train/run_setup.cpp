@@ -99,6 +99,14 @@ std::string choose_memory_mode(const TrainConfig& config, const torch::Device& d
 
 }  // namespace
 
+int64_t smallest_piece(const TrainConfig& config, int64_t local_batch, int64_t splits) {
+  // torch's chunk: pieces of ceil(n / splits) images, the last one what is left.
+  const int64_t piece = (local_batch + splits - 1) / splits;
+  const int64_t last = local_batch - piece * ((local_batch - 1) / piece);
+  const int64_t ranks = config.sync_bn ? config.batch_size / local_batch : 1;
+  return std::min(piece, last) * ranks;  // sync-bn: the statistics of every rank's piece
+}
+
 torch::Device device_of(const TrainConfig& config) {
   torch::Device device(config.device);
   TORCH_CHECK(!device.is_cuda() || torch::cuda::is_available(), "device ", config.device,
@@ -114,11 +122,14 @@ int apply_threads(const TrainConfig& config, int64_t local_world_size) {
   return threads;
 }
 
-RunData open_data(const TrainConfig& config, bool need_train) {
+RunData open_data(const TrainConfig& config, bool need_train,
+                  const std::vector<std::string>& classes, const std::string& classes_source) {
   RunData setup;
   data::DatasetOptions options;
   options.name = config.dataset;
   options.root = config.data;
+  options.classes = classes;
+  options.classes_source = classes_source;
   if (config.dataset == "synthetic" && config.input_size > 0) {
     options.synthetic_image_size = config.input_size;
   }
@@ -132,7 +143,12 @@ RunData open_data(const TrainConfig& config, bool need_train) {
     setup.eval_set = parts.second;
     setup.eval_name = "validation";
   } else {
-    if (need_train) setup.train_set = data::open_dataset(options, data::Split::Train);
+    if (need_train) {
+      setup.train_set = data::open_dataset(options, data::Split::Train);
+      // Test labels are the training classes' indices, by name, whichever classes it has.
+      options.classes = setup.train_set->classes();
+      options.classes_source = "the training split";
+    }
     setup.eval_set = data::open_dataset(options, data::Split::Test);
     setup.eval_name = "test";
   }
@@ -185,6 +201,7 @@ ModelSetup build_model(const TrainConfig& config, const RunData& data, const tor
   const int64_t optimizer_copies = config.optimizer == "adamw" ? 2 : 1;
   setup.memory_line = choose_memory_mode(config, device, local_batch, optimizer_copies, setup);
   setup.plan = plan_architecture(setup.options);
+  check_batch_norm_values(setup.plan, smallest_piece(config, local_batch, setup.num_batch_splits));
   setup.stem_line = describe_stem(config, setup.options);
   if (!device.is_cuda()) {
     const int64_t need = predicted_step_bytes(setup.plan, setup.options.memory(), local_batch,

@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace densenet::train::detail {
 
@@ -40,8 +41,13 @@ struct RunData {
 };
 
 /// Opens the splits (valid-size holds images out of the training set; max-*-samples keep the
-/// first images) and makes their transforms. Throws c10::Error when the data cannot be read.
-RunData open_data(const TrainConfig& config, bool need_train);
+/// first images) and makes their transforms. The evaluation split's labels index the training
+/// split's classes, by name; without a training split (eval), `classes` (a checkpoint's, named
+/// by `classes_source` in errors) when given. Throws c10::Error when the data cannot be read, or
+/// an evaluation class folder is not one of those classes.
+RunData open_data(const TrainConfig& config, bool need_train,
+                  const std::vector<std::string>& classes = {},
+                  const std::string& classes_source = {});
 
 /// Training batches: shuffled, the short last batch dropped (as timm does: its batch statistics
 /// would be noisy, or missing for one image), rank `rank`'s part of each global batch.
@@ -54,6 +60,10 @@ std::unique_ptr<data::DataLoader> make_train_loader(const TrainConfig& config, c
 std::unique_ptr<data::DataLoader> make_eval_loader(const TrainConfig& config, const RunData& data,
                                                    const torch::Device& device, int64_t rank = 0,
                                                    int64_t world_size = 1);
+
+/// The fewest images a batch norm sees in one forward pass: the smallest of the `splits` pieces
+/// of this rank's `local_batch` (torch's chunk), times the ranks under sync-bn.
+int64_t smallest_piece(const TrainConfig& config, int64_t local_batch, int64_t splits);
 
 /// The model on its device, in the memory mode `memory` chose, with what the start-up summary
 /// says of it.
@@ -69,7 +79,8 @@ struct ModelSetup {
 /// Builds the model for the data (its channels, classes and input size), chooses the memory
 /// mode (memory: auto within memory-budget or the available memory) and refuses a CPU step
 /// that the memory plan says cannot fit (the kernel's OOM killer would end the run without a
-/// word). `local_batch`: this rank's images per step. Throws c10::Error.
+/// word). `local_batch`: this rank's images per step. Throws c10::Error; c10::ValueError when a
+/// batch norm would see one value per channel (check_batch_norm_values).
 ModelSetup build_model(const TrainConfig& config, const RunData& data, const torch::Device& device,
                        int64_t local_batch);
 

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <tuple>
 
 namespace densenet::data {
 namespace {
@@ -114,6 +115,85 @@ TEST(Datasets, ImageFolderMatchesTorchvisionOrderAndPixels) {
           want("folder_" + folder + "_image" + std::to_string(i))));
     }
   }
+}
+
+// A scratch image folder whose class folders link to the generated ones:
+// ROOT/SPLIT/NAME -> data_dir()/folder/SPLIT/TARGET for each (NAME, TARGET).
+std::string linked_folder(
+    const std::string& name,
+    const std::vector<std::tuple<std::string, std::string, std::string>>& links) {
+  const std::filesystem::path root = std::filesystem::path(data_dir()) / name;
+  std::filesystem::remove_all(root);
+  for (const auto& [split, folder, target] : links) {
+    std::filesystem::create_directories(root / split);
+    std::filesystem::create_directory_symlink(
+        std::filesystem::path(data_dir()) / "folder" / split / target, root / split / folder);
+  }
+  return root.string();
+}
+
+// Issue 21: val/{bee} beside train/{Zebra,apple,bee} was labelled 0, "Zebra", as torchvision's
+// two ImageFolders would; labels must index the training classes by name.
+TEST(Datasets, ImageFolderLabelsAClassSubsetByTrainingName) {
+  DatasetOptions options;
+  options.name = "imagefolder";
+  options.root = linked_folder("subset_val", {{"train", "Zebra", "Zebra"},
+                                              {"train", "apple", "apple"},
+                                              {"train", "bee", "bee"},
+                                              {"val", "bee", "bee"}});
+  const auto train = open_dataset(options, Split::Train);
+  ASSERT_EQ(train->classes(), (std::vector<std::string>{"Zebra", "apple", "bee"}));
+  EXPECT_TRUE(train->missing_classes().empty());
+  EXPECT_EQ(missing_classes_warning(*train, "train"), "");
+
+  options.classes = train->classes();
+  options.classes_source = "the training split";
+  const auto val = open_dataset(options, Split::Test);
+  EXPECT_EQ(val->classes(), train->classes());
+  ReadTimes times;
+  ASSERT_GT(val->size(), 0);
+  for (int64_t i = 0; i < val->size(); ++i) {
+    EXPECT_EQ(val->encoded(i, times)->label, 2) << val->encoded(i, times)->path;
+  }
+  EXPECT_EQ(val->missing_classes(), (std::vector<std::string>{"Zebra", "apple"}));
+  EXPECT_NE(val->describe().find("images, 1 of 3 classes, "), std::string::npos) << val->describe();
+  EXPECT_EQ(missing_classes_warning(*val, "test"),
+            "warning: the test split has no images of classes Zebra, apple (it has 1 of the 3 "
+            "training classes)");
+  // A subset (max-eval-samples) lacks what its base lacks.
+  EXPECT_EQ(subset(val, {0}, "first 1")->missing_classes(), val->missing_classes());
+
+  // A longer class list: the warning names 10, then counts the rest.
+  options.classes.clear();
+  for (int c = 0; c < 12; ++c) options.classes.push_back("class" + std::to_string(c));
+  options.classes.push_back("bee");
+  EXPECT_EQ(missing_classes_warning(*open_dataset(options, Split::Test), "test"),
+            "warning: the test split has no images of classes class0, class1, class2, class3, "
+            "class4, class5, class6, class7, class8, class9 and 2 more (it has 1 of the 13 "
+            "training classes)");
+
+  // Without a class list: the folder's own classes, torchvision's ImageFolder.
+  options.classes.clear();
+  const auto own = open_dataset(options, Split::Test);
+  EXPECT_EQ(own->classes(), (std::vector<std::string>{"bee"}));
+  EXPECT_EQ(own->encoded(0, times)->label, 0);
+}
+
+TEST(Datasets, ImageFolderRefusesAClassTheListLacks) {
+  DatasetOptions options;
+  options.name = "imagefolder";
+  options.root = linked_folder(
+      "unknown_val", {{"val", "apple", "apple"}, {"val", "cat", "bee"}, {"val", "dog", "Zebra"}});
+  options.classes = {"apple", "bee"};
+  options.classes_source = "checkpoint 'best.pth'";
+  EXPECT_ERROR_CONTAINS(open_dataset(options, Split::Test),
+                        "imagefolder: class folders 'cat', 'dog' of '" + options.root +
+                            "/val' are not among the 2 classes of checkpoint 'best.pth' (apple, "
+                            "bee), so no output of the model scores them; remove or rename them");
+  options.root = linked_folder("unknown_val", {{"val", "apple", "apple"}, {"val", "cat", "bee"}});
+  EXPECT_ERROR_CONTAINS(open_dataset(options, Split::Test),
+                        "class folder 'cat' of '" + options.root +
+                            "/val' is not one of the 2 classes of checkpoint 'best.pth'");
 }
 
 TEST(Datasets, ClassListIsWrittenOnePerLine) {
@@ -222,6 +302,40 @@ TEST(DatasetErrors, OneClearLineEach) {
   EXPECT_ERROR_CONTAINS(open("imagefolder", "empty_class", Split::Train),
                         "empty_class/train/b' has no images (.jpg, .jpeg or .png)");
   EXPECT_ERROR_CONTAINS(open("imagefolder", "empty_class", Split::Test), "val' does not exist");
+}
+
+// Issue 21: a file given as the root was reported as "does not exist".
+TEST(DatasetErrors, RootIsAFile) {
+  const std::string file = data_dir() + "/expected.safetensors";
+  for (const auto& [name, holds] : std::vector<std::pair<std::string, std::string>>{
+           {"fashion-mnist", "train-images-idx3-ubyte[.gz]"},
+           {"mnist", "train-images-idx3-ubyte[.gz]"},
+           {"cifar10", "data_batch_{1..5}.bin and test_batch.bin"},
+           {"cifar100", "train.bin and test.bin"},
+           {"imagefolder", "train/CLASS/ and val/CLASS/"}}) {
+    DatasetOptions options;
+    options.name = name;
+    options.root = file;
+    EXPECT_ERROR_CONTAINS(open_dataset(options, Split::Train),
+                          name + ": dataset root '" + file +
+                              "' is a file, not a directory: give the folder that holds " + holds);
+  }
+  // An archive: unpack it first.
+  const std::string archive = data_dir() + "/cifar-10-binary.tar.gz";
+  std::ofstream(archive) << "not really";
+  DatasetOptions options;
+  options.name = "cifar10";
+  options.root = archive;
+  EXPECT_ERROR_CONTAINS(open_dataset(options, Split::Test),
+                        "is a file, not a directory (an archive? unpack it): give the folder");
+  // ROOT/val as a file.
+  const std::string root = linked_folder("val_is_file", {{"train", "apple", "apple"}});
+  std::ofstream(root + "/val") << "not a folder";
+  options.name = "imagefolder";
+  options.root = root;
+  EXPECT_ERROR_CONTAINS(open_dataset(options, Split::Test),
+                        "imagefolder: '" + root + "/val' is a file, not a directory: expected " +
+                            root + "/val/CLASS/IMAGE.jpg");
 }
 
 }  // namespace

@@ -83,6 +83,40 @@ TEST(Architecture, TooSmallInputsAreRejected) {
   EXPECT_NO_THROW(plan_architecture(DenseNetOptions().block_config({1, 1, 1}), 4));
 }
 
+// Issue 21: gradcheck --block-config 1 --input-size 1 --batch 1 ended in PyTorch's raw
+// "Expected more than 1 value per channel when training".
+TEST(Architecture, BatchNormNeedsMoreThanOneValuePerChannel) {
+  const ArchitecturePlan one_pixel = plan_architecture(DenseNetOptions().block_config({1}), 1);
+  EXPECT_EQ(smallest_training_batch(one_pixel), 2);
+  EXPECT_THROW(check_batch_norm_values(one_pixel, 1), c10::ValueError);
+  EXPECT_ERROR_CONTAINS(check_batch_norm_values(one_pixel, 1),
+                        "batch norm in training needs more than 1 value per channel, but at batch "
+                        "1 and input size 1 dense block 1 and the final norm (features.norm2) see "
+                        "1x1 feature maps: 1 value per channel; use a batch of 2 or more, or an "
+                        "input size of 2 or more");
+  EXPECT_NO_THROW(check_batch_norm_values(one_pixel, 2));
+  // Three blocks halve 4 to 1: 8 keeps 2x2 maps (7 gives 7, 3, 1).
+  const ArchitecturePlan three = plan_architecture(DenseNetOptions().block_config({2, 2, 2}), 4);
+  EXPECT_ERROR_CONTAINS(
+      check_batch_norm_values(three, 1),
+      "dense block 3 and the final norm (features.norm4) see 1x1 feature maps: 1 "
+      "value per channel; use a batch of 2 or more, or an input size of 8 or more");
+  EXPECT_EQ(
+      smallest_training_batch(plan_architecture(DenseNetOptions().block_config({2, 2, 2}), 8)), 1);
+  EXPECT_NO_THROW(
+      check_batch_norm_values(plan_architecture(DenseNetOptions().block_config({2, 2, 2}), 8), 1));
+  // ImageNet stem: 32 -> 8 after the stem, then 4, 2, 1; 61 is the smallest input with 2x2.
+  const DenseNetOptions densenet121 = preset_options("densenet121");
+  EXPECT_ERROR_CONTAINS(
+      check_batch_norm_values(plan_architecture(densenet121, 32), 1),
+      "dense block 4 and the final norm (features.norm5) see 1x1 feature maps: 1 "
+      "value per channel; use a batch of 2 or more, or an input size of 61 or more");
+  EXPECT_EQ(plan_architecture(densenet121, 61).blocks.back().spatial, 2);
+  EXPECT_EQ(plan_architecture(densenet121, 60).blocks.back().spatial, 1);
+  EXPECT_ERROR_CONTAINS(check_batch_norm_values(plan_architecture(densenet121), 0),
+                        "batch must be >= 1, got 0");
+}
+
 TEST(Architecture, CompressionThatEmptiesATransitionIsRejected) {
   EXPECT_ERROR_CONTAINS(
       plan_architecture(

@@ -62,6 +62,10 @@ class Dataset {
   virtual std::optional<EncodedSample> encoded(int64_t index, ReadTimes& times) const;
   /// Class names, index = label.
   virtual const std::vector<std::string>& classes() const = 0;
+  /// The classes of classes() that have no images here: an image folder labelled with a given
+  /// class list (DatasetOptions::classes) that lacks some of its class folders. Empty for the
+  /// others (the default).
+  virtual std::vector<std::string> missing_classes() const;
   /// Channels of every image: 1 or 3.
   virtual int64_t channels() const = 0;
   /// e.g. "fashion-mnist train (60000 images, /usr/share/datasets/fashion-mnist)".
@@ -81,6 +85,14 @@ struct DatasetOptions {
   int64_t synthetic_image_size = 32;
   int64_t synthetic_channels = 3;
   uint64_t synthetic_seed = 0;
+  /// imagefolder: the classes to label with, index = label (the training split's for the val
+  /// split, a checkpoint's for evaluation). Each class folder is looked up by name, so labels
+  /// index the model's outputs even when the folder has only some of the classes; a folder
+  /// whose name is not in the list is an error naming it. Empty: the folder's own classes,
+  /// sorted (torchvision's ImageFolder). The other datasets have fixed classes and ignore it.
+  std::vector<std::string> classes;
+  /// Where `classes` comes from, for that error: "the training split", "checkpoint 'best.pth'".
+  std::string classes_source = "the given class list";
 };
 
 /// The dataset names open_dataset accepts, in the order the CLI lists them.
@@ -93,9 +105,11 @@ std::string default_root(const std::string& dataset_name);
 /// in ROOT or ROOT/raw; cifar10 data_batch_{1..5}.bin/test_batch.bin in ROOT or
 /// ROOT/cifar-10-batches-bin; cifar100 train.bin/test.bin (fine labels) in ROOT or
 /// ROOT/cifar-100-binary; imagefolder ROOT/{train,val}/CLASS/**.{jpg,jpeg,png} with classes
-/// sorted by name and files in torchvision ImageFolder's order. Throws c10::Error with one line
-/// for an unknown name, a missing root or file (naming the path and where to get the data), a
-/// wrong IDX magic or count, a truncated CIFAR file, an empty folder or an empty class folder.
+/// sorted by name (or labelled with DatasetOptions::classes) and files in torchvision
+/// ImageFolder's order. Throws c10::Error with one line for an unknown name, a missing root or
+/// file (naming the path and where to get the data), a root that is a file, a wrong IDX magic
+/// or count, a truncated CIFAR file, an empty folder, an empty class folder, or a class folder
+/// that DatasetOptions::classes does not name.
 std::shared_ptr<Dataset> open_dataset(const DatasetOptions& options, Split split);
 
 /// The samples `indices` of `base`, in that order.
@@ -120,6 +134,11 @@ struct Normalization {
 /// 0.2762), not CIFAR-10's (the demo's bug); imagefolder: ImageNet's (0.485, 0.456, 0.406)/
 /// (0.229, 0.224, 0.225) (torchvision); synthetic: 0.5/0.25.
 Normalization default_normalization(const std::string& dataset_name);
+
+/// One line for a split that lacks some of its classes (Dataset::missing_classes), e.g.
+/// "warning: the test split has no images of classes c, d (it has 3 of the 5 training
+/// classes)", naming at most 10; empty when none is missing.
+std::string missing_classes_warning(const Dataset& dataset, const std::string& split_name);
 
 /// Writes the class names, one per line (the format of `densenet predict --labels`).
 void write_class_list(const Dataset& dataset, const std::string& path);

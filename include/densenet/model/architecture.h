@@ -51,4 +51,15 @@ ArchitecturePlan plan_architecture(const DenseNetOptions& options, int64_t input
 /// Height (or width) after the stem for an input of height `size`.
 int64_t stem_output_size(const DenseNetOptions& options, int64_t size);
 
+/// The smallest batch that can train `plan`: a batch norm in training mode needs more than one
+/// value per channel (N*H*W > 1, PyTorch's rule), and the last dense block and the final norm
+/// see the smallest feature maps; 2 when they are 1x1, else 1.
+int64_t smallest_training_batch(const ArchitecturePlan& plan);
+
+/// Throws c10::ValueError unless a training step of `batch` samples gives every batch norm of
+/// `plan` more than one value per channel: one line naming the norms, their feature maps and
+/// the batch or input size that would do. `batch` is what one forward pass sees: with
+/// num-batch-splits, each split's part; on several ranks, each rank's (without sync-bn).
+void check_batch_norm_values(const ArchitecturePlan& plan, int64_t batch);
+
 }  // namespace densenet

@@ -65,7 +65,8 @@ double measure_sgemm_gflops(int64_t size, torch::Device device);
 
 /// The largest batch whose training step fits in `cap_bytes` of tracked CPU tensor memory
 /// (model included): bracketed around the batch the memory plan predicts, then bisected, so
-/// that only a few steps run at large batches; 0 if not even batch 1 fits.
+/// that only a few steps run at large batches; 0 if not even the smallest batch that can train
+/// fits (smallest_training_batch: 1, or 2 when the last block's maps are 1x1).
 int64_t find_max_batch(const DenseNetOptions& model, int64_t cap_bytes,
                        const BenchmarkOptions& options);
 
