@@ -24,10 +24,11 @@ namespace {
 // The config keys that select the data and the model; eval takes them with train's spelling.
 const std::vector<std::string>& eval_keys() {
   static const std::vector<std::string> keys = {
-      "dataset", "data",        "input-size",        "valid-size",  "max-eval-samples",
-      "workers", "arch",        "num-init-features", "growth-rate", "block-config",
-      "bn-size", "compression", "drop-rate",         "memory",      "threads",
-      "device",  "seed"};
+      "dataset",          "data",         "input-size", "valid-size",
+      "max-eval-samples", "workers",      "arch",       "num-init-features",
+      "growth-rate",      "block-config", "bn-size",    "compression",
+      "drop-rate",        "stem",         "memory",     "threads",
+      "device",           "seed"};
   return keys;
 }
 

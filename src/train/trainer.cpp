@@ -11,6 +11,7 @@
 #include "densenet/io/state_dict.h"
 #include "densenet/io/weights.h"
 #include "densenet/model/architecture.h"
+#include "densenet/model/load_weights.h"
 #include "densenet/model/memory_plan.h"
 #include "densenet/model/presets.h"
 #include "densenet/tools/memory_tracker.h"
@@ -22,6 +23,7 @@
 #include "densenet/train/optimizer.h"
 #include "densenet/train/progress.h"
 #include "densenet/train/schedule.h"
+#include "densenet/train/training_checkpoint.h"
 #include "densenet/util/threads.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -652,12 +654,8 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
   if (!s.resume_path.empty()) {
     const pth::Value& root = s.resumed.root;
     const std::string& source = s.resume_path;
-    try {
-      load_state_dict(*s.model, tensors_of(field(root, "model", source), source), true);
-    } catch (const c10::Error& error) {
-      TORCH_CHECK(false, "'", source,
-                  "' does not fit this model: ", error.what_without_backtrace());
-    }
+    load_densenet_weights(*s.model, tensors_of(field(root, "model", source), source),
+                          {source, s.config.arch, s.config.dataset});
     s.optimizer->load_state_dict(field(root, "optimizer", source));
     if (s.scaler) s.scaler->load_state_dict(field(root, "scaler", source));
     s.epoch = field(root, "epoch", source).as_int();
@@ -1154,40 +1152,12 @@ TrainConfig saved_config(const std::string& resume) {
 EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std::string>& given,
                             const std::string& weights, std::ostream& out) {
   const WeightsFile file = read_weights_file(weights);
-  const pth::Value* saved =
-      file.root.is(pth::Value::Kind::Dict) ? file.root.find("config") : nullptr;
   TrainConfig config = requested;
   StateDict state;
-  if (saved != nullptr && saved->is(pth::Value::Kind::String) && file.root.find("model")) {
-    TrainConfig from_checkpoint;
-    load_config_text(from_checkpoint, saved->as_string(), weights + " (its config)");
-    // The architecture of a training checkpoint is the one it was trained with; a different one
-    // asked for could only fail to load, or be silently ignored.
-    for (const char* key :
-         {"arch", "num-init-features", "growth-rate", "block-config", "bn-size", "compression"}) {
-      if (std::find(given.begin(), given.end(), key) == given.end()) continue;
-      // Compared as built: `--bn-size 4` for a checkpoint whose preset has 4 is the same model.
-      TrainConfig candidate = from_checkpoint;
-      copy_config_value(candidate, requested, key);
-      const std::string has = effective_config_value(from_checkpoint, key);
-      const std::string asked = effective_config_value(candidate, key);
-      TORCH_CHECK_VALUE(
-          has == asked, "'", weights, "' is a training checkpoint of ", from_checkpoint.arch,
-          std::string(key) == "arch" ? std::string() : " (" + std::string(key) + " " + has + ")",
-          ", not ", key, " ", asked, ": its architecture comes from it; drop --", key);
-    }
-    if (from_checkpoint.stem.empty()) {
-      // The stem the weights were trained with (a 3x3 or a 7x7 first convolution), not one
-      // that another --input-size would choose.
-      const pth::Value* model = file.root.find("model");
-      const pth::Value* conv0 =
-          model->is(pth::Value::Kind::Dict) ? model->find("features.conv0.weight") : nullptr;
-      if (conv0 != nullptr && conv0->is(pth::Value::Kind::Tensor)) {
-        from_checkpoint.stem = conv0->as_tensor().size(-1) == 7 ? "imagenet" : "cifar";
-      }
-    }
-    for (const std::string& key : given) copy_config_value(from_checkpoint, requested, key);
-    config = from_checkpoint;
+  if (std::optional<TrainingCheckpoint> checkpoint = read_training_checkpoint(file.root, weights)) {
+    check_checkpoint_architecture(checkpoint->config, requested, given, weights);
+    config = checkpoint->config;
+    for (const std::string& key : given) copy_config_value(config, requested, key);
     config.resume.clear();
     config.test_only = false;
     // Evaluation runs in float32, so the run's mixed-precision keys do not apply (and a GPU run's
@@ -1195,9 +1165,9 @@ EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std:
     for (const char* key : {"amp", "loss-scale", "loss-scale-init", "loss-scale-growth-interval"}) {
       copy_config_value(config, TrainConfig{}, key);
     }
-    state = to_torchvision_keys(tensors_of(*file.root.find("model"), weights));
+    state = std::move(checkpoint->weights);
   } else {
-    state = read_weights(weights);
+    state = to_torchvision_keys(tensors_of(locate_state_dict(file.root, weights).dict, weights));
   }
   try {
     validate(config);
@@ -1212,16 +1182,8 @@ EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std:
       model_options(config, data.eval_set->channels(), classes, data.input_size);
   options.memory(parse_memory_mode(config.memory == "auto" ? "efficient" : config.memory));
   DenseNet model(options);
-  try {
-    load_state_dict(*model, fit_final_norm_name(state, *model), /*strict=*/true);
-  } catch (const c10::Error& error) {
-    TORCH_CHECK(false, "the weights in '", weights, "' do not fit ", config.arch, " with ",
-                data.eval_set->channels(), " input channels and ", classes, " classes (",
-                config.dataset,
-                "); give the architecture they were trained with (--arch and "
-                "its overrides): ",
-                error.what_without_backtrace());
-  }
+  // A mismatch names what the weights are and the flags that fit them (one short error).
+  load_densenet_weights(*model, state, {weights, config.arch, config.dataset});
   model->to(device);
   const auto loader = make_eval_loader(config, data, device);
   const EvalResult result = evaluate(model, *loader, device);
