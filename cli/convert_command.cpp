@@ -1,14 +1,17 @@
 #include "commands.h"
 #include "model_arguments.h"
 #include "usage_error.h"
-#include "weights_hint.h"
 
 #include "densenet/io/pth_file.h"
 #include "densenet/io/safetensors.h"
 #include "densenet/io/weights.h"
 #include "densenet/model/densenet.h"
+#include "densenet/model/load_weights.h"
+
+#include <c10/util/Exception.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 namespace densenet::cli {
@@ -20,12 +23,29 @@ struct ConvertArguments {
   std::string output;
   std::string to = "torchvision";
   bool state_dict_only = false;
+  bool force = false;
   ModelArguments model;
 };
 
 bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() &&
          text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Without --force, refuses an --output that is an existing file (followed through a symlink),
+// as train refuses an occupied output-dir, and names the case where it is the input itself
+// (a symlink or hard link to it included). A new path, /dev/stdout or a pipe passes; a
+// directory is refused when written.
+void check_output(const std::string& input, const std::string& output, bool force) {
+  if (force) return;
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(output, error)) return;
+  const bool same = std::filesystem::equivalent(input, output, error) && !error;
+  TORCH_CHECK(!same, "--output '", output,
+              "' is the --checkpoint file itself: converting would replace it; add --force to "
+              "replace it (it is read whole first), or choose another --output");
+  TORCH_CHECK(false, "--output '", output,
+              "' exists: add --force to replace it, or choose another --output");
 }
 
 int run_convert(const ConvertArguments& args) {
@@ -44,21 +64,16 @@ int run_convert(const ConvertArguments& args) {
   }
   const std::string* input = &args.checkpoint;
   const std::string* output = &args.output;
+  check_output(*input, *output, args.force);
   const WeightsFile file = read_weights_file(*input);
   const pth::Value& root = file.root;
   const LocatedStateDict located = locate_state_dict(root, *input);
   const StateDict original = tensors_of(located.dict, *input);
   const StateDict canonical = to_torchvision_keys(original);
   if (args.model.arch_given()) {
-    const DenseNetOptions options = model_options_from(args.model);
-    DenseNet model(options);
-    try {
-      load_state_dict(*model, fit_final_norm_name(canonical, *model), /*strict=*/true);
-    } catch (const c10::Error& error) {
-      const std::string hint = architecture_mismatch_hint(canonical, options);
-      TORCH_CHECK(false, "'", *input, "' does not hold a ", args.model.label(),
-                  hint.empty() ? "" : " (" + hint + ")", ": ", error.what_without_backtrace());
-    }
+    // Strict: a mismatch says what the file holds and which flags fit it.
+    DenseNet model(model_options_from(args.model));
+    load_densenet_weights(*model, canonical, {*input, args.model.arch, ""});
   }
   const StateDict converted = from_torchvision_keys(canonical, layout);
 
@@ -104,9 +119,11 @@ void add_convert_command(CLI::App& app) {
           "it, and writes the keys of --to in torch.save's zip format (or safetensors for a\n"
           ".safetensors output). Tensors are copied bit for bit. A state dict wrapped as\n"
           "{epoch, state_dict, ...} stays wrapped unless --state-dict-only. With --arch, the\n"
-          "weights are first loaded strictly into that model, and every missing, unexpected\n"
-          "or mismatched key is reported. The output is written atomically; a symlink is\n"
-          "followed, a replaced file keeps its mode, /dev/stdout and pipes are written in place.") +
+          "weights are first loaded strictly into that model; when they do not fit, the error\n"
+          "says what the file holds and the flags that fit it. An existing --output (the input\n"
+          "itself included) is replaced only with --force. The output is written atomically;\n"
+          "a symlink is followed, a replaced file keeps its mode, /dev/stdout and pipes are\n"
+          "written in place.") +
       "\n\n" + wrapped(checkpoint_format_limits()));
   command
       ->add_option("--checkpoint", args->checkpoint,
@@ -123,6 +140,8 @@ void add_convert_command(CLI::App& app) {
       ->capture_default_str();
   command->add_flag("--state-dict-only", args->state_dict_only,
                     "write only the state dict, dropping {epoch, optimizer, ...}");
+  command->add_flag("--force", args->force,
+                    "replace an existing --output, even the --checkpoint file itself");
   ModelOptionSettings model;
   model.default_arch = "";  // optional: only checks the weights
   add_model_options(*command, args->model, model);

@@ -22,17 +22,19 @@ void collect(const torch::nn::Module& module, const std::string& prefix, StateDi
   }
 }
 
-constexpr size_t kMaxListedProblems = 20;
+// A few keys name the problem; the rest are counted, so that the error stays a line and a
+// short indented detail (a densenet169 model given densenet121 weights misses 200 keys).
+constexpr size_t kMaxListedProblems = 2;
 
 void list_problems(std::ostringstream& message, const char* title,
                    const std::vector<std::string>& problems) {
   if (problems.empty()) return;
-  message << "\n  " << title << " (" << problems.size() << "):";
+  message << "\n  " << title << " (" << problems.size() << "): ";
   for (size_t i = 0; i < problems.size() && i < kMaxListedProblems; ++i) {
-    message << "\n    " << problems[i];
+    message << (i > 0 ? ", " : "") << problems[i];
   }
   if (problems.size() > kMaxListedProblems) {
-    message << "\n    ... and " << problems.size() - kMaxListedProblems << " more";
+    message << " and " << problems.size() - kMaxListedProblems << " more";
   }
 }
 

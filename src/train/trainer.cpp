@@ -7,6 +7,7 @@
 #include "densenet/distributed/replicas.h"
 #include "densenet/io/pth_file.h"
 #include "densenet/io/state_dict.h"
+#include "densenet/model/load_weights.h"
 #include "densenet/train/optimizer.h"
 
 #include "train/print.h"
@@ -99,11 +100,8 @@ void adapt_to_world_size(TrainingRun& run, int64_t saved_world_size) {
 
 void restore(TrainingRun& run, TrainingState saved) {
   const std::string& source = run.plan.resume_path;
-  try {
-    load_state_dict(*run.model.model, saved.model, /*strict=*/true);
-  } catch (const c10::Error& error) {
-    TORCH_CHECK(false, "'", source, "' does not fit this model: ", error.what_without_backtrace());
-  }
+  load_densenet_weights(*run.model.model, saved.model,
+                        {source, run.config().arch, run.config().dataset});
   run.optimization.optimizer->load_state_dict(saved.optimizer);
   if (run.optimization.scaler) {
     TORCH_CHECK(saved.scaler, "'", source,

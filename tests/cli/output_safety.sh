@@ -3,6 +3,7 @@
 # `convert --output` against what the output path already is (issue 12, fault 1): a symlink is
 # followed and its target written, a replaced file keeps its mode, a character device and a
 # FIFO are written in place, a directory is refused with one line, nothing is left behind.
+# Replacing an existing file takes --force (issue 21 item 8; convert_overwrite.sh).
 densenet=$1
 python=$2
 dir=$(mktemp -d)
@@ -15,7 +16,7 @@ convert() { "$densenet" convert --checkpoint "$dir/in.pth" --output "$@"; }
 # A symlink: the link stays a link, its target gets the checkpoint.
 : > "$dir/target.pth"
 ln -s target.pth "$dir/link.pth"
-convert "$dir/link.pth" > /dev/null || fail "convert to a symlink failed"
+convert "$dir/link.pth" --force > /dev/null || fail "convert to a symlink failed"
 [ -L "$dir/link.pth" ] || fail "the symlink was replaced by a regular file"
 [ -s "$dir/target.pth" ] || fail "the symlink's target was not written"
 
@@ -27,7 +28,7 @@ convert "$dir/dangling.pth" > /dev/null || fail "convert to a dangling symlink f
 # The mode of a replaced file is kept.
 : > "$dir/private.pth"
 chmod 600 "$dir/private.pth"
-convert "$dir/private.pth" > /dev/null || fail "convert over an existing file failed"
+convert "$dir/private.pth" --force > /dev/null || fail "convert over an existing file failed"
 [ "$(stat -c %a "$dir/private.pth")" = 600 ] || fail "mode 600 became $(stat -c %a "$dir/private.pth")"
 
 # A character device is written in place, not replaced by a file.

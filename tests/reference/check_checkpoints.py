@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Checks `densenet convert` and the C++ .pth writer against PyTorch itself.
+"""Checks `densenet convert` and the C++ .pth writer against PyTorch itself. (Each conversion
+passes --force: the outputs of an earlier run are replaced.)
 
     check_checkpoints.py --densenet BIN --rewrite BIN --dir DIR CASE
 
@@ -117,7 +118,8 @@ def check_against_torchvision(arch, converted, reference):
 def case_legacy(args, arch):
     source = os.path.join(args.dir, arch + "_legacy.pth")
     output = os.path.join(args.dir, arch + "_converted.pth")
-    run(args.densenet, "convert", "--checkpoint", source, "--output", output, "--arch", arch)
+    run(args.densenet, "convert", "--force", "--checkpoint", source, "--output", output,
+        "--arch", arch)
     assert zipfile.is_zipfile(output), "convert must write the zip format"
     converted = torch.load(output)
     assert isinstance(converted, collections.OrderedDict)
@@ -139,7 +141,7 @@ def case_roundtrip(args):
             print("%s%s: identical after C++ rewrite" % (name, variant))
     source = os.path.join(args.dir, "densenet121_zip.pth")
     output = os.path.join(args.dir, "densenet121_zip.converted.pth")
-    run(args.densenet, "convert", "--checkpoint", source, "--output", output, "--arch",
+    run(args.densenet, "convert", "--force", "--checkpoint", source, "--output", output, "--arch",
         "densenet121")
     same_value(torch.load(source), torch.load(output))
     print("densenet121 zip state dict: unchanged by convert (keys, order, bits, _metadata)")
@@ -149,7 +151,7 @@ def case_efficient(args):
     source = os.path.join(args.dir, "efficient_zip.pth")
     as_torchvision = os.path.join(args.dir, "efficient.torchvision.pth")
     back = os.path.join(args.dir, "efficient.back.pth")
-    run(args.densenet, "convert", "--checkpoint", source, "--output", as_torchvision,
+    run(args.densenet, "convert", "--force", "--checkpoint", source, "--output", as_torchvision,
         "--arch", "densenet121")
     converted = torch.load(as_torchvision)
     assert converted["epoch"] == 90 and converted["best_error"] == 0.25, "wrapper lost"
@@ -159,14 +161,14 @@ def case_efficient(args):
         match = re.match(r"^(.*denselayer\d+)\.bottleneck\.(norm|conv)_(.*)$", key)
         reference[("%s.%s1.%s" % match.groups()) if match else key] = value
     check_against_torchvision("densenet121", converted["state_dict"], reference)
-    run(args.densenet, "convert", "--checkpoint", as_torchvision, "--output", back,
+    run(args.densenet, "convert", "--force", "--checkpoint", as_torchvision, "--output", back,
         "--to", "wandering007", "--arch", "densenet121")
     same_value(original, torch.load(back))
     strict_load(efficient_projects.wandering007_densenet121(), torch.load(back)["state_dict"])
     print("wandering007 layout: torchvision and back, identical; strict-loads into its model")
     old = os.path.join(args.dir, "efficient_old_zip.pth")
     old_torchvision = os.path.join(args.dir, "efficient_old.torchvision.pth")
-    run(args.densenet, "convert", "--checkpoint", old, "--output", old_torchvision,
+    run(args.densenet, "convert", "--force", "--checkpoint", old, "--output", old_torchvision,
         "--arch", "densenet121", "--state-dict-only")
     reference = collections.OrderedDict(
         (key, torch.zeros((), dtype=torch.int64) if "denselayer" in key and
@@ -176,7 +178,7 @@ def case_efficient(args):
     print("wandering007 layout before December 2018 (no counters): same weights, counters 0")
     dataparallel = os.path.join(args.dir, "efficient_legacy_dataparallel.pth")
     plain = os.path.join(args.dir, "efficient_dataparallel.torchvision.pth")
-    run(args.densenet, "convert", "--checkpoint", dataparallel, "--output", plain,
+    run(args.densenet, "convert", "--force", "--checkpoint", dataparallel, "--output", plain,
         "--state-dict-only", "--arch", "densenet121")
     same_value(reference, torch.load(plain))
     print("DataParallel legacy efficient checkpoint: same torchvision weights")
@@ -201,8 +203,8 @@ def renamed(state, old, new):
 
 
 def convert(args, source, output, layout, *arch):
-    run(args.densenet, "convert", "--checkpoint", source, "--output", output, "--to", layout,
-        "--arch", *arch)
+    run(args.densenet, "convert", "--force", "--checkpoint", source, "--output", output,
+        "--to", layout, "--arch", *arch)
     return torch.load(output)
 
 
@@ -268,8 +270,8 @@ def case_opaque(args):
     for name in ["namespace_zip", "namespace_legacy", "namespace_protocol1"]:
         source = os.path.join(args.dir, name + ".pth")
         output = os.path.join(args.dir, name + ".weights.pth")
-        command = [args.densenet, "convert", "--checkpoint", source, "--output", output,
-                   "--arch", "densenet121", "--state-dict-only"]
+        command = [args.densenet, "convert", "--force", "--checkpoint", source, "--output",
+                   output, "--arch", "densenet121", "--state-dict-only"]
         print("+", " ".join(command), flush=True)
         result = subprocess.run(command, capture_output=True, text=True)
         print(result.stderr.strip())
@@ -289,7 +291,7 @@ def case_opaque(args):
 def case_prefix(args):
     source = os.path.join(args.dir, "model_prefix.pth")
     output = os.path.join(args.dir, "model_prefix.torchvision.pth")
-    run(args.densenet, "convert", "--checkpoint", source, "--output", output, "--arch",
+    run(args.densenet, "convert", "--force", "--checkpoint", source, "--output", output, "--arch",
         "densenet121")
     stripped = collections.OrderedDict((key[len("model."):], value)
                                        for key, value in torch.load(source).items())

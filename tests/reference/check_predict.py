@@ -1,13 +1,15 @@
 #!/usr/bin/python3
-"""`densenet predict --json` against torchvision on the same images and weights.
+"""`densenet predict --json --logits` against torchvision on the same images and weights.
 
     check_predict.py --densenet BIN --weights densenet121_legacy.pth --images DIR
 
 Python loads the legacy weights as torchvision does, applies torchvision's ImageNet evaluation
 transform to PIL images and takes the softmax top-5; the C++ output must name the same classes
-(up to ties closer than 1e-5) with probabilities within 1e-5. A 1-channel model (luma input,
---resize 32 --crop 28) is checked the same way, and an unreadable image is reported on stderr
-while the others are still classified (exit code 1).
+(up to ties closer than 1e-5) with probabilities within 1e-5, and its --logits every class's
+logit within 1e-4 of the logits' scale (the parity tests' bound; both run the same LibTorch
+kernels). The text form of --logits prints the same float32 values as the JSON form. A
+1-channel model (luma input, --resize 32 --crop 28) is checked the same way, and an unreadable
+image is reported on stderr while the others are still classified (exit code 1).
 """
 import argparse
 import collections
@@ -42,14 +44,33 @@ def compare(cpp_lines, model, transform, mode, files, topk):
             assert cpp["file"] == path, (cpp["file"], path)
             with Image.open(path) as image:
                 x = transform(image.convert(mode)).unsqueeze(0)
-            probs = torch.softmax(model(x), 1)[0]
+            logits = model(x)[0]
+            probs = torch.softmax(logits, 0)
             assert len(cpp["topk"]) == topk
+            theirs = torch.tensor(cpp["logits"], dtype=torch.float64)
+            assert theirs.shape == logits.shape, (theirs.shape, logits.shape)
+            scale = max(1.0, logits.abs().max().item())
+            error = (theirs - logits.double()).abs().max().item()
+            assert error <= 1e-4 * scale, ("logits", error, scale)
             for rank, entry in enumerate(cpp["topk"]):
                 expected = probs.topk(topk).values[rank].item()
                 assert abs(entry["prob"] - probs[entry["index"]].item()) <= 1e-5, entry
                 assert abs(entry["prob"] - expected) <= 1e-5, (rank, entry, expected)
-            print("%s: top-%d %s ok" % (os.path.basename(path), topk,
-                                        [e["index"] for e in cpp["topk"]]))
+            print("%s: top-%d %s, %d logits (largest error %.2g) ok" % (
+                os.path.basename(path), topk, [e["index"] for e in cpp["topk"]], len(theirs),
+                error))
+
+
+def check_text_logits(args, path, json_logits):
+    """The text form's 'logits:' line holds the JSON form's float32 values exactly."""
+    result = subprocess.run([args.densenet, "predict", "--arch", "densenet121", "--weights",
+                             args.weights, "--logits", path],
+                            capture_output=True, text=True, check=True)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("  logits: ")]
+    assert len(lines) == 1, result.stdout
+    text = torch.tensor([float(v) for v in lines[0].split()[1:]], dtype=torch.float32)
+    assert torch.equal(text, torch.tensor(json_logits, dtype=torch.float32)), "text != JSON"
+    print("text --logits: the same %d float32 values as --json" % len(text))
 
 
 def main():
@@ -65,8 +86,9 @@ def main():
     model.load_state_dict(torchvision_state(args.weights), strict=True)
     model.eval()
     result = subprocess.run([args.densenet, "predict", "--arch", "densenet121", "--weights",
-                             args.weights, "--json", "--topk", "5"] + files,
+                             args.weights, "--json", "--logits", "--topk", "5"] + files,
                             capture_output=True, text=True, check=True)
+    check_text_logits(args, files[0], json.loads(result.stdout.splitlines()[0])["logits"])
     compare(result.stdout.splitlines(), model, transforms.Compose([
         transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
         transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]), "RGB", files, 5)
@@ -84,7 +106,8 @@ def main():
                              "--bn-size", "2", "--num-classes", "10", "--in-channels", "1",
                              "--input-size", "224", "--weights", weights, "--resize", "32",
                              "--crop", "28", "--mean", "0.5", "--std", "0.25", "--topk", "3",
-                             "--json"] + files, capture_output=True, text=True, check=True)
+                             "--json", "--logits"] + files,
+                            capture_output=True, text=True, check=True)
     compare(result.stdout.splitlines(), small, transforms.Compose([
         transforms.Resize(32), transforms.CenterCrop(28), transforms.ToTensor(),
         transforms.Normalize([0.5], [0.25])]), "L", files, 3)

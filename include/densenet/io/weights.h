@@ -92,9 +92,10 @@ StateDict read_weights(const std::string& path);
 /// name `model` uses when the weights have only the former.
 StateDict fit_final_norm_name(const StateDict& weights, const torch::nn::Module& model);
 
-/// read_weights + fit_final_norm_name + load_state_dict: strict by default, listing every missing,
-/// unexpected and mismatched key in one error (or, when a prefix on every key explains the
-/// mismatch, saying so in one line).
+/// read_weights + fit_final_norm_name + load_state_dict: strict by default, counting the missing,
+/// unexpected and mismatched keys in one short error (or, when a prefix on every key explains
+/// the mismatch, saying so in one line). For a DenseNet, load_densenet_weights
+/// (densenet/model/load_weights.h) says instead which architecture the weights are.
 void load_weights(torch::nn::Module& model, const std::string& path, bool strict = true);
 
 }  // namespace densenet
