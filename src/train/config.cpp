@@ -316,6 +316,10 @@ const std::vector<KeyAccess>& table() {
       DENSENET_KEY("log-interval", "int", false,
                    "steps between progress lines when the output is not a terminal",
                    c.log_interval = read_int(key, node), c.log_interval),
+      DENSENET_KEY("tensorboard", "bool", false,
+                   "write TensorBoard event files into the run directory: train/ scalars every "
+                   "log-interval steps, epoch/ scalars every epoch",
+                   c.tensorboard = read_bool(key, node), c.tensorboard),
       DENSENET_KEY("force", "bool", false, "overwrite an output directory that holds another run",
                    c.force = read_bool(key, node), c.force),
   };
@@ -463,10 +467,10 @@ void copy_config_value(TrainConfig& to, const TrainConfig& from, const std::stri
 
 bool may_change_on_resume(const std::string& key) {
   static const std::vector<std::string> keys = {
-      "data",         "workers",         "resume",           "test-only",       "output-dir",
-      "epochs",       "save-interval",   "keep-checkpoints", "threads",         "device",
-      "log-interval", "force",           "max-eval-samples", "test-batch-size", "dist-backend",
-      "dist-timeout", "dist-bucket-size"};
+      "tensorboard",  "data",         "workers",         "resume",           "test-only",
+      "output-dir",   "epochs",       "save-interval",   "keep-checkpoints", "threads",
+      "device",       "log-interval", "force",           "max-eval-samples", "test-batch-size",
+      "dist-backend", "dist-timeout", "dist-bucket-size"};
   return std::find(keys.begin(), keys.end(), normalize_key(key)) != keys.end();
 }
 

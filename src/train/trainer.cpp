@@ -22,6 +22,7 @@
 #include "densenet/train/optimizer.h"
 #include "densenet/train/progress.h"
 #include "densenet/train/schedule.h"
+#include "densenet/train/tensorboard_logger.h"  // TensorBoard
 #include "densenet/util/threads.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -195,7 +196,8 @@ void prepare_run_dir(const std::string& dir, const TrainConfig& config,
       // a best.pth, or a last.pth that --resume would pick up if the new run stopped before
       // its first checkpoint) passes for the new run's. Other files stay.
       static const std::regex run_file(
-          R"(last\.pth|best\.pth|checkpoint-\d+\.pth|metrics\.csv|metrics\.jsonl|curves\.png)");
+          R"(last\.pth|best\.pth|checkpoint-\d+\.pth|metrics\.csv|metrics\.jsonl|curves\.png)"
+          R"(|events\.out\.tfevents\..+)");  // TensorBoard: the previous run's event files
       std::vector<fs::path> previous;
       for (const auto& entry : fs::directory_iterator(dir, error)) {
         if (std::regex_match(entry.path().filename().string(), run_file)) {
@@ -454,6 +456,7 @@ struct Trainer::State {
   std::unique_ptr<Schedule> schedule;
   std::unique_ptr<Checkpointer> checkpointer;
   std::unique_ptr<MetricLogger> metrics;
+  std::unique_ptr<TensorBoardLogger> tensorboard;  // TensorBoard: rank 0 with key tensorboard
 
   // Position: epochs completed, the next batch of the current epoch, optimiser steps taken.
   int64_t epoch = 0;
@@ -734,6 +737,20 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
     // predict --labels reads this file: one class name per line, index = label.
     write_file_atomically((fs::path(s.run_dir) / "classes.txt").string(), classes_text);
   }
+  // TensorBoard: a new event file; a resumed run first has TensorBoard drop what the interrupted
+  // run logged after its checkpoint.
+  if (writes_run_dir && config.tensorboard) {
+    TensorBoardLoggerOptions board;
+    board.run_dir = s.run_dir;
+    board.eval_name = s.eval_name;
+    board.log_interval = config.log_interval;
+    board.loss_scaling = s.scaler != nullptr;
+    board.data_parallel = s.group != nullptr;
+    s.tensorboard = std::make_unique<TensorBoardLogger>(board, *s.out);
+    if (!s.resume_path.empty()) {
+      s.tensorboard->resume(s.global_step, s.epoch_seconds, s.wait_seconds);
+    }
+  }
 
   print(*s.out, "densenet train: %s\n",
         s.resume_path.empty() ? ("run directory " + s.run_dir).c_str()
@@ -946,6 +963,7 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
         s.epoch_seconds = seconds_before + seconds_since(epoch_start);
         s.wait_seconds = wait_before + s.train_loader->epoch_stats().wait_seconds;
         save(std::nullopt, false);
+        if (s.tensorboard) s.tensorboard->flush();  // TensorBoard
         const std::string where = s.next_batch == 0 ? "after epoch " + std::to_string(s.epoch)
                                                     : "at epoch " + std::to_string(s.epoch + 1) +
                                                           ", step " + std::to_string(s.next_batch);
@@ -1043,6 +1061,10 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
       line.lr = lr;
       line.elapsed_seconds = seconds;
       progress.update(line);
+      if (s.tensorboard) {  // TensorBoard
+        s.tensorboard->step({s.global_step, batch_loss, batch_correct, images_done, lr, seconds,
+                             wait, s.scaler ? s.scaler->scale_value() : std::nan("")});
+      }
     }
     const double train_seconds = seconds_before + seconds_since(epoch_start);
     const double wait = wait_before + s.train_loader->epoch_stats().wait_seconds;
@@ -1088,6 +1110,7 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     ++s.epoch;
     s.restart_epoch_sums();
     save(s.epoch, is_best);
+    if (s.tensorboard) s.tensorboard->epoch(record);  // TensorBoard: after the checkpoint
 
     std::ostringstream scaling;  // loss scaling: the scale now and the steps it skipped
     if (s.scaler) {

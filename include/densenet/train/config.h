@@ -80,6 +80,7 @@ struct TrainConfig {
   int64_t dist_bucket_size = int64_t{25} << 20;  // bytes of gradients per all-reduce
   bool sync_bn = false;       // batch-norm statistics of the global batch (torch SyncBatchNorm)
   int64_t log_interval = 50;  // steps between plain progress lines (not on a terminal)
+  bool tensorboard = true;    // TensorBoard event files in the run directory (train/tensorboard.h)
   bool force = false;         // overwrite an output directory that holds another run
 };
 
