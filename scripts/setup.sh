@@ -11,12 +11,14 @@ packages=(
   libgtest-dev nlohmann-json3-dev
   libcli11-dev libyaml-cpp-dev  # command-line options and training configs
   libcairo2-dev          # the training-curve image
+  libprotobuf-dev protobuf-compiler  # TensorBoard event files (LibTorch links the same libprotobuf)
   dataset-fashion-mnist  # the default training data (/usr/share/datasets/fashion-mnist)
   zlib1g-dev libjpeg62-turbo-dev libpng-dev  # checkpoints (zip CRC-32), JPEG and PNG images
   clang libclang-rt-14-dev  # libFuzzer, ASan and UBSan for the checkpoint reader's fuzz test
   python3-torch python3-torchvision python3-numpy python3-pil  # test data only, never at run time
   python3-scipy          # tests only: writes the fake ImageNet devkit's meta.mat
   iproute2               # tests only: two machines in network namespaces (ip netns, veth)
+  python3-venv           # tests only: the venv of PyPI test tools (scripts/tools_venv.sh: TensorBoard)
 )
 
 missing=()

@@ -26,7 +26,10 @@ D=$PWD/.devdeps
 [ -d "$D" ] || { echo "no .devdeps: run bench/gpu/make_devdeps.sh and carry .devdeps"; exit 1; }
 
 stamp configure
+# DENSENET_TENSORBOARD=OFF: the GPU image has none of the -dev packages (make_devdeps.sh), protobuf
+# included, so no TensorBoard event files there.
 cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DDENSENET_BUILD_TESTS=OFF \
+  -DDENSENET_TENSORBOARD=OFF \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$D" \
   -DJPEG_INCLUDE_DIR="$D/include" -DJPEG_LIBRARY="$D/lib/libjpeg.a" \
   -DPNG_PNG_INCLUDE_DIR="$D/include" -DPNG_LIBRARY="$D/lib/libpng16.a" \

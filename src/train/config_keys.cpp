@@ -422,6 +422,11 @@ void add_run_keys(KeyList& keys) {
                    c.log_interval = read_int(key, node), c.log_interval)
           .at_least(1)
           .may_change_on_resume());
+  add(DENSENET_KEY("tensorboard", "bool",
+                   "write TensorBoard event files into the run directory: train/ scalars every "
+                   "log-interval steps, epoch/ scalars every epoch",
+                   c.tensorboard = read_bool(key, node), c.tensorboard)
+          .may_change_on_resume());
   add(DENSENET_KEY("force", "bool", "overwrite an output directory that holds another run",
                    c.force = read_bool(key, node), c.force)
           .may_change_on_resume());

@@ -37,7 +37,8 @@ void prepare_run_dir(const std::string& dir, const TrainConfig& config,
     // best.pth, or a last.pth that --resume would pick up if the new run stopped before its
     // first checkpoint) passes for the new run's. Other files stay.
     static const std::regex run_file(
-        R"(last\.pth|best\.pth|checkpoint-\d+\.pth|metrics\.csv|metrics\.jsonl|curves\.png)");
+        R"(last\.pth|best\.pth|checkpoint-\d+\.pth|metrics\.csv|metrics\.jsonl|curves\.png)"
+        R"(|events\.out\.tfevents\..+)");
     std::vector<fs::path> previous;
     for (const auto& entry : fs::directory_iterator(dir, error)) {
       if (std::regex_match(entry.path().filename().string(), run_file)) {

@@ -166,6 +166,23 @@ void open_run_directory(TrainingRun& run, const std::optional<TrainingState>& re
   run.metrics = std::make_unique<MetricLogger>(config.output_dir);
 }
 
+// A new event file; a resumed run first has TensorBoard drop what the interrupted run logged
+// after its checkpoint.
+void open_tensorboard(TrainingRun& run) {
+  if (!run.config().tensorboard) return;
+  TensorBoardLoggerOptions board;
+  board.run_dir = run.config().output_dir;
+  board.eval_name = run.data.eval_name;
+  board.log_interval = run.config().log_interval;
+  board.loss_scaling = run.optimization.scaler != nullptr;
+  board.data_parallel = run.group != nullptr;
+  run.tensorboard = std::make_unique<TensorBoardLogger>(board, *run.out);
+  if (!run.plan.resume_path.empty()) {
+    run.tensorboard->resume(run.state.global_step, run.state.partial.seconds,
+                            run.state.partial.wait_seconds);
+  }
+}
+
 // Every rank starts from rank 0's weights and buffers (a fresh run's are equal already, by the
 // seed; this makes it so whatever happened, as DDP's constructor does), gradients go in buckets,
 // and sync-bn all-reduces the batch statistics.
@@ -233,8 +250,9 @@ void check_finite_loss(const TrainingRun& run, const BatchResult& result) {
 }
 
 // data -> forward -> loss -> backward (per split) -> (all-reduce) -> clip -> step. Returns the
-// learning rate of the step.
-double train_step(TrainingRun& run, const data::Batch& batch) {
+// step's sums over the ranks and its learning rate (TensorBoard's point; the clock is the
+// caller's).
+StepScalars train_step(TrainingRun& run, const data::Batch& batch) {
   TrainingState& state = run.state;
   detail::Optimization& opt = run.optimization;
   const double lr = opt.schedule->lr_at(state.global_step);
@@ -259,7 +277,14 @@ double train_step(TrainingRun& run, const data::Batch& batch) {
   state.partial.loss_sum += result.loss_sum;
   state.partial.correct += result.correct;
   state.partial.images += images_done;
-  return lr;
+  StepScalars step;
+  step.global_step = state.global_step;
+  step.loss_sum = result.loss_sum;
+  step.correct = result.correct;
+  step.images = images_done;
+  step.lr = lr;
+  if (opt.scaler) step.loss_scale = opt.scaler->scale_value();
+  return step;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,9 +337,14 @@ bool train_one_epoch(TrainingRun& run, const std::function<void(int64_t)>& after
     const std::optional<data::Batch> batch = run.train_loader->next();
     if (!batch) break;
     if (run.group && skip_empty_step(run, *batch)) continue;
-    const double lr = train_step(run, *batch);
+    StepScalars step = train_step(run, *batch);
     if (after_step) after_step(run.state.global_step);
-    progress.update(progress_of(run, clock, lr));
+    progress.update(progress_of(run, clock, step.lr));
+    if (run.tensorboard) {
+      step.epoch_seconds = clock.seconds();
+      step.epoch_wait_seconds = clock.wait(*run.train_loader);
+      run.tensorboard->step(step);
+    }
   }
   progress.finish();
   clock.store(*run.train_loader, run.state.partial);
@@ -385,6 +415,8 @@ double finish_epoch(TrainingRun& run) {
   run.state.partial = EpochSums{};
   print_epoch(run, record);
   save(run, run.state.epoch, is_best);
+  // After the checkpoint: an epoch's point in TensorBoard always has its checkpoint on disk.
+  if (run.tensorboard) run.tensorboard->epoch(record);
   return eval.top1;
 }
 
@@ -468,6 +500,7 @@ Trainer::Trainer(TrainPlan plan, std::ostream& out, bool terminal,
   // directory may have moved.
   if (run.writes_run_dir) {
     detail::write_run_record(config.output_dir, config, run.data.train_set->classes());
+    open_tensorboard(run);
   }
   detail::print_startup(run);
 }
@@ -493,6 +526,7 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
   while (run.state.epoch < run.config().epochs) {
     if (!train_one_epoch(run, after_step)) {
       save(run, std::nullopt, false);
+      if (run.tensorboard) run.tensorboard->flush();
       detail::print_stopped(run);
       RunSummary summary = summary_of(run);
       summary.interrupted = true;

@@ -7,6 +7,7 @@
 #include "densenet/train/checkpointer.h"
 #include "densenet/train/metrics.h"
 #include "densenet/train/plan.h"
+#include "densenet/train/tensorboard_logger.h"
 #include "densenet/train/training_state.h"
 
 #include "train/run_setup.h"
@@ -53,6 +54,7 @@ struct TrainingRun {
   bool writes_run_dir = false;
   std::unique_ptr<Checkpointer> checkpointer;
   std::unique_ptr<MetricLogger> metrics;
+  std::unique_ptr<TensorBoardLogger> tensorboard;  // rank 0, with the key tensorboard
 
   // Where the run is and what it has done; its model, optimizer and rng are filled in when a
   // checkpoint is written (capture in trainer.cpp).

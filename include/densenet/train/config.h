@@ -82,6 +82,7 @@ struct TrainConfig {
   std::string dist_ifname;    // network interface of Gloo's connections ("": the host's name)
   bool sync_bn = false;       // batch-norm statistics of the global batch (torch SyncBatchNorm)
   int64_t log_interval = 50;  // steps between plain progress lines (not on a terminal)
+  bool tensorboard = true;    // TensorBoard event files in the run directory (train/tensorboard.h)
   bool force = false;         // overwrite an output directory that holds another run
 };
 
