@@ -62,7 +62,8 @@ void add_key_options(CLI::App& command, TrainArguments& args, bool train_only_ke
     std::string names = "--" + key.name;
     std::string underscored = key.name;
     for (char& c : underscored) c = c == '-' ? '_' : c;
-    if (underscored != key.name) names += ",--" + underscored;  // the original's spelling
+    if (underscored != key.name) names += ",--" + underscored;            // the original's spelling
+    for (const std::string& alias : key.aliases) names += ",--" + alias;  // e.g. timm's
     std::string& value = args.values[key.name];
     // A bool key is a flag that also takes a value, as the config file writes it:
     // `--sync-bn`, `--sync-bn false` and `--sync-bn=false` all work.

@@ -142,13 +142,18 @@ YAML::Node list_node(const std::vector<T>& values) {
 
 #define DENSENET_KEY(NAME, TYPE, MODEL, HELP, SET, GET)      \
   KeyAccess {                                                \
-    ConfigKey{NAME, TYPE, HELP, MODEL},                      \
+    ConfigKey{NAME, TYPE, HELP, MODEL, {}},                  \
         [](TrainConfig& c, const YAML::Node& node) {         \
           const std::string key = NAME;                      \
           SET;                                               \
         },                                                   \
         [](const TrainConfig& c) { return YAML::Node(GET); } \
   }
+
+KeyAccess with_aliases(KeyAccess access, std::vector<std::string> aliases) {
+  access.key.aliases = std::move(aliases);
+  return access;
+}
 
 const std::vector<KeyAccess>& table() {
   static const std::vector<KeyAccess> keys = {
@@ -284,6 +289,23 @@ const std::vector<KeyAccess>& table() {
                    c.label_smoothing = read_real(key, node), real_node(c.label_smoothing)),
       DENSENET_KEY("seed", "int", false, "seed of the weights, the shuffling and the augmentation",
                    c.seed = read_int(key, node), c.seed),
+      with_aliases(
+          DENSENET_KEY("pretrained", "string", false,
+                       "fine-tune from these weights (any --weights file: torchvision's, a "
+                       "checkpoint's model, safetensors); a classifier of another class count "
+                       "is re-initialised",
+                       c.pretrained = read_string(key, node), c.pretrained),
+          {"initial-checkpoint"}),  // timm's train.py name
+      DENSENET_KEY("model-ema", "bool", false,
+                   "keep an exponential moving average of the weights (timm ModelEmaV3), "
+                   "evaluated each epoch; best_ema.pth holds its best",
+                   c.model_ema = read_bool(key, node), c.model_ema),
+      DENSENET_KEY("model-ema-decay", "real", false,
+                   "the EMA's decay per optimiser step, in [0, 1] (timm's default)",
+                   c.model_ema_decay = read_real(key, node), real_node(c.model_ema_decay)),
+      DENSENET_KEY("model-ema-warmup", "bool", false,
+                   "warm the EMA's decay up: 1 - (1 + step)^(-2/3), capped at model-ema-decay",
+                   c.model_ema_warmup = read_bool(key, node), c.model_ema_warmup),
       // The run.
       DENSENET_KEY("resume", "string", false, "run directory or checkpoint to continue",
                    c.resume = read_string(key, node), c.resume),
@@ -332,7 +354,10 @@ std::string normalize_key(std::string key) {
 const KeyAccess& find_key(const std::string& raw) {
   const std::string key = normalize_key(raw);
   for (const auto& access : table()) {
-    if (access.key.name == key) return access;
+    const auto& aliases = access.key.aliases;
+    if (access.key.name == key || std::find(aliases.begin(), aliases.end(), key) != aliases.end()) {
+      return access;
+    }
   }
   std::string closest;
   size_t best = 4;  // suggest only close spellings
@@ -663,6 +688,23 @@ void validate(const TrainConfig& c, bool check_model) {
   require(c.label_smoothing >= 0 && c.label_smoothing < 1, "label-smoothing", "must be in [0, 1)",
           text(c.label_smoothing));
   require(c.seed >= 0, "seed", "must be >= 0", text(c.seed));
+  require(c.model_ema_decay >= 0 && c.model_ema_decay <= 1, "model-ema-decay", "must be in [0, 1]",
+          text(c.model_ema_decay));
+  const bool ema_key_set = c.model_ema_decay != defaults.model_ema_decay || c.model_ema_warmup;
+  TORCH_CHECK(c.model_ema || !ema_key_set, "config key '",
+              c.model_ema_warmup ? "model-ema-warmup" : "model-ema-decay",
+              "' applies to the model EMA, which this run does not keep: add model-ema true, or "
+              "leave it out");
+  // Read once, at the start of a run (a resumed run has the weights in its checkpoint): a file
+  // named but missing is a command-line mistake, found before anything runs.
+  std::error_code error;
+  TORCH_CHECK(c.pretrained.empty() || !c.resume.empty() ||
+                  (std::filesystem::exists(c.pretrained, error) &&
+                   !std::filesystem::is_directory(c.pretrained, error)),
+              "config key 'pretrained': no such file '", c.pretrained, "'",
+              std::filesystem::is_directory(c.pretrained, error)
+                  ? " (it is a directory: give a weights file such as densenet121-a639ec97.pth)"
+                  : "");
   require(c.save_interval >= 0, "save-interval", "must be >= 0 (0: no numbered checkpoints)",
           text(c.save_interval));
   require(c.keep_checkpoints >= 1, "keep-checkpoints", "must be >= 1", text(c.keep_checkpoints));

@@ -60,7 +60,8 @@ const std::vector<std::string>& metric_columns() {
                                                    "eval_seconds",    "images_per_second",
                                                    "data_wait_share", "elapsed_seconds",
                                                    "comm_wait_share", "skipped_steps",
-                                                   "loss_scale"};
+                                                   "loss_scale",      "ema_eval_loss",
+                                                   "ema_eval_top1",   "ema_eval_top5"};
   return columns;
 }
 
@@ -81,7 +82,10 @@ std::vector<double> values_of(const EpochRecord& r) {
           r.elapsed_seconds,
           r.comm_wait_share,
           static_cast<double>(r.skipped_steps),
-          r.loss_scale};
+          r.loss_scale,
+          r.ema_eval_loss,
+          r.ema_eval_top1,
+          r.ema_eval_top5};
 }
 
 EpochRecord record_of(const std::vector<double>& v) {
@@ -101,6 +105,9 @@ EpochRecord record_of(const std::vector<double>& v) {
   r.comm_wait_share = v[12];
   r.skipped_steps = static_cast<int64_t>(v[13]);
   r.loss_scale = v[14];
+  r.ema_eval_loss = v[15];
+  r.ema_eval_top1 = v[16];
+  r.ema_eval_top5 = v[17];
   return r;
 }
 
@@ -168,7 +175,7 @@ std::vector<EpochRecord> parse_metrics_jsonl(const std::string& text, const std:
         values.push_back(0);  // the columns of loss scaling came later: older files lack them
         continue;
       }
-      if (it == row.end() && column == "loss_scale") {
+      if (it == row.end() && (column == "loss_scale" || column.rfind("ema_", 0) == 0)) {
         values.push_back(std::numeric_limits<double>::quiet_NaN());
         continue;
       }

@@ -65,6 +65,12 @@ struct TrainConfig {
   int64_t loss_scale_growth_interval = 2000;  // clean steps before the scale doubles
   double label_smoothing = 0;
   int64_t seed = 1;
+  // Fine-tuning: weights to start from (densenet/io/pretrained.h); empty = from scratch.
+  std::string pretrained;
+  // Model EMA (densenet/train/model_ema.h): timm's train.py keys and defaults.
+  bool model_ema = false;           // keep an exponential moving average of the weights
+  double model_ema_decay = 0.9998;  // its decay per optimiser step
+  bool model_ema_warmup = false;    // ModelEmaV3's warm-up of the decay
 
   // The run.
   std::string resume;            // run directory or checkpoint file to continue
@@ -89,6 +95,7 @@ struct ConfigKey {
   std::string type;    // "int", "real", "bool", "string", "int list", "real list", "size"
   std::string help;    // one line
   bool model = false;  // changes the architecture (cannot change on --resume)
+  std::vector<std::string> aliases;  // other spellings, e.g. timm's ("initial-checkpoint")
 };
 
 /// Every key, in the order `config.yaml` is written.
