@@ -7,6 +7,7 @@
 #include "densenet/distributed/process_group.h"
 #include "densenet/distributed/replicas.h"
 #include "densenet/io/atomic_file.h"
+#include "densenet/io/pretrained.h"
 #include "densenet/io/pth_file.h"
 #include "densenet/io/state_dict.h"
 #include "densenet/io/weights.h"
@@ -19,6 +20,7 @@
 #include "densenet/train/loss_scaler.h"
 #include "densenet/train/memory_choice.h"
 #include "densenet/train/metrics.h"
+#include "densenet/train/model_ema.h"
 #include "densenet/train/optimizer.h"
 #include "densenet/train/progress.h"
 #include "densenet/train/schedule.h"
@@ -131,6 +133,9 @@ pth::Value record_value(const EpochRecord& r) {
   put("comm_wait_share", r.comm_wait_share);
   dict.set_item(text("skipped_steps"), integer(r.skipped_steps));
   put("loss_scale", r.loss_scale);
+  put("ema_eval_loss", r.ema_eval_loss);
+  put("ema_eval_top1", r.ema_eval_top1);
+  put("ema_eval_top5", r.ema_eval_top5);
   return dict;
 }
 
@@ -159,6 +164,9 @@ EpochRecord record_from(const pth::Value& dict) {
   r.skipped_steps =
       dict.find("skipped_steps") == nullptr ? 0 : dict.find("skipped_steps")->as_int();
   r.loss_scale = get("loss_scale");
+  r.ema_eval_loss = get("ema_eval_loss");  // NaN in checkpoints from before model-ema
+  r.ema_eval_top1 = get("ema_eval_top1");
+  r.ema_eval_top5 = get("ema_eval_top5");
   return r;
 }
 
@@ -195,7 +203,7 @@ void prepare_run_dir(const std::string& dir, const TrainConfig& config,
       // a best.pth, or a last.pth that --resume would pick up if the new run stopped before
       // its first checkpoint) passes for the new run's. Other files stay.
       static const std::regex run_file(
-          R"(last\.pth|best\.pth|checkpoint-\d+\.pth|metrics\.csv|metrics\.jsonl|curves\.png)");
+          R"(last\.pth|best\.pth|best_ema\.pth|checkpoint-\d+\.pth|metrics\.csv|metrics\.jsonl|curves\.png)");
       std::vector<fs::path> previous;
       for (const auto& entry : fs::directory_iterator(dir, error)) {
         if (std::regex_match(entry.path().filename().string(), run_file)) {
@@ -454,6 +462,8 @@ struct Trainer::State {
   std::unique_ptr<Schedule> schedule;
   std::unique_ptr<Checkpointer> checkpointer;
   std::unique_ptr<MetricLogger> metrics;
+  std::unique_ptr<ModelEma> ema;  // model-ema (null without)
+  std::string pretrained_line;    // what pretrained loaded, for the start-up summary
 
   // Position: epochs completed, the next batch of the current epoch, optimiser steps taken.
   int64_t epoch = 0;
@@ -461,6 +471,8 @@ struct Trainer::State {
   int64_t global_step = 0;
   double best_top1 = -1;
   int64_t best_epoch = 0;
+  double best_ema_top1 = -1;  // the model EMA's best evaluation top-1 (best_ema.pth)
+  int64_t best_ema_epoch = 0;
   double elapsed_before = 0;  // seconds trained before this process (resumed runs)
 
   // The current epoch's sums so far (kept in the checkpoint so that a mid-epoch resume reports
@@ -568,7 +580,9 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
   DenseNetOptions options = model_options(config, s.train_set->channels(), classes, input_size);
   s.plan = plan_architecture(options);
   std::string memory_line;
-  const int64_t optimizer_copies = config.optimizer == "adamw" ? 2 : 1;
+  // Copies of the weights beside them and their gradients: the optimiser's state, the EMA.
+  const int64_t optimizer_copies =
+      (config.optimizer == "adamw" ? 2 : 1) + (config.model_ema ? 1 : 0);
   if (config.memory == "auto") {
     const int64_t budget =
         config.memory_budget > 0 ? config.memory_budget : default_memory_budget();
@@ -598,8 +612,18 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
                 "minimal, or memory auto (which adds batch splits)");
   }
   s.model = DenseNet(options);
+  // Fine-tuning starts from the file's weights; a resumed run has its own in the checkpoint.
+  if (!config.pretrained.empty() && config.resume.empty()) {
+    s.pretrained_line = load_pretrained(s.model, config.pretrained, config.arch).summary();
+  }
   s.model->to(s.device);
   if (config.channels_last) s.model->set_memory_format(at::MemoryFormat::ChannelsLast);
+  if (config.model_ema) {
+    ModelEmaOptions ema_options;
+    ema_options.decay = config.model_ema_decay;
+    ema_options.use_warmup = config.model_ema_warmup;
+    s.ema = std::make_unique<ModelEma>(s.model, ema_options);
+  }
 
   OptimizerOptions optimizer_options;
   optimizer_options.name = config.optimizer;
@@ -637,12 +661,14 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
     prepare_run_dir(s.run_dir, config, s.resume_path);
     // Continued in another directory: the best epoch so far may be behind, and best.pth is
     // written only when an epoch beats it; so it comes along.
-    const fs::path best_before = fs::path(s.resume_path).parent_path() / "best.pth";
-    const fs::path best_here = fs::path(s.run_dir) / "best.pth";
-    std::error_code error;
-    if (!s.resume_path.empty() && !is_resumed_run(s.run_dir, s.resume_path) &&
-        fs::exists(best_before, error) && !fs::exists(best_here, error)) {
-      write_file_atomically(best_here.string(), read_file(best_before.string()));
+    for (const char* best : {"best.pth", "best_ema.pth"}) {
+      const fs::path best_before = fs::path(s.resume_path).parent_path() / best;
+      const fs::path best_here = fs::path(s.run_dir) / best;
+      std::error_code error;
+      if (!s.resume_path.empty() && !is_resumed_run(s.run_dir, s.resume_path) &&
+          fs::exists(best_before, error) && !fs::exists(best_here, error)) {
+        write_file_atomically(best_here.string(), read_file(best_before.string()));
+      }
     }
   }
   s.checkpointer =
@@ -665,6 +691,11 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
     s.global_step = field(root, "global_step", source).as_int();
     s.best_top1 = float_of(field(root, "best_top1", source));
     s.best_epoch = field(root, "best_epoch", source).as_int();
+    if (s.ema) {  // timm's key; the config says the run keeps one, so the checkpoint has it
+      s.ema->load_state_dict(tensors_of(field(root, "state_dict_ema", source), source), source);
+      s.best_ema_top1 = float_of(field(root, "best_ema_top1", source));
+      s.best_ema_epoch = field(root, "best_ema_epoch", source).as_int();
+    }
     s.elapsed_before = float_of(field(root, "elapsed_seconds", source));
     const pth::Value& partial = field(root, "partial_epoch", source);
     s.loss_sum = float_of(field(partial, "loss_sum", source));
@@ -750,6 +781,7 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
         static_cast<long long>(options.in_channels()), static_cast<long long>(input_size),
         static_cast<long long>(input_size), static_cast<long long>(classes),
         s.plan.num_parameters() / 1e6, s.plan.forward_macs() / 1e9);
+  if (!s.pretrained_line.empty()) print(*s.out, "%s\n", s.pretrained_line.c_str());
   print(*s.out, "%s\n", memory_line.c_str());
   print(*s.out,
         "training: %lld epoch%s x %lld steps, batch %lld (%lld split%s), %s lr %g %s, "
@@ -761,6 +793,12 @@ Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
         s.config.num_batch_splits == 1 ? "" : "s", config.optimizer.c_str(), config.lr,
         config.lr_type.c_str(), config.weight_decay, threads, threads == 1 ? "" : "s",
         s.device.str().c_str());
+  if (s.ema) {
+    print(*s.out,
+          "model EMA: decay %g per step%s (timm ModelEmaV3), evaluated each epoch; best_ema.pth "
+          "holds its best\n",
+          config.model_ema_decay, config.model_ema_warmup ? " after a warm-up" : "");
+  }
   if (s.autocast) {
     std::ostringstream scaling;
     if (s.scaler) {
@@ -880,6 +918,11 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     print(*s.out, "%s: loss %.6f  top-1 %.2f%%  top-5 %.2f%%  (%lld images, %.1f s)\n",
           s.eval_name.c_str(), result.loss, result.top1, result.top5,
           static_cast<long long>(result.images), result.seconds);
+    if (s.ema) {
+      const EvalResult ema = evaluate(s.ema->module(), *s.eval_loader, s.device, 0, s.group.get());
+      print(*s.out, "%s (model EMA): loss %.6f  top-1 %.2f%%  top-5 %.2f%%\n", s.eval_name.c_str(),
+            ema.loss, ema.top1, ema.top5);
+    }
     summary.last_top1 = result.top1;
     summary.epochs_completed = s.epoch;
     return summary;
@@ -898,7 +941,8 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
                   ". Lower lr, or add warmup-epochs or clip");
     }
   };
-  const auto save = [&](std::optional<int64_t> completed_epoch, bool is_best) {
+  const auto save = [&](std::optional<int64_t> completed_epoch, bool is_best,
+                        bool is_best_ema = false) {
     check_finite();
     if (s.group) {
       // Rank 0's checkpoint stands for every rank: check that it does, bit for bit.
@@ -906,13 +950,22 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
       ++s.replica_checks;
       if (!s.writes()) return;
     }
-    const pth::Value checkpoint =
+    pth::Value checkpoint =
         make_checkpoint(*this, s.plan, *s.optimizer, s.epoch, s.next_batch, s.global_step,
                         s.best_top1, s.best_epoch, elapsed(), s.loss_sum, s.correct, s.images,
                         s.epoch_seconds, s.wait_seconds, s.world_size, s.metrics->history(),
                         s.train_set->classes(), config.lr_type, s.scaler.get(), s.skipped_steps);
+    if (s.ema) {  // timm's CheckpointSaver key: the averaged weights, for an exact resume
+      checkpoint.set_item(text("state_dict_ema"), state_dict_value(s.ema->state_dict()));
+      checkpoint.set_item(text("best_ema_top1"), number(s.best_ema_top1));
+      checkpoint.set_item(text("best_ema_epoch"), integer(s.best_ema_epoch));
+    }
     try {
       s.checkpointer->save(checkpoint, completed_epoch, is_best);
+      if (is_best_ema) {
+        write_file_atomically((fs::path(s.run_dir) / "best_ema.pth").string(),
+                              pth::serialize_checkpoint(ema_weights_checkpoint(checkpoint)));
+      }
     } catch (const c10::Error& error) {
       TORCH_CHECK(false, "could not write a checkpoint (the previous one is intact): ",
                   error.what_without_backtrace());
@@ -1027,6 +1080,8 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
       // same bits and finds the same inf/NaN, and all skip or all step.
       if (!step_optimizer(*s.optimizer, config.clip, s.scaler.get())) ++s.skipped_steps;
       ++s.global_step;
+      // After every step, skipped or not, as timm's train.py (num_updates counts both).
+      if (s.ema) s.ema->update(*s.model, s.global_step);
       ++s.next_batch;
       s.loss_sum += batch_loss;
       s.correct += batch_correct;
@@ -1050,6 +1105,10 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     check_finite();
     const EvalResult eval = evaluate(s.model, *s.eval_loader, s.device, s.epoch, s.group.get());
     s.model->train();
+    EvalResult ema_eval;
+    if (s.ema) {
+      ema_eval = evaluate(s.ema->module(), *s.eval_loader, s.device, s.epoch, s.group.get());
+    }
 
     EpochRecord record;
     record.epoch = s.epoch + 1;
@@ -1068,6 +1127,12 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
     record.comm_wait_share = train_seconds > 0 ? comm / train_seconds : 0;
     record.skipped_steps = s.skipped_steps;
     record.loss_scale = s.scaler ? s.scaler->scale_value() : std::nan("");
+    if (s.ema) {
+      record.ema_eval_loss = ema_eval.loss;
+      record.ema_eval_top1 = ema_eval.top1;
+      record.ema_eval_top5 = ema_eval.top5;
+      record.eval_seconds += ema_eval.seconds;
+    }
     progress.finish();
     if (s.writes()) {
       s.metrics->log(record);
@@ -1085,24 +1150,35 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
       s.best_top1 = eval.top1;
       s.best_epoch = s.epoch + 1;
     }
+    const bool is_best_ema = s.ema && ema_eval.top1 > s.best_ema_top1;
+    if (is_best_ema) {
+      s.best_ema_top1 = ema_eval.top1;
+      s.best_ema_epoch = s.epoch + 1;
+    }
     ++s.epoch;
     s.restart_epoch_sums();
-    save(s.epoch, is_best);
+    save(s.epoch, is_best, is_best_ema);
 
     std::ostringstream scaling;  // loss scaling: the scale now and the steps it skipped
     if (s.scaler) {
       print(scaling, "  loss scale %g, %lld step%s skipped", record.loss_scale,
             static_cast<long long>(record.skipped_steps), record.skipped_steps == 1 ? "" : "s");
     }
+    std::ostringstream ema_text;  // model-ema: the EMA's evaluation beside the model's
+    if (s.ema) {
+      print(ema_text, "  EMA %s loss %.4f top-1 %.2f%% top-5 %.2f%%", s.eval_name.c_str(),
+            record.ema_eval_loss, record.ema_eval_top1, record.ema_eval_top5);
+    }
     print(*s.out,
           "epoch %lld/%lld  train loss %.4f top-1 %.2f%%  %s loss %.4f top-1 %.2f%% "
-          "top-5 %.2f%%  lr %.4g  %.0f img/s  data wait %.1f%%  epoch %.1f s + eval "
+          "top-5 %.2f%%%s  lr %.4g  %.0f img/s  data wait %.1f%%  epoch %.1f s + eval "
           "%.1f s  elapsed %s%s\n",
           static_cast<long long>(record.epoch), static_cast<long long>(config.epochs),
           record.train_loss, record.train_top1, s.eval_name.c_str(), record.eval_loss,
-          record.eval_top1, record.eval_top5, record.lr, record.images_per_second,
-          100.0 * record.data_wait_share, record.epoch_seconds, record.eval_seconds,
-          format_duration(record.elapsed_seconds).c_str(), scaling.str().c_str());
+          record.eval_top1, record.eval_top5, ema_text.str().c_str(), record.lr,
+          record.images_per_second, 100.0 * record.data_wait_share, record.epoch_seconds,
+          record.eval_seconds, format_duration(record.elapsed_seconds).c_str(),
+          scaling.str().c_str());
     if (s.group) {
       // What backward did not hide: the wait for the gradient buckets, the batch-norm statistics
       // and the step's sums, after the last backward (rank 0's clock).
@@ -1127,8 +1203,14 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
               ? "the checkpoint"
               : ("all " + std::to_string(s.replica_checks) + " checkpoints").c_str());
   }
-  print(*s.out, "done: best %s top-1 %.2f%% at epoch %lld; run directory %s\n", s.eval_name.c_str(),
-        s.best_top1, static_cast<long long>(s.best_epoch), s.run_dir.c_str());
+  std::ostringstream ema_best;
+  if (s.ema) {
+    print(ema_best, "; EMA best %.2f%% at epoch %lld", s.best_ema_top1,
+          static_cast<long long>(s.best_ema_epoch));
+  }
+  print(*s.out, "done: best %s top-1 %.2f%% at epoch %lld%s; run directory %s\n",
+        s.eval_name.c_str(), s.best_top1, static_cast<long long>(s.best_epoch),
+        ema_best.str().c_str(), s.run_dir.c_str());
   return summary;
 }
 
@@ -1192,7 +1274,9 @@ EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std:
     config.test_only = false;
     // Evaluation runs in float32, so the run's mixed-precision keys do not apply (and a GPU run's
     // fp16 must not stop its evaluation on the CPU).
-    for (const char* key : {"amp", "loss-scale", "loss-scale-init", "loss-scale-growth-interval"}) {
+    // Nor does the file a run was fine-tuned from, which may be gone.
+    for (const char* key :
+         {"amp", "loss-scale", "loss-scale-init", "loss-scale-growth-interval", "pretrained"}) {
       copy_config_value(config, TrainConfig{}, key);
     }
     state = to_torchvision_keys(tensors_of(*file.root.find("model"), weights));

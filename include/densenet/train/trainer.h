@@ -120,7 +120,9 @@ void clear_stop_request();
 /// then, per epoch, evaluate -> metrics -> curve -> checkpoint. With amp, forward and loss run
 /// under autocast; with a loss scaler, the gradients are unscaled before clip, and a step whose
 /// gradients hold an inf or NaN is skipped (counted in metrics.csv's skipped_steps).
-/// Evaluation runs in float32.
+/// Evaluation runs in float32. With pretrained, the model starts from that file's weights
+/// (load_pretrained); with model-ema, a ModelEma is updated after every step and evaluated each
+/// epoch beside the model (best_ema.pth).
 /// A NaN or infinite loss throws c10::Error naming the epoch and step before the weights are
 /// updated, and nothing is saved, so the last checkpoint stays the last good one.
 class Trainer {
