@@ -24,7 +24,8 @@ CLI::Option* add_config_option(CLI::App& command, const train::ConfigKey& key,
   std::string names = "--" + key.name;
   std::string underscored = key.name;
   for (char& c : underscored) c = c == '-' ? '_' : c;
-  if (underscored != key.name) names += ",--" + underscored;  // the original's spelling
+  if (underscored != key.name) names += ",--" + underscored;            // the original's spelling
+  for (const std::string& alias : key.aliases) names += ",--" + alias;  // e.g. timm's
   std::string& value = values[key.name];
   CLI::Option* option = key.type == "bool" ? command.add_flag(names, value, help)->expected(0, 1)
                                            : command.add_option(names, value, help);

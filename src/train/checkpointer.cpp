@@ -2,6 +2,7 @@
 
 #include "densenet/io/atomic_file.h"
 #include "densenet/io/pth_file.h"
+#include "densenet/train/model_ema.h"
 
 #include <c10/util/Exception.h>
 
@@ -25,6 +26,9 @@ std::string Checkpointer::last_path() const {
 }
 std::string Checkpointer::best_path() const {
   return (fs::path(run_dir_) / "best.pth").string();
+}
+std::string Checkpointer::best_ema_path() const {
+  return (fs::path(run_dir_) / "best_ema.pth").string();
 }
 std::string Checkpointer::numbered_path(int64_t epoch) const {
   char name[64];
@@ -50,8 +54,10 @@ std::vector<std::string> Checkpointer::numbered_checkpoints() const {
 }
 
 std::vector<std::string> Checkpointer::save(const TrainingState& state,
-                                            std::optional<int64_t> completed_epoch, bool is_best) {
-  const std::string bytes = pth::serialize_checkpoint(to_checkpoint(state));
+                                            std::optional<int64_t> completed_epoch, bool is_best,
+                                            bool is_best_ema) {
+  const pth::Value checkpoint = to_checkpoint(state);
+  const std::string bytes = pth::serialize_checkpoint(checkpoint);
   std::vector<std::string> written;
   const auto write = [&](const std::string& path) {
     write_file_atomically(path, bytes);
@@ -60,6 +66,11 @@ std::vector<std::string> Checkpointer::save(const TrainingState& state,
   write(last_path());
   if (!completed_epoch) return written;
   if (is_best) write(best_path());
+  if (is_best_ema) {
+    write_file_atomically(best_ema_path(),
+                          pth::serialize_checkpoint(ema_weights_checkpoint(checkpoint)));
+    written.push_back(best_ema_path());
+  }
   if (save_interval_ > 0 && *completed_epoch % save_interval_ == 0) {
     write(numbered_path(*completed_epoch));
     std::vector<std::string> numbered = numbered_checkpoints();

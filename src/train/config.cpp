@@ -380,6 +380,26 @@ void check_loss_scale(const TrainConfig& c) {
       TORCH_VERSION, ") has only on CUDA: use amp bf16 on the CPU, or device cuda");
 }
 
+// The EMA's keys need an EMA; a pretrained file is read once, at the start of a run (a resumed
+// run has the weights in its checkpoint), so a file named but missing is a mistake found before
+// anything runs.
+void check_fine_tuning(const TrainConfig& c) {
+  const TrainConfig defaults;
+  const bool ema_key_set = c.model_ema_decay != defaults.model_ema_decay || c.model_ema_warmup;
+  TORCH_CHECK_VALUE(c.model_ema || !ema_key_set, "config key '",
+                    c.model_ema_warmup ? "model-ema-warmup" : "model-ema-decay",
+                    "' applies to the model EMA, which this run does not keep: add model-ema "
+                    "true, or leave it out");
+  std::error_code error;
+  const bool directory = std::filesystem::is_directory(c.pretrained, error);
+  TORCH_CHECK_VALUE(c.pretrained.empty() || !c.resume.empty() ||
+                        (std::filesystem::exists(c.pretrained, error) && !directory),
+                    "config key 'pretrained': no such file '", c.pretrained, "'",
+                    directory ? " (it is a directory: give a weights file such as "
+                                "densenet121-a639ec97.pth)"
+                              : "");
+}
+
 }  // namespace
 
 void validate(const TrainConfig& c, bool check_model_options) {
@@ -388,6 +408,7 @@ void validate(const TrainConfig& c, bool check_model_options) {
   check_data(c);
   check_schedule(c);
   check_loss_scale(c);
+  check_fine_tuning(c);
   // Whether this machine has it is checked where a rank starts (distributed::gloo_interfaces).
   require(c.dist_ifname.size() < 16 && c.dist_ifname.find_first_of("/ \t,") == std::string::npos,
           "dist-ifname",

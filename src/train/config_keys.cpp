@@ -8,6 +8,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -361,6 +362,22 @@ void add_optimisation_keys(KeyList& keys) {
                    c.seed = read_int(key, node), c.seed)
           .at_least(0)
           .for_eval());
+  add(DENSENET_KEY("pretrained", "string",
+                   "fine-tune from these weights (any --weights file: torchvision's, a "
+                   "checkpoint's model, safetensors); a classifier of another class count is "
+                   "re-initialised",
+                   c.pretrained = read_string(key, node), c.pretrained)
+          .alias("initial-checkpoint"));  // timm's train.py name
+  add(DENSENET_KEY("model-ema", "bool",
+                   "keep an exponential moving average of the weights (timm ModelEmaV3), "
+                   "evaluated each epoch; best_ema.pth holds its best",
+                   c.model_ema = read_bool(key, node), c.model_ema));
+  add(DENSENET_KEY("model-ema-decay", "real", "the EMA's decay per optimiser step (timm's default)",
+                   c.model_ema_decay = read_real(key, node), real_node(c.model_ema_decay))
+          .in(interval(0, 1)));
+  add(DENSENET_KEY("model-ema-warmup", "bool",
+                   "warm the EMA's decay up: 1 - (1 + step)^(-2/3), capped at model-ema-decay",
+                   c.model_ema_warmup = read_bool(key, node), c.model_ema_warmup));
 }
 
 void add_run_keys(KeyList& keys) {
@@ -463,6 +480,10 @@ KeyAccess&& KeyAccess::one_of(std::initializer_list<const char*> choices) && {
   key.choices.assign(choices.begin(), choices.end());
   return std::move(*this);
 }
+KeyAccess&& KeyAccess::alias(const char* name) && {
+  key.aliases.emplace_back(name);
+  return std::move(*this);
+}
 KeyAccess&& KeyAccess::in(ValueRange range) && {
   key.range = std::move(range);
   return std::move(*this);
@@ -489,7 +510,10 @@ std::string normalize_key(std::string key) {
 const KeyAccess& find_key(const std::string& raw) {
   const std::string key = normalize_key(raw);
   for (const auto& access : key_table()) {
-    if (access.key.name == key) return access;
+    const auto& aliases = access.key.aliases;
+    if (access.key.name == key || std::find(aliases.begin(), aliases.end(), key) != aliases.end()) {
+      return access;
+    }
   }
   std::string closest;
   size_t best = 4;  // suggest only close spellings

@@ -24,6 +24,8 @@ struct KeyAccess {
   KeyAccess&& model() &&;                 // an architecture key (eval takes it too)
   KeyAccess&& may_change_on_resume() &&;  // where and how fast, not what
   KeyAccess&& for_eval() &&;              // `densenet eval` takes it
+  KeyAccess&& alias(
+      const char* name) &&;  // another spelling (timm's), on the command line and in YAML
   KeyAccess&& one_of(std::initializer_list<const char*> choices) &&;
   KeyAccess&& in(ValueRange range) &&;
   KeyAccess&& at_least(double min, std::string note = "") &&;

@@ -73,6 +73,7 @@ const std::vector<MetricField>& metric_fields() {
     return MetricField{name, nullptr, member, missing};
   };
   const std::optional<double> required;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
   static const std::vector<MetricField> fields = {
       count("epoch", &R::epoch, required),
       real("lr", &R::lr, required),
@@ -89,7 +90,11 @@ const std::vector<MetricField>& metric_fields() {
       // Added with data-parallel training, then with amp: older histories lack them.
       real("comm_wait_share", &R::comm_wait_share, 0.0),
       count("skipped_steps", &R::skipped_steps, 0.0),
-      real("loss_scale", &R::loss_scale, std::numeric_limits<double>::quiet_NaN()),
+      real("loss_scale", &R::loss_scale, nan),
+      // Added with model-ema.
+      real("ema_eval_loss", &R::ema_eval_loss, nan),
+      real("ema_eval_top1", &R::ema_eval_top1, nan),
+      real("ema_eval_top5", &R::ema_eval_top5, nan),
   };
   return fields;
 }

@@ -37,7 +37,7 @@ void prepare_run_dir(const std::string& dir, const TrainConfig& config,
     // best.pth, or a last.pth that --resume would pick up if the new run stopped before its
     // first checkpoint) passes for the new run's. Other files stay.
     static const std::regex run_file(
-        R"(last\.pth|best\.pth|checkpoint-\d+\.pth|metrics\.csv|metrics\.jsonl|curves\.png)"
+        R"(last\.pth|best\.pth|best_ema\.pth|checkpoint-\d+\.pth|metrics\.csv|metrics\.jsonl|curves\.png)"
         R"(|events\.out\.tfevents\..+)");
     std::vector<fs::path> previous;
     for (const auto& entry : fs::directory_iterator(dir, error)) {
@@ -57,11 +57,13 @@ void prepare_run_dir(const std::string& dir, const TrainConfig& config,
 
 void carry_best_checkpoint(const std::string& dir, const std::string& resume_path) {
   if (resume_path.empty() || is_resumed_run(dir, resume_path)) return;
-  const fs::path before = fs::path(resume_path).parent_path() / "best.pth";
-  const fs::path here = fs::path(dir) / "best.pth";
-  std::error_code error;
-  if (fs::exists(before, error) && !fs::exists(here, error)) {
-    write_file_atomically(here.string(), read_file(before.string()));
+  for (const char* best : {"best.pth", "best_ema.pth"}) {
+    const fs::path before = fs::path(resume_path).parent_path() / best;
+    const fs::path here = fs::path(dir) / best;
+    std::error_code error;
+    if (fs::exists(before, error) && !fs::exists(here, error)) {
+      write_file_atomically(here.string(), read_file(before.string()));
+    }
   }
 }
 

@@ -21,8 +21,8 @@ bool is_resumed_run(const std::string& dir, const std::string& resume_path);
 void prepare_run_dir(const std::string& dir, const TrainConfig& config,
                      const std::string& resume_path);
 
-/// A run continued in another directory brings its best.pth along: the best epoch so far may be
-/// behind, and best.pth is written only when an epoch beats it.
+/// A run continued in another directory brings its best.pth (and best_ema.pth) along: the best
+/// epoch so far may be behind, and they are written only when an epoch beats it.
 void carry_best_checkpoint(const std::string& dir, const std::string& resume_path);
 
 /// config.yaml (the effective configuration, without `force` or `resume`: `--config

@@ -32,6 +32,7 @@ void print_data_and_model(TrainingRun& run) {
         static_cast<long long>(options.in_channels()), static_cast<long long>(options.input_size()),
         static_cast<long long>(options.input_size()), static_cast<long long>(options.num_classes()),
         model.plan.num_parameters() / 1e6, model.plan.forward_macs() / 1e9);
+  if (!model.pretrained_line.empty()) print(*run.out, "%s\n", model.pretrained_line.c_str());
   print(*run.out, "%s\n", model.memory_line.c_str());
 }
 
@@ -45,6 +46,12 @@ void print_training(TrainingRun& run) {
         counted(run.model.num_batch_splits, "split").c_str(), config.optimizer.c_str(), config.lr,
         config.lr_type.c_str(), config.weight_decay, counted(run.threads, "thread").c_str(),
         run.device.str().c_str());
+  if (run.ema) {
+    print(*run.out,
+          "model EMA: decay %g per step%s (timm ModelEmaV3), evaluated each epoch; best_ema.pth "
+          "holds its best\n",
+          config.model_ema_decay, config.model_ema_warmup ? " after a warm-up" : "");
+  }
 }
 
 void print_amp(TrainingRun& run) {
@@ -105,14 +112,19 @@ void print_epoch(TrainingRun& run, const EpochRecord& record) {
     print(scaling, "  loss scale %g, %s skipped", record.loss_scale,
           counted(record.skipped_steps, "step").c_str());
   }
+  std::ostringstream ema;  // model-ema: the EMA's evaluation beside the model's
+  if (run.ema) {
+    print(ema, "  EMA %s loss %s top-1 %.2f%% top-5 %.2f%%", run.data.eval_name.c_str(),
+          format_number(record.ema_eval_loss).c_str(), record.ema_eval_top1, record.ema_eval_top5);
+  }
   print(*run.out,
-        "epoch %lld/%lld  train loss %s top-1 %.2f%%  %s loss %s top-1 %.2f%% top-5 %.2f%%  lr "
-        "%.4g  %.0f img/s  data wait %.1f%%  epoch %.1f s + eval %.1f s  elapsed %s%s\n",
+        "epoch %lld/%lld  train loss %s top-1 %.2f%%  %s loss %s top-1 %.2f%% top-5 %.2f%%%s  "
+        "lr %.4g  %.0f img/s  data wait %.1f%%  epoch %.1f s + eval %.1f s  elapsed %s%s\n",
         static_cast<long long>(record.epoch), static_cast<long long>(run.config().epochs),
         format_number(record.train_loss).c_str(), record.train_top1, run.data.eval_name.c_str(),
-        format_number(record.eval_loss).c_str(), record.eval_top1, record.eval_top5, record.lr,
-        record.images_per_second, 100.0 * record.data_wait_share, record.epoch_seconds,
-        record.eval_seconds, format_duration(record.elapsed_seconds).c_str(),
+        format_number(record.eval_loss).c_str(), record.eval_top1, record.eval_top5,
+        ema.str().c_str(), record.lr, record.images_per_second, 100.0 * record.data_wait_share,
+        record.epoch_seconds, record.eval_seconds, format_duration(record.elapsed_seconds).c_str(),
         scaling.str().c_str());
   if (run.group) {
     // What backward did not hide: the wait for the gradient buckets, the batch-norm statistics
@@ -157,9 +169,15 @@ void print_done(TrainingRun& run) {
               ? "the checkpoint"
               : ("all " + std::to_string(run.replica_checks) + " checkpoints").c_str());
   }
-  print(*run.out, "done: best %s top-1 %.2f%% at epoch %lld; run directory %s\n",
+  std::ostringstream ema;
+  if (run.ema) {
+    print(ema, "; EMA best %.2f%% at epoch %lld", run.state.best_ema_top1,
+          static_cast<long long>(run.state.best_ema_epoch));
+  }
+  print(*run.out, "done: best %s top-1 %.2f%% at epoch %lld%s; run directory %s\n",
         run.data.eval_name.c_str(), run.state.best_top1,
-        static_cast<long long>(run.state.best_epoch), run.config().output_dir.c_str());
+        static_cast<long long>(run.state.best_epoch), ema.str().c_str(),
+        run.config().output_dir.c_str());
 }
 
 }  // namespace densenet::train::detail

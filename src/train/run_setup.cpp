@@ -2,6 +2,7 @@
 
 #include "densenet/model/memory_plan.h"
 #include "densenet/model/presets.h"
+#include "densenet/model/pretrained.h"
 #include "densenet/tools/memory_tracker.h"
 #include "densenet/train/amp.h"
 #include "densenet/train/memory_choice.h"
@@ -198,7 +199,9 @@ ModelSetup build_model(const TrainConfig& config, const RunData& data, const tor
   const auto classes = static_cast<int64_t>(data.train_set->classes().size());
   setup.options = model_options(config, data.train_set->channels(), classes, data.input_size);
   setup.num_batch_splits = config.num_batch_splits;
-  const int64_t optimizer_copies = config.optimizer == "adamw" ? 2 : 1;
+  // Copies of the weights beside them and their gradients: the optimiser's state, the EMA.
+  const int64_t optimizer_copies =
+      (config.optimizer == "adamw" ? 2 : 1) + (config.model_ema ? 1 : 0);
   setup.memory_line = choose_memory_mode(config, device, local_batch, optimizer_copies, setup);
   setup.plan = plan_architecture(setup.options);
   check_batch_norm_values(setup.plan, smallest_piece(config, local_batch, setup.num_batch_splits));
@@ -218,6 +221,10 @@ ModelSetup build_model(const TrainConfig& config, const RunData& data, const tor
                 available.source);
   }
   setup.model = DenseNet(setup.options);
+  if (!config.pretrained.empty() && config.resume.empty()) {
+    setup.pretrained_line =
+        load_pretrained(setup.model, config.pretrained, config.arch, config.dataset).summary();
+  }
   setup.model->to(device);
   if (config.channels_last) setup.model->set_memory_format(at::MemoryFormat::ChannelsLast);
   return setup;

@@ -74,10 +74,12 @@ struct ModelSetup {
   int64_t num_batch_splits = 1;  // the config's, raised where memory: auto needs pieces
   std::string memory_line;       // "memory: efficient, predicted step peak 119.53 MiB"
   std::string stem_line;         // which stem, and why (when the size chose it)
+  std::string pretrained_line;   // what `pretrained` loaded; "" without
 };
 
 /// Builds the model for the data (its channels, classes and input size), chooses the memory
-/// mode (memory: auto within memory-budget or the available memory) and refuses a CPU step
+/// mode (memory: auto within memory-budget or the available memory), starts a new run from the
+/// `pretrained` weights (load_pretrained; a resumed run has its own), and refuses a CPU step
 /// that the memory plan says cannot fit (the kernel's OOM killer would end the run without a
 /// word). `local_batch`: this rank's images per step. Throws c10::Error; c10::ValueError when a
 /// batch norm would see one value per channel (check_batch_norm_values).

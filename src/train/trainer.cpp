@@ -64,6 +64,8 @@ const TrainingState& capture(TrainingRun& run) {
   state.optimizer = run.optimization.optimizer->state_dict();
   state.scaler.reset();
   if (run.optimization.scaler) state.scaler = run.optimization.scaler->state_dict();
+  state.model_ema.reset();
+  if (run.ema) state.model_ema = run.ema->state_dict();
   state.rng = cpu_rng_state();
   state.world_size = run.world_size;
   state.elapsed_seconds = run.elapsed();
@@ -109,6 +111,12 @@ void restore(TrainingRun& run, TrainingState saved) {
                 "load plain weights with 'densenet eval')");
     run.optimization.scaler->load_state_dict(*saved.scaler);
   }
+  if (run.ema) {  // the config says the run keeps one, so its checkpoint has it
+    TORCH_CHECK(saved.model_ema, "'", source,
+                "' is not a densenet training checkpoint of a run with model-ema: no "
+                "'state_dict_ema'");
+    run.ema->load_state_dict(*saved.model_ema, source);
+  }
   set_cpu_rng_state(saved.rng);
   if (run.writes_run_dir) run.metrics->restore(saved.history);
   run.elapsed_before = saved.elapsed_seconds;
@@ -132,7 +140,8 @@ void check_finite_weights(const TrainingRun& run) {
 }
 
 // Rank 0's checkpoint stands for every rank: the replicas are checked to be bit-identical first.
-void save(TrainingRun& run, std::optional<int64_t> completed_epoch, bool is_best) {
+void save(TrainingRun& run, std::optional<int64_t> completed_epoch, bool is_best,
+          bool is_best_ema = false) {
   check_finite_weights(run);
   if (run.group) {
     run.replica_tensors = distributed::check_replicas(*run.model.model, *run.group);
@@ -140,7 +149,7 @@ void save(TrainingRun& run, std::optional<int64_t> completed_epoch, bool is_best
     if (!run.writes()) return;
   }
   try {
-    run.checkpointer->save(capture(run), completed_epoch, is_best);
+    run.checkpointer->save(capture(run), completed_epoch, is_best, is_best_ema);
   } catch (const c10::Error& error) {
     TORCH_CHECK(false, "could not write a checkpoint (the previous one is intact): ",
                 error.what_without_backtrace());
@@ -273,6 +282,8 @@ StepScalars train_step(TrainingRun& run, const data::Batch& batch) {
     ++state.partial.skipped_steps;
   }
   ++state.global_step;
+  // After every step, skipped or not, as timm's train.py (its num_updates counts both).
+  if (run.ema) run.ema->update(*run.model.model, state.global_step);
   ++state.next_batch;
   state.partial.loss_sum += result.loss_sum;
   state.partial.correct += result.correct;
@@ -395,6 +406,25 @@ void log_epoch(TrainingRun& run, const EpochRecord& record) {
   }
 }
 
+// The model EMA's evaluation beside the model's (its time counted in the epoch's eval time).
+void evaluate_ema(TrainingRun& run, EpochRecord& record) {
+  if (!run.ema) return;
+  const EvalResult ema =
+      evaluate(run.ema->module(), *run.eval_loader, run.device, run.state.epoch, run.group.get());
+  record.ema_eval_loss = ema.loss;
+  record.ema_eval_top1 = ema.top1;
+  record.ema_eval_top5 = ema.top5;
+  record.eval_seconds += ema.seconds;
+}
+
+// Whether `top1` beats `best`, which then becomes it (at `epoch`).
+bool improves(double top1, int64_t epoch, double& best, int64_t& best_epoch) {
+  if (!(top1 > best)) return false;
+  best = top1;
+  best_epoch = epoch;
+  return true;
+}
+
 // evaluate -> record -> log -> checkpoint. The epoch's line is printed before the checkpoint is
 // written, so that a failed write (a full disk) does not hide how the epoch went.
 double finish_epoch(TrainingRun& run) {
@@ -403,18 +433,18 @@ double finish_epoch(TrainingRun& run) {
       evaluate(run.model.model, *run.eval_loader, run.device, run.state.epoch, run.group.get());
   run.model.model->train();
   check_finite_evaluation(run, eval);
-  const EpochRecord record = epoch_record(run, eval);
+  EpochRecord record = epoch_record(run, eval);
+  evaluate_ema(run, record);
   log_epoch(run, record);
-  const bool is_best = eval.top1 > run.state.best_top1;
-  if (is_best) {
-    run.state.best_top1 = eval.top1;
-    run.state.best_epoch = record.epoch;
-  }
-  ++run.state.epoch;
-  run.state.next_batch = 0;
-  run.state.partial = EpochSums{};
+  TrainingState& state = run.state;
+  const bool is_best = improves(eval.top1, record.epoch, state.best_top1, state.best_epoch);
+  const bool is_best_ema = run.ema && improves(record.ema_eval_top1, record.epoch,
+                                               state.best_ema_top1, state.best_ema_epoch);
+  ++state.epoch;
+  state.next_batch = 0;
+  state.partial = EpochSums{};
   print_epoch(run, record);
-  save(run, run.state.epoch, is_best);
+  save(run, state.epoch, is_best, is_best_ema);
   // After the checkpoint: an epoch's point in TensorBoard always has its checkpoint on disk.
   if (run.tensorboard) run.tensorboard->epoch(record);
   return eval.top1;
@@ -439,6 +469,12 @@ RunSummary evaluate_only(TrainingRun& run) {
   print(*run.out, "%s: loss %.6f  top-1 %.2f%%  top-5 %.2f%%  (%lld images, %.1f s)\n",
         run.data.eval_name.c_str(), result.loss, result.top1, result.top5,
         static_cast<long long>(result.images), result.seconds);
+  if (run.ema) {
+    const EvalResult ema =
+        evaluate(run.ema->module(), *run.eval_loader, run.device, 0, run.group.get());
+    print(*run.out, "%s (model EMA): loss %.6f  top-1 %.2f%%  top-5 %.2f%%\n",
+          run.data.eval_name.c_str(), ema.loss, ema.top1, ema.top5);
+  }
   RunSummary summary = summary_of(run);
   summary.last_top1 = result.top1;
   return summary;
@@ -486,6 +522,12 @@ Trainer::Trainer(TrainPlan plan, std::ostream& out, bool terminal,
       detail::make_eval_loader(config, run.data, run.device, run.rank, run.world_size);
   run.model = detail::build_model(config, run.data, run.device, local_batch);
   run.plan.config.num_batch_splits = run.model.num_batch_splits;  // memory: auto may add splits
+  if (config.model_ema) {
+    ModelEmaOptions ema;
+    ema.decay = config.model_ema_decay;
+    ema.use_warmup = config.model_ema_warmup;
+    run.ema = std::make_unique<ModelEma>(run.model.model, ema);
+  }
   run.optimization = detail::build_optimization(config, run.model.model, run.device,
                                                 run.train_loader->batches_per_epoch());
   std::optional<TrainingState> resumed;

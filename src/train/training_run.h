@@ -6,6 +6,7 @@
 #include "densenet/distributed/process_group.h"
 #include "densenet/train/checkpointer.h"
 #include "densenet/train/metrics.h"
+#include "densenet/train/model_ema.h"
 #include "densenet/train/plan.h"
 #include "densenet/train/tensorboard_logger.h"
 #include "densenet/train/training_state.h"
@@ -47,6 +48,7 @@ struct TrainingRun {
   RunData data;
   std::unique_ptr<data::DataLoader> train_loader, eval_loader;
   ModelSetup model;
+  std::unique_ptr<ModelEma> ema;  // model-ema: the averaged weights (null without)
   Optimization optimization;
 
   // The run directory's records: written by rank 0 unless the run only evaluates or has no

@@ -87,6 +87,11 @@ pth::Value to_checkpoint(const TrainingState& state) {
   put("optimizer", state.optimizer);
   // torch.cuda.amp.GradScaler.state_dict()'s layout, under the key torchvision's references use.
   if (state.scaler) put("scaler", *state.scaler);
+  if (state.model_ema) {  // timm's CheckpointSaver key: the averaged weights, for an exact resume
+    put("state_dict_ema", state_dict_value(*state.model_ema));
+    put("best_ema_top1", float_value(state.best_ema_top1));
+    put("best_ema_epoch", pth::Value::integer(state.best_ema_epoch));
+  }
   put("epoch", pth::Value::integer(state.epoch));
   put("next_batch", pth::Value::integer(state.next_batch));
   put("global_step", pth::Value::integer(state.global_step));
@@ -120,6 +125,11 @@ TrainingState from_checkpoint(const pth::Value& root, const std::string& source)
   state.model = tensors_of(field(root, "model", source), source);
   state.optimizer = field(root, "optimizer", source);
   if (const pth::Value* scaler = root.find("scaler")) state.scaler = *scaler;
+  if (const pth::Value* ema = root.find("state_dict_ema")) {
+    state.model_ema = tensors_of(*ema, source);
+    state.best_ema_top1 = float_of(field(root, "best_ema_top1", source));
+    state.best_ema_epoch = field(root, "best_ema_epoch", source).as_int();
+  }
   state.epoch = field(root, "epoch", source).as_int();
   state.next_batch = field(root, "next_batch", source).as_int();
   state.global_step = field(root, "global_step", source).as_int();

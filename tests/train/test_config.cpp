@@ -245,5 +245,40 @@ TEST(TrainConfig, RefusesDuplicateKeysAndKeysTheRunWouldIgnore) {
                         "expected a size such as 4GiB");
 }
 
+// pretrained is also timm's initial-checkpoint (one key, two spellings); a missing file is named
+// before anything runs, except on resume, which does not read it. The model-ema keys follow
+// timm's train.py and its defaults, and refuse to be given without model-ema.
+TEST(TrainConfig, PretrainedAndModelEmaKeys) {
+  for (const char* yaml :
+       {"pretrained: a.pth\n", "initial-checkpoint: a.pth\n", "initial_checkpoint: a.pth\n"}) {
+    TrainConfig config;
+    EXPECT_EQ(load_config_text(config, yaml, "x.yaml"), std::vector<std::string>{"pretrained"});
+    EXPECT_EQ(config.pretrained, "a.pth");
+  }
+  TrainConfig config;
+  set_config_value(config, "initial-checkpoint", "b.pth");
+  EXPECT_EQ(config.pretrained, "b.pth");
+  EXPECT_ERROR_CONTAINS(validate(config), "config key 'pretrained': no such file 'b.pth'");
+  config.resume = "runs/x";
+  EXPECT_NO_THROW(validate(config));
+  EXPECT_ERROR_CONTAINS(
+      load_config_text(config, "pretrained: a.pth\ninitial-checkpoint: b.pth\n", "dup.yaml"),
+      "key 'pretrained' is given twice");
+
+  const TrainConfig defaults;
+  EXPECT_FALSE(defaults.model_ema);
+  EXPECT_EQ(defaults.model_ema_decay, 0.9998);
+  EXPECT_FALSE(defaults.model_ema_warmup);
+  TrainConfig ema;
+  load_config_text(ema, "model-ema: true\nmodel-ema-decay: 0.999\nmodel-ema-warmup: true\n",
+                   "ema.yaml");
+  EXPECT_NO_THROW(validate(ema));
+  ema.model_ema = false;
+  EXPECT_ERROR_CONTAINS(validate(ema), "config key 'model-ema-warmup' applies to the model EMA");
+  ema.model_ema = true;
+  ema.model_ema_decay = -0.1;
+  EXPECT_ERROR_CONTAINS(validate(ema), "'model-ema-decay' must be in [0, 1], got -0.1");
+}
+
 }  // namespace
 }  // namespace densenet::train

@@ -113,13 +113,16 @@ TEST_F(MetricLoggerTest, WritesOneRowPerEpochToCsvAndJsonl) {
   EpochRecord scaled = record(2);  // a run with a dynamic loss scale
   scaled.skipped_steps = 3;
   scaled.loss_scale = 32768;
+  scaled.ema_eval_loss = 0.875;  // a run with a model EMA
+  scaled.ema_eval_top1 = 71.5;
+  scaled.ema_eval_top5 = 93;
   logger.log(scaled);
   EXPECT_EQ(read_file(logger.csv_path()),
             "epoch,lr,train_loss,train_top1,eval_loss,eval_top1,eval_top5,epoch_seconds,"
             "eval_seconds,images_per_second,data_wait_share,elapsed_seconds,comm_wait_share,"
-            "skipped_steps,loss_scale\n"
-            "1,0.1,2,60,,,,12.5,0,4800,0.01,13.75,0.25,0,\n"
-            "2,0.05,1,70,0.95,70,92,12.5,1.25,4800,0.01,27.5,0.25,3,32768\n");
+            "skipped_steps,loss_scale,ema_eval_loss,ema_eval_top1,ema_eval_top5\n"
+            "1,0.1,2,60,,,,12.5,0,4800,0.01,13.75,0.25,0,,,,\n"
+            "2,0.05,1,70,0.95,70,92,12.5,1.25,4800,0.01,27.5,0.25,3,32768,0.875,71.5,93\n");
   const std::string jsonl = read_file(logger.jsonl_path());
   EXPECT_NE(jsonl.find("{\"epoch\":1,\"lr\":0.1,\"train_loss\":2.0,\"train_top1\":60.0,"
                        "\"eval_loss\":null,\"eval_top1\":null,\"eval_top5\":null,"),
@@ -136,13 +139,20 @@ TEST_F(MetricLoggerTest, WritesOneRowPerEpochToCsvAndJsonl) {
   EXPECT_EQ(parsed[1].skipped_steps, 3);
   EXPECT_EQ(parsed[1].loss_scale, 32768);
   EXPECT_TRUE(std::isnan(parsed[0].loss_scale));
-  EXPECT_NE(jsonl.find("\"skipped_steps\":3,\"loss_scale\":32768.0}"), std::string::npos) << jsonl;
+  EXPECT_EQ(parsed[1].ema_eval_loss, 0.875);
+  EXPECT_EQ(parsed[1].ema_eval_top1, 71.5);
+  EXPECT_EQ(parsed[1].ema_eval_top5, 93);
+  EXPECT_TRUE(std::isnan(parsed[0].ema_eval_top1));
+  EXPECT_NE(jsonl.find("\"skipped_steps\":3,\"loss_scale\":32768.0,\"ema_eval_loss\":0.875,"
+                       "\"ema_eval_top1\":71.5,\"ema_eval_top5\":93.0}"),
+            std::string::npos)
+      << jsonl;
   EXPECT_EQ(format_metrics_jsonl(parsed), jsonl);
 }
 
 TEST(MetricsJsonl, HistoriesFromBeforeTheLaterColumnsStillParse) {
-  // A checkpoint of an older run holds rows without comm_wait_share, skipped_steps and
-  // loss_scale: they read as 0, 0 and NaN (no loss scaling).
+  // A checkpoint of an older run holds rows without comm_wait_share, skipped_steps,
+  // loss_scale and the ema_* columns: they read as 0, 0, NaN (no loss scaling) and NaN (no EMA).
   const auto parsed = parse_metrics_jsonl(
       "{\"epoch\":1,\"lr\":0.1,\"train_loss\":2.0,\"train_top1\":60.0,\"eval_loss\":null,"
       "\"eval_top1\":null,\"eval_top5\":null,\"epoch_seconds\":12.5,\"eval_seconds\":0,"
@@ -152,6 +162,10 @@ TEST(MetricsJsonl, HistoriesFromBeforeTheLaterColumnsStillParse) {
   EXPECT_EQ(parsed[0].comm_wait_share, 0.0);
   EXPECT_EQ(parsed[0].skipped_steps, 0);
   EXPECT_TRUE(std::isnan(parsed[0].loss_scale));
+  for (const double ema :
+       {parsed[0].ema_eval_loss, parsed[0].ema_eval_top1, parsed[0].ema_eval_top5}) {
+    EXPECT_TRUE(std::isnan(ema));
+  }
   EXPECT_EQ(parsed[0].elapsed_seconds, 13.75);
   EXPECT_ERROR_CONTAINS(parse_metrics_jsonl("{\"epoch\":1}\n", "bad.jsonl"),
                         "bad.jsonl:1: 'lr' is missing or not a number");

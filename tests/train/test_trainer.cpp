@@ -4,10 +4,12 @@
 #include "densenet/model/presets.h"
 #include "densenet/train/checkpointer.h"
 #include "densenet/train/memory_choice.h"
+#include "densenet/train/metrics.h"
 #include "densenet/train/trainer.h"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -206,6 +208,71 @@ TEST(Trainer, ResumeRefusesAnotherArchitectureAndNamesTheKey) {
   TrainConfig missing = config;
   missing.resume = dir + "/nothing-here.pth";
   EXPECT_ERROR_CONTAINS(Trainer(missing, log, false), "no such file or directory");
+}
+
+StateDict saved_tensors(const std::string& path, const std::string& key) {
+  const pth::Value root = pth::read_checkpoint(path).root;
+  const pth::Value* dict = root.find(key);
+  StateDict tensors;
+  if (dict == nullptr) return tensors;
+  for (const auto& item : dict->items()) {
+    tensors.insert(item.first.as_string(), item.second.as_tensor());
+  }
+  return tensors;
+}
+
+// model-ema: interrupted mid-epoch and resumed, the EMA (state_dict_ema) and its evaluations end
+// bit-identical to the uninterrupted run's. The EMA only observes: the trained weights are those
+// of the same run without one. best_ema.pth holds the EMA's weights as its model.
+TEST(Trainer, ModelEmaResumesBitExactAndOnlyObserves) {
+  std::ostringstream log;
+  const auto config = [](const std::string& dir, bool ema) {
+    TrainConfig c = tiny_config(dir);
+    c.model_ema = ema;
+    if (ema) c.model_ema_decay = 0.9;  // far from the model's weights after 12 steps
+    return c;
+  };
+  Trainer without(config(fresh_dir("ema_off"), false), log, false);
+  without.run();
+  const std::string straight_dir = fresh_dir("ema_straight");
+  Trainer straight(config(straight_dir, true), log, false);
+  straight.run();
+  expect_identical(snapshot(straight.model()), snapshot(without.model()));
+  const StateDict ema = saved_tensors(straight_dir + "/last.pth", "state_dict_ema");
+  ASSERT_EQ(ema.size(), snapshot(straight.model()).size());
+  EXPECT_FALSE(ema.find("classifier.weight")->equal(straight.model()->classifier->weight));
+  EXPECT_NE(log.str().find("  EMA test loss "), std::string::npos) << log.str();
+
+  const std::string dir = fresh_dir("ema_interrupted");
+  {
+    clear_stop_request();
+    Trainer first(config(dir, true), log, false);
+    first.run([&](int64_t step) {
+      if (step == 4) request_stop();
+    });
+    clear_stop_request();
+  }
+  TrainConfig resumed_config = config(dir, true);
+  resumed_config.resume = dir;
+  Trainer(resumed_config, log, false).run();
+  expect_identical(saved_tensors(dir + "/last.pth", "state_dict_ema"), ema);
+  const auto history = [](const std::string& run) {
+    return parse_metrics_jsonl(read_file(run + "/metrics.jsonl"), run);
+  };
+  const auto a = history(straight_dir), b = history(dir);
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_FALSE(std::isnan(a[i].ema_eval_top1));
+    EXPECT_EQ(b[i].ema_eval_loss, a[i].ema_eval_loss);
+    EXPECT_EQ(b[i].ema_eval_top1, a[i].ema_eval_top1);
+    EXPECT_EQ(b[i].ema_eval_top5, a[i].ema_eval_top5);
+  }
+  // best_ema.pth: the EMA of the epoch with the best EMA top-1 (the last here, when it is best).
+  const StateDict best = saved_tensors(straight_dir + "/best_ema.pth", "model");
+  ASSERT_EQ(best.size(), ema.size());
+  if (a[1].ema_eval_top1 > a[0].ema_eval_top1) expect_identical(best, ema);
+  EXPECT_EQ(pth::read_checkpoint(straight_dir + "/best_ema.pth").root.find("optimizer"), nullptr);
 }
 
 TEST(MemoryChoice, PicksTheFastestModeThatFitsThenSplits) {

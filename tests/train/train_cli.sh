@@ -333,5 +333,102 @@ print("ok: scale %g, growth tracker %d, (skipped, scale, train loss) per epoch %
       % (float(sa["scale"]), int(sa["_growth_tracker"]), columns[0]))
 PY
     ;;
+  pretrained_finetune)
+    # Fine-tuning torchvision's densenet121 (make_checkpoints.py: its published layout, legacy
+    # keys, random weights) on make_data.py's 3-class image folder: the classifier is
+    # re-initialised, and the run says so. (Every other tensor starting equal to the file's is
+    # tests/io/test_pretrained.cpp's job.) timm's spelling is the same key on the command line
+    # and in YAML. On resume the file is recorded, not reloaded (it may be gone), and may not
+    # change.
+    cp "${DENSENET_CHECKPOINT_DIR:?}/densenet121_legacy.pth" "$work/tv.pth"
+    folder=(--dataset imagefolder --data "${DENSENET_DATA_DIR:?}/folder" --arch densenet121
+            --input-size 32 --stem imagenet --batch-size 4 --test-batch-size 8 --lr 0.01
+            --threads 1 --workers 0)
+    line="pretrained: densenet121 weights from $work/tv.pth; classifier re-initialised for 3 classes (the file has 1000)"
+    printf 'initial_checkpoint: %s\n' "$work/tv.pth" > "$work/timm.yaml"
+    for form in "--pretrained $work/tv.pth" "--initial-checkpoint $work/tv.pth" "--config $work/timm.yaml"; do
+      # shellcheck disable=SC2086
+      "$densenet" train "${folder[@]}" --epochs 1 $form --output-dir "$work/run" --force \
+        >"$work/out" 2>"$work/stderr" || fail "train $form: $(cat "$work/stderr")"
+      grep -qxF "$line" "$work/out" || fail "$form: no line '$line': $(cat "$work/out")"
+      grep -qxF "pretrained: $work/tv.pth" "$work/run/config.yaml" ||
+        fail "$form: config.yaml: $(grep pretrained "$work/run/config.yaml")"
+    done
+    grep -q "^epoch 1/1  train loss [0-9.]* " "$work/out" || fail "no epoch line: $(cat "$work/out")"
+    rm "$work/tv.pth"
+    "$densenet" train --resume "$work/run" --epochs 2 >"$work/out" 2>"$work/stderr" ||
+      fail "resume without the file: $(cat "$work/stderr")"
+    grep -q "^pretrained:" "$work/out" && fail "the resumed run loaded the file again: $(cat "$work/out")"
+    grep -q "^epoch 2/2 " "$work/out" || fail "the resumed run did not train: $(cat "$work/out")"
+    EXPECTED_STATUS=2 expect "cannot change 'pretrained' when resuming: the run has $work/tv.pth, given $DENSENET_CHECKPOINT_DIR/densenet121_legacy.pth" \
+      "$densenet" train --resume "$work/run" --epochs 3 --initial-checkpoint "$DENSENET_CHECKPOINT_DIR/densenet121_legacy.pth" ;;
+  pretrained_errors)
+    # A missing file is a command-line mistake; weights of another architecture are one line
+    # naming what differs. Nothing is written either way.
+    weights=${DENSENET_CHECKPOINT_DIR:?}/densenet121_legacy.pth
+    EXPECTED_STATUS=2 expect "config key 'pretrained': no such file '$work/none.pth' \(see" \
+      "$densenet" train "${tiny[@]}" --pretrained "$work/none.pth" --output-dir "$work/run"
+    EXPECTED_STATUS=1 expect "'$weights' holds densenet121 .*not densenet169 .*: use --arch densenet121" \
+      "$densenet" train --dataset imagefolder --data "${DENSENET_DATA_DIR:?}/folder" --arch densenet169 \
+      --input-size 32 --stem imagenet --batch-size 4 --threads 1 --workers 0 --pretrained "$weights" \
+      --output-dir "$work/run"
+    EXPECTED_STATUS=1 expect "in-channels: 3 in the weights, 1 in the model \(mnist's\)$" \
+      "$densenet" train --dataset mnist --data "$DENSENET_DATA_DIR/mnist" --arch densenet121 \
+      --input-size 32 --stem imagenet --batch-size 4 --threads 1 --workers 0 --pretrained "$weights" \
+      --output-dir "$work/run"
+    EXPECTED_STATUS=1 expect "use --stem imagenet" \
+      "$densenet" train --dataset imagefolder --data "$DENSENET_DATA_DIR/folder" --arch densenet121 \
+      --input-size 32 --batch-size 4 --threads 1 --workers 0 --pretrained "$weights" \
+      --output-dir "$work/run"
+    [ ! -e "$work/run" ] || fail "a refused run wrote $(ls "$work/run")" ;;
+  model_ema_resume_exact)
+    # model-ema with a decay far from 1 (so the EMA is far from the weights): stopped after
+    # epoch 1 and resumed, the run ends with the uninterrupted run's EMA (state_dict_ema, timm's
+    # key), bit for bit, and the same EMA evaluations in metrics.csv; the EMA only observes, so
+    # the trained weights are those of the run without it. best_ema.pth is the EMA's weights
+    # as a checkpoint's model, which densenet eval reads.
+    ema=(--model-ema --model-ema-decay 0.9 --lr-type step --max-train-samples 96)
+    train_ok --lr-type step --max-train-samples 96 --epochs 2 --output-dir "$work/plain"
+    train_ok "${ema[@]}" --epochs 2 --output-dir "$work/straight"
+    train_ok "${ema[@]}" --epochs 1 --output-dir "$work/resumed"
+    "$densenet" train --resume "$work/resumed" --epochs 2 >"$work/out" 2>"$work/stderr" ||
+      fail "resume: $(cat "$work/stderr")"
+    grep -q "^model EMA: decay 0.9 per step (timm ModelEmaV3)" "$work/out" ||
+      fail "no model EMA line in the summary: $(cat "$work/out")"
+    grep -q "^epoch 2/2 .* top-5 [0-9.]*%  EMA test loss [0-9.]* top-1 [0-9.]*% top-5 [0-9.]*%  lr " "$work/out" ||
+      fail "no EMA evaluation in the epoch line: $(cat "$work/out")"
+    grep -q "^done: best test top-1 .*; EMA best [0-9.]*% at epoch [12]; run directory" "$work/out" ||
+      fail "no EMA best in the done line: $(cat "$work/out")"
+    "$densenet" eval --weights "$work/straight/best_ema.pth" --threads 1 >"$work/eval" 2>&1 ||
+      fail "eval best_ema.pth: $(cat "$work/eval")"
+    /usr/bin/python3 - "$work/straight" "$work/resumed" "$work/plain" <<'PY' || fail "the resumed run differs"
+import csv, sys, torch
+a, b, plain = (torch.load(d + "/last.pth", weights_only=True) for d in sys.argv[1:4])
+for key, tensor in a["state_dict_ema"].items():
+    assert torch.equal(tensor, b["state_dict_ema"][key]), "EMA differs: " + key
+for key, tensor in a["model"].items():
+    assert torch.equal(tensor, b["model"][key]), "weights differ: " + key
+    assert torch.equal(tensor, plain["model"][key]), "the EMA changed the trained weights: " + key
+assert "state_dict_ema" not in plain
+assert not torch.equal(a["model"]["classifier.weight"], a["state_dict_ema"]["classifier.weight"])
+columns = ["ema_eval_loss", "ema_eval_top1", "ema_eval_top5"]
+rows = [[[r[c] for c in columns] for r in csv.DictReader(open(d + "/metrics.csv"))]
+        for d in sys.argv[1:3]]
+assert rows[0] == rows[1] and len(rows[0]) == 2 and all(v != "" for r in rows[0] for v in r), rows
+plain_rows = list(csv.DictReader(open(sys.argv[3] + "/metrics.csv")))
+assert all(r[c] == "" for r in plain_rows for c in columns), plain_rows
+best = torch.load(sys.argv[1] + "/best_ema.pth", weights_only=True)
+assert sorted(best["model"]) == sorted(a["model"]) and "optimizer" not in best, sorted(best)
+print("ok: EMA bit-identical after resume; EMA metrics per epoch %s" % rows[0])
+PY
+    ;;
+  model_ema_errors)
+    EXPECTED_STATUS=2 expect "config key 'model-ema-decay' applies to the model EMA, which this run does not keep: add model-ema true, or leave it out" \
+      "$densenet" train "${tiny[@]}" --model-ema-decay 0.99
+    EXPECTED_STATUS=2 expect "config key 'model-ema-decay' must be in \[0, 1\], got 1.5" \
+      "$densenet" train "${tiny[@]}" --model-ema --model-ema-decay 1.5
+    train_ok --epochs 1 --output-dir "$work/run"
+    EXPECTED_STATUS=2 expect "cannot change 'model-ema' when resuming: the run has false, given true" \
+      "$densenet" train --resume "$work/run" --model-ema --epochs 2 ;;
   *) fail "unknown case" ;;
 esac

@@ -12,6 +12,8 @@ namespace densenet::train {
 /// The checkpoint files of a run directory, as timm's CheckpointSaver keeps them:
 ///   last.pth              every save (epoch ends and interruptions), written atomically;
 ///   best.pth              the checkpoint of the best evaluation top-1 so far;
+///   best_ema.pth          with model-ema, the EMA's weights at its best evaluation top-1
+///                         (ema_weights_checkpoint: weights and description, no optimiser);
 ///   checkpoint-<E>.pth    every `save_interval` epochs (E = epochs completed, 3+ digits),
 ///                         the newest `keep_checkpoints` kept.
 /// Every file is written whole to a temporary and renamed (write_file_atomically), so a crash
@@ -22,15 +24,16 @@ class Checkpointer {
 
   /// Serialises `state` once (to_checkpoint, in torch.save's zip format) and writes last.pth. With
   /// `completed_epoch`, it is an epoch's end: also best.pth when `is_best`, and the numbered
-  /// copy when the epoch is a multiple of save_interval, then the oldest numbered copies beyond
-  /// keep_checkpoints are removed. Returns the paths written. Throws c10::Error naming the file
-  /// when a write fails (the file's previous version is then untouched).
+  /// copy when the epoch is a multiple of save_interval, best_ema.pth when `is_best_ema`, then the
+  /// oldest numbered copies beyond keep_checkpoints are removed. Returns the paths written. Throws
+  /// c10::Error naming the file when a write fails (the file's previous version is then untouched).
   std::vector<std::string> save(const TrainingState& state,
                                 std::optional<int64_t> completed_epoch = std::nullopt,
-                                bool is_best = false);
+                                bool is_best = false, bool is_best_ema = false);
 
   std::string last_path() const;
   std::string best_path() const;
+  std::string best_ema_path() const;
   std::string numbered_path(int64_t epoch) const;
 
   /// The numbered checkpoints in the directory, oldest first.

@@ -66,6 +66,12 @@ struct TrainConfig {
   int64_t loss_scale_growth_interval = 2000;  // clean steps before the scale doubles
   double label_smoothing = 0;
   int64_t seed = 1;
+  // Fine-tuning: weights to start from (densenet/model/pretrained.h); empty = from scratch.
+  std::string pretrained;
+  // Model EMA (densenet/train/model_ema.h): timm's train.py keys and defaults.
+  bool model_ema = false;           // keep an exponential moving average of the weights
+  double model_ema_decay = 0.9998;  // its decay per optimiser step
+  bool model_ema_warmup = false;    // ModelEmaV3's warm-up of the decay
 
   // The run.
   std::string resume;            // run directory or checkpoint file to continue
@@ -112,6 +118,7 @@ struct ConfigKey {
   bool eval = false;                 // `densenet eval` takes it (the data and the model)
   std::vector<std::string> choices;  // a string key's allowed values (empty: free text)
   std::optional<ValueRange> range;   // a number's allowed values (cross-key limits aside)
+  std::vector<std::string> aliases;  // other spellings, e.g. timm's ("initial-checkpoint")
   /// The help line as --help shows it: help, then "(one of: a | b)" or the range.
   std::string described_help() const;
 };

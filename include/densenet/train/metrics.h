@@ -40,6 +40,11 @@ struct EpochRecord {
   int64_t skipped_steps = 0;  // optimiser steps the loss scaler skipped (inf/NaN gradients)
   // The dynamic loss scale at the epoch's end; NaN without loss scaling.
   double loss_scale = std::numeric_limits<double>::quiet_NaN();
+  // The model EMA's evaluation (model-ema), as eval_*; NaN without an EMA. Optional when
+  // parsing: histories written before it existed read as NaN.
+  double ema_eval_loss = std::numeric_limits<double>::quiet_NaN();
+  double ema_eval_top1 = std::numeric_limits<double>::quiet_NaN();
+  double ema_eval_top5 = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// One field of EpochRecord: a column of metrics.csv and metrics.jsonl, and a key of each record
@@ -66,7 +71,8 @@ const std::vector<std::string>& metric_columns();
 std::string format_metrics_jsonl(const std::vector<EpochRecord>& history);
 
 /// Parses metrics.jsonl text (one JSON object per line, null for NaN), for tools and resume.
-/// skipped_steps and loss_scale may be missing (files from before amp): 0 and NaN.
+/// skipped_steps and loss_scale may be missing (files from before amp): 0 and NaN; the ema_*
+/// columns too (files from before model-ema): NaN.
 /// Throws c10::Error naming the line that is not a record.
 std::vector<EpochRecord> parse_metrics_jsonl(const std::string& text, const std::string& source);
 

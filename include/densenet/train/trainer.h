@@ -49,7 +49,9 @@ void clear_stop_request();
 ///              step -> schedule -> log.
 /// With amp, forward and loss run under autocast; with a loss scaler, the gradients are
 /// unscaled before clip, and a step whose gradients hold an inf or NaN is skipped (counted in
-/// metrics.csv's skipped_steps). Evaluation runs in float32.
+/// metrics.csv's skipped_steps). Evaluation runs in float32. With pretrained, the model starts
+/// from that file's weights (load_pretrained); with model-ema, a ModelEma is updated after every
+/// step and evaluated each epoch beside the model (best_ema.pth).
 /// A NaN or infinite training loss throws c10::Error naming the epoch and step before the
 /// weights are updated; so do weights that overflowed, and a non-finite evaluation loss, before
 /// the epoch is logged. Nothing is saved then: the last checkpoint stays the last good one.

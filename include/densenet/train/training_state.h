@@ -30,9 +30,10 @@ struct EpochSums {
 /// checkpoint's keys (as timm's CheckpointSaver owns its own); docs/CHECKPOINTS.md lists them.
 struct TrainingState {
   // The model and its optimisation.
-  StateDict model;                   // "model": torchvision's names, loads strictly there
-  pth::Value optimizer;              // "optimizer": torch.optim's state_dict layout
-  std::optional<pth::Value> scaler;  // "scaler": torch GradScaler's state_dict (loss scaling)
+  StateDict model;                     // "model": torchvision's names, loads strictly there
+  pth::Value optimizer;                // "optimizer": torch.optim's state_dict layout
+  std::optional<pth::Value> scaler;    // "scaler": torch GradScaler's state_dict (loss scaling)
+  std::optional<StateDict> model_ema;  // "state_dict_ema" (timm's key): the EMA (model-ema)
   // Where the run is.
   int64_t epoch = 0;        // epochs completed
   int64_t next_batch = 0;   // the next batch of the epoch in progress (0: at an epoch's end)
@@ -43,6 +44,8 @@ struct TrainingState {
   // Its record.
   double best_top1 = -1;  // best evaluation top-1 so far, in %; -1 before the first evaluation
   int64_t best_epoch = 0;
+  double best_ema_top1 = -1;  // the EMA's, likewise (model-ema; best_ema.pth)
+  int64_t best_ema_epoch = 0;
   double elapsed_seconds = 0;        // wall clock trained, over every process that continued it
   std::vector<EpochRecord> history;  // one record per completed epoch (metrics.csv's rows)
   // What it is.
@@ -58,9 +61,9 @@ struct TrainingState {
 pth::Value to_checkpoint(const TrainingState& state);
 
 /// The state in a checkpoint that to_checkpoint wrote, this version or an earlier one (keys
-/// added later read as their defaults: scaler none, comm_seconds 0, skipped_steps 0, world_size
-/// 1). Throws c10::Error naming `source` and the first key that is missing: "'FILE' is not a
-/// densenet training checkpoint: no 'config'".
+/// added later read as their defaults: scaler and EMA none, comm_seconds 0, skipped_steps 0,
+/// world_size 1). Throws c10::Error naming `source` and the first key that is missing: "'FILE' is
+/// not a densenet training checkpoint: no 'config'".
 TrainingState from_checkpoint(const pth::Value& root, const std::string& source);
 
 }  // namespace densenet::train
