@@ -4,21 +4,7 @@
 # started by hand with torchrun's variables): equal to one process, failures, resumption, exact evaluation.
 # Runs are tiny (synthetic 16x16 images, one thread per rank).
 set -u
-case_name=$1
-densenet=$2
-work=$3/$case_name
-python=$4
-rm -rf "$work"
-mkdir -p "$work"
-# lr 0.02, not the default 0.1: at 0.1 this tiny run is chaotic, and float32 rounding alone
-# (the same mode summing in another order with 1 or 2 threads) moved the weights by 4.6e-5
-# after 8 steps; at 0.05 or 0.02 such runs stay within 3e-7 (measured 2026-12-01), so the
-# 1e-5 comparisons below test the algorithm, not the rounding.
-tiny=(--dataset synthetic --input-size 16 --max-eval-samples 33 --batch-size 16
-      --arch densenet-bc-40 --block-config 2,2 --growth-rate 4 --threads 1 --workers 0
-      --log-interval 1 --lr 0.02)
-
-fail() { echo "FAIL ($case_name): $*"; exit 1; }
+source "$(dirname "$0")/dist_case.sh"
 
 free_port() {
   "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -26,17 +12,7 @@ free_port() {
 
 # expect STATUS REGEX COMMAND...: COMMAND must exit with STATUS and write one line, an error
 # matching REGEX, to its standard error (no warnings around it).
-expect() {
-  local want=$1 regex=$2
-  shift 2
-  local stderr status
-  stderr=$("$@" 2>&1 >/dev/null)
-  status=$?
-  [ "$status" -eq "$want" ] || fail "'$*' exited with $status, not $want: $stderr"
-  printf '%s\n' "$stderr" | grep -Eq -- "$regex" || fail "stderr does not match '$regex': $stderr"
-  [ "$(printf '%s\n' "$stderr" | wc -l)" -eq 1 ] || fail "more than one line: $stderr"
-  echo "ok: $stderr"
-}
+expect() { expect_failure "$@"; }
 
 # rank_pid LAUNCHER RANK: the process id of the launcher's child with that RANK.
 rank_pid() {

@@ -8,18 +8,7 @@
 # checkpoint intact and resumable. Needs root and network namespaces (iproute2); skips (77)
 # without them.
 set -u
-case_name=$1
-densenet=$2
-work=$3/$case_name
-python=$4
-rm -rf "$work"
-mkdir -p "$work"
-# As dist_cli.sh's runs (lr 0.02: see there why the 1e-5 comparison tests the algorithm).
-tiny=(--dataset synthetic --input-size 16 --max-eval-samples 33 --batch-size 16
-      --arch densenet-bc-40 --block-config 2,2 --growth-rate 4 --threads 1 --workers 0
-      --log-interval 1 --lr 0.02)
-
-fail() { echo "FAIL ($case_name): $*"; exit 1; }
+source "$(dirname "$0")/dist_case.sh"
 skip() { echo "SKIP ($case_name): $*"; exit 77; }
 
 # wait_for REGEX FILE: until FILE has a line matching REGEX (60 s at most).

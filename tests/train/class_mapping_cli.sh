@@ -14,10 +14,7 @@ case_name=$1
 densenet=$2
 python=$3
 work=$4/$case_name
-rm -rf "$work"
-mkdir -p "$work"
-
-fail() { echo "FAIL ($case_name): $*"; exit 1; }
+source "$(dirname "$0")/../support/cli_case.sh"
 
 # folder ROOT SPLIT CLASS COUNT: COUNT 16x16 PNGs, dark for a, bright for b, mid-grey for c,
 # with noise: a step of a tiny DenseNet separates a from b at once.
@@ -36,21 +33,7 @@ for i in range(count):
 EOF
 }
 
-tiny=(--dataset imagefolder --input-size 16 --batch-size 8 --test-batch-size 8
-      --arch densenet-bc-40 --block-config 2,2 --growth-rate 4 --threads 1 --workers 0)
-
-# expect_error STATUS REGEX COMMAND...: COMMAND fails with STATUS and one stderr line matching.
-expect_error() {
-  local status=$1 regex=$2
-  shift 2
-  local stderr code
-  stderr=$("$@" 2>&1 >/dev/null)
-  code=$?
-  [ "$code" -eq "$status" ] || fail "'$*' exited with status $code, not $status: $stderr"
-  printf '%s\n' "$stderr" | grep -Eq -- "$regex" || fail "stderr does not match '$regex': $stderr"
-  [ "$(printf '%s\n' "$stderr" | grep -c '^[^ ]')" -eq 1 ] || fail "not one error line: $stderr"
-  echo "ok: $stderr"
-}
+tiny=(--dataset imagefolder --input-size 16 --batch-size 8 --test-batch-size 8 "${tiny_model[@]}")
 
 # top1 TEXT: the top-1 percentage of an `eval` result line.
 top1() { printf '%s\n' "$1" | sed -n 's/.*top-1 \([0-9.]*\)%.*/\1/p' | tail -n 1; }
@@ -96,7 +79,7 @@ case $case_name in
     folder "$work/data" train b 8
     folder "$work/data" val a 4
     folder "$work/data" val c 4
-    expect_error 1 "imagefolder: class folder 'c' of '$work/data/val' is not one of the 2 classes of the training split \(a, b\)" \
+    expect_failure 1 "imagefolder: class folder 'c' of '$work/data/val' is not one of the 2 classes of the training split \(a, b\)" \
       "$densenet" train "${tiny[@]}" --data "$work/data" --epochs 1 --output-dir "$work/run"
     [ ! -e "$work/run/last.pth" ] || fail "a checkpoint was written"
     # eval with a checkpoint whose classes are a, b on a folder with c.
@@ -105,7 +88,7 @@ case $case_name in
     folder "$work/good" val b 4
     "$densenet" train "${tiny[@]}" --data "$work/good" --epochs 1 --output-dir "$work/good_run" \
       >/dev/null 2>"$work/stderr" || fail "train: $(cat "$work/stderr")"
-    expect_error 1 "class folder 'c' of '$work/data/val' is not one of the 2 classes of checkpoint '$work/good_run/last.pth' \(a, b\)" \
+    expect_failure 1 "class folder 'c' of '$work/data/val' is not one of the 2 classes of checkpoint '$work/good_run/last.pth' \(a, b\)" \
       "$densenet" eval --weights "$work/good_run/last.pth" --dataset imagefolder --data "$work/data" \
       --threads 1 --workers 0 ;;
   *)

@@ -8,13 +8,10 @@ case_name=$1
 densenet=$2
 work=$3/$case_name
 source_dir="$(cd "$(dirname "$0")/../.." && pwd)"
-rm -rf "$work"
-mkdir -p "$work"
+source "$source_dir/tests/support/cli_case.sh"
 tiny=(--dataset synthetic --input-size 16 --max-train-samples 64 --max-eval-samples 32
-      --batch-size 16 --arch densenet-bc-40 --block-config 2,2 --growth-rate 4 --threads 1
-      --workers 0)
+      --batch-size 16 "${tiny_model[@]}")
 
-fail() { echo "FAIL ($case_name): $*"; exit 1; }
 train_ok() { "$densenet" train "${tiny[@]}" "$@" >"$work/out" 2>&1 || fail "train $*: $(cat "$work/out")"; }
 events() { find "$1" -maxdepth 1 -name 'events.out.tfevents.*' | wc -l; }
 check() {
@@ -51,7 +48,9 @@ case $case_name in
     check "$work/run" --steps-per-epoch 256 --log-interval 1 --orphans
     # Ctrl-C mid-epoch: the open interval's point is written at the stop step, and the resumed
     # run goes on from there (the stop step once, no orphans to purge).
-    "$densenet" train "${tiny[@]}" --max-train-samples 1024 --epochs 2 --log-interval 5 \
+    # 256 steps an epoch (all 1024 synthetic images, 4 a step): the signal lands mid-epoch
+    # however loaded the machine is.
+    "$densenet" train "${tiny[@]}" --max-train-samples 1024 --batch-size 4 --epochs 2 --log-interval 5 \
       --output-dir "$work/stopped" >"$work/out" 2>&1 &
     pid=$!
     for _ in $(seq 1 1200); do grep -q '^epoch 1/2 step 10/' "$work/out" && break; sleep 0.05; done
@@ -62,7 +61,7 @@ case $case_name in
     [ -n "$where" ] || fail "stopped at an epoch's end, not mid-epoch: $(grep stopped "$work/out")"
     read -r epoch step <<<"$where"
     "$densenet" train --resume "$work/stopped" >"$work/out2" 2>&1 || fail "resume: $(cat "$work/out2")"
-    check "$work/stopped" --steps-per-epoch 64 --log-interval 5 --stop-step $(( (epoch - 1) * 64 + step ))
+    check "$work/stopped" --steps-per-epoch 256 --log-interval 5 --stop-step $(( (epoch - 1) * 256 + step ))
     ;;
   off_and_force)
     # tensorboard false: no event file. --force over a run removes its event files (they would

@@ -282,3 +282,47 @@ TEST(TrainConfig, PretrainedAndModelEmaKeys) {
 
 }  // namespace
 }  // namespace densenet::train
+
+namespace densenet::train {
+namespace {
+
+// A list key in a YAML file takes the flag's bare form too ("6,12,24,16", a single "5"), which
+// the error messages suggest; an empty item is refused there as on the command line.
+TEST(TrainConfig, YamlListsTakeTheFlagsBareForm) {
+  TrainConfig config;
+  load_config_text(config, "block-config: 6,12,24,16\nmilestones: 5,7.5\n", "bare.yaml");
+  EXPECT_EQ(config.block_config, (std::vector<int64_t>{6, 12, 24, 16}));
+  EXPECT_EQ(config.milestones, (std::vector<double>{5, 7.5}));
+  load_config_text(config, "block-config: 4\nmilestones: 3\n", "one.yaml");
+  EXPECT_EQ(config.block_config, (std::vector<int64_t>{4}));
+  EXPECT_EQ(config.milestones, (std::vector<double>{3}));
+  EXPECT_ERROR_CONTAINS(load_config_text(config, "block-config: 6,,12\n", "gap.yaml"),
+                        "gap.yaml: config key 'block-config': expected a comma-separated list of "
+                        "integers such as 6,12,24,16, got '6,,12' (an empty item)");
+}
+
+// The table says each key's role: the keys that may change on resume, the ones eval takes, the
+// architecture's; a mistake in a config is a c10::ValueError (the CLI's usage error).
+TEST(TrainConfig, TheKeyTableSaysEachKeysRole) {
+  EXPECT_TRUE(config_key("epochs").may_change_on_resume);
+  EXPECT_FALSE(config_key("lr").may_change_on_resume);
+  EXPECT_TRUE(config_key("growth-rate").model);
+  EXPECT_TRUE(config_key("growth_rate").eval);
+  EXPECT_FALSE(config_key("crop-padding").eval);
+  EXPECT_EQ(config_key("optimizer").choices, (std::vector<std::string>{"sgd", "adamw"}));
+  EXPECT_NE(config_key("optimizer").described_help().find("(sgd | adamw)"), std::string::npos);
+  TrainConfig config;
+  config.crop_padding = 4;
+  config.amp = "bf16";
+  config.growth_rate = 8;
+  reset_training_only_keys(config);
+  EXPECT_EQ(config.crop_padding, 0);
+  EXPECT_EQ(config.amp, "none");
+  EXPECT_EQ(config.growth_rate, 8);
+  TrainConfig bad;
+  bad.batch_size = 0;
+  EXPECT_THROW(validate(bad), c10::ValueError);
+}
+
+}  // namespace
+}  // namespace densenet::train

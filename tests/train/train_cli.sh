@@ -6,30 +6,21 @@ set -u
 case_name=$1
 densenet=$2
 work=$3/$case_name
-rm -rf "$work"
-mkdir -p "$work"
+source "$(dirname "$0")/../support/cli_case.sh"
 tiny=(--dataset synthetic --input-size 16 --max-train-samples 64 --max-eval-samples 32
-      --batch-size 16 --arch densenet-bc-40 --block-config 2,2 --growth-rate 4 --threads 1
-      --workers 0)
+      --batch-size 16 "${tiny_model[@]}")
 
-fail() { echo "FAIL ($case_name): $*"; exit 1; }
+# expect REGEX COMMAND...: COMMAND fails (status 1-2, or exactly $EXPECTED_STATUS when set) with
+# one error line matching REGEX.
+expect() { expect_failure "${EXPECTED_STATUS:-1-2}" "$@"; }
 
-# expect REGEX COMMAND...: fails unless COMMAND fails (status 1-2, or exactly $EXPECTED_STATUS
-# when set) with stderr matching REGEX.
-expect() {
-  local regex=$1
-  shift
-  local stderr status
-  stderr=$("$@" 2>&1 >/dev/null)
-  status=$?
-  [ "$status" -ne 0 ] || fail "'$*' succeeded"
-  [ "$status" -le 2 ] || fail "'$*' exited with status $status (crash?): $stderr"
-  [ -z "${EXPECTED_STATUS:-}" ] || [ "$status" -eq "$EXPECTED_STATUS" ] ||
-    fail "'$*' exited with status $status, not $EXPECTED_STATUS: $stderr"
-  printf '%s\n' "$stderr" | grep -Eq -- "$regex" || fail "stderr does not match '$regex': $stderr"
-  # One error line; further lines only as indented details (a state dict's keys).
-  [ "$(printf '%s\n' "$stderr" | grep -c '^[^ ]')" -eq 1 ] || fail "stderr is not one error line: $stderr"
-  echo "ok: $stderr"
+# straight_and_resumed ARGS...: a run of ARGS over 2 epochs in straight/, and one stopped after
+# epoch 1 in resumed/ and resumed to 2 (its output in out and stderr).
+straight_and_resumed() {
+  train_ok "$@" --epochs 2 --output-dir "$work/straight"
+  train_ok "$@" --epochs 1 --output-dir "$work/resumed"
+  "$densenet" train --resume "$work/resumed" --epochs 2 >"$work/out" 2>"$work/stderr" ||
+    fail "resume: $(cat "$work/stderr")"
 }
 
 train_ok() { "$densenet" train "${tiny[@]}" "$@" >/dev/null 2>"$work/stderr" || fail "train $*: $(cat "$work/stderr")"; }
@@ -305,10 +296,7 @@ PY
     # depend on the number of epochs.)
     amp=(--amp bf16 --loss-scale dynamic --loss-scale-init 1024 --loss-scale-growth-interval 4
          --lr-type step --max-train-samples 96)
-    train_ok "${amp[@]}" --epochs 2 --output-dir "$work/straight"
-    train_ok "${amp[@]}" --epochs 1 --output-dir "$work/resumed"
-    "$densenet" train --resume "$work/resumed" --epochs 2 >"$work/out" 2>"$work/stderr" ||
-      fail "resume: $(cat "$work/stderr")"
+    straight_and_resumed "${amp[@]}"
     grep -q "^amp: bf16 autocast, float32 weights .*dynamic loss scale from 1024" "$work/out" ||
       fail "no amp line in the summary: $(cat "$work/out")"
     grep -q "^epoch 2/2 .* loss scale 8192, 0 steps skipped" "$work/out" ||
@@ -389,10 +377,7 @@ PY
     # as a checkpoint's model, which densenet eval reads.
     ema=(--model-ema --model-ema-decay 0.9 --lr-type step --max-train-samples 96)
     train_ok --lr-type step --max-train-samples 96 --epochs 2 --output-dir "$work/plain"
-    train_ok "${ema[@]}" --epochs 2 --output-dir "$work/straight"
-    train_ok "${ema[@]}" --epochs 1 --output-dir "$work/resumed"
-    "$densenet" train --resume "$work/resumed" --epochs 2 >"$work/out" 2>"$work/stderr" ||
-      fail "resume: $(cat "$work/stderr")"
+    straight_and_resumed "${ema[@]}"
     grep -q "^model EMA: decay 0.9 per step (timm ModelEmaV3)" "$work/out" ||
       fail "no model EMA line in the summary: $(cat "$work/out")"
     grep -q "^epoch 2/2 .* top-5 [0-9.]*%  EMA test loss [0-9.]* top-1 [0-9.]*% top-5 [0-9.]*%  lr " "$work/out" ||
@@ -430,5 +415,88 @@ PY
     train_ok --epochs 1 --output-dir "$work/run"
     EXPECTED_STATUS=2 expect "cannot change 'model-ema' when resuming: the run has false, given true" \
       "$densenet" train --resume "$work/run" --model-ema --epochs 2 ;;
+  diverged_eval)
+    # Issue 21: a run whose weights diverged (lr 1e30, one step per epoch) evaluates to a NaN
+    # loss: it stops naming the epoch and saves nothing, and its progress numbers stay short.
+    expect "the test loss is (nan|-nan|inf) after epoch 1: the weights diverged; nothing was saved; no checkpoint was written" \
+      "$densenet" train "${tiny[@]}" --max-train-samples 16 --epochs 2 --lr 1e30 \
+      --lr-type step --log-interval 1 --output-dir "$work/run"
+    for file in last.pth best.pth metrics.csv; do
+      [ -e "$work/run/$file" ] && fail "a diverged run wrote $file"
+    done
+    "$densenet" train "${tiny[@]}" --max-train-samples 16 --epochs 2 --lr 1e30 --lr-type step \
+      --log-interval 1 --output-dir "$work/run2" > "$work/out" 2>/dev/null
+    grep -q "lr 1.00e+30" "$work/out" || fail "the progress line's lr is not short: $(cat "$work/out")"
+    grep -q "0000000000" "$work/out" && fail "a number of the output runs to many digits: $(cat "$work/out")"
+    # eval of weights that give a NaN loss prints it and fails.
+    train_ok --epochs 1 --output-dir "$work/good"
+    /usr/bin/python3 -c "import torch,sys; d=torch.load(sys.argv[1], weights_only=True)['model']; d['classifier.weight'] = torch.full_like(d['classifier.weight'], float('inf')); torch.save(d, sys.argv[2])" \
+      "$work/good/last.pth" "$work/inf.pth" || fail "python"
+    EXPECTED_STATUS=1 expect "the loss of '$work/inf.pth' on the test set is (nan|-nan|inf): the weights hold values that overflow" \
+      "$densenet" eval --weights "$work/inf.pth" --dataset synthetic --input-size 16 \
+      --arch densenet-bc-40 --block-config 2,2 --growth-rate 4 --threads 1 ;;
+  yaml_bare_lists)
+    # Issue 21: a list key in a YAML file takes the flag's bare form the error message suggests.
+    printf 'block-config: 2,2\nlr-type: multistep\nmilestones: 1\ngrowth-rate: 4\n' > "$work/c.yaml"
+    "$densenet" train --config "$work/c.yaml" --dataset synthetic --input-size 16 \
+      --max-train-samples 32 --max-eval-samples 16 --batch-size 16 --epochs 2 --threads 1 \
+      --workers 0 --output-dir "$work/run" > "$work/out" 2>"$work/stderr" ||
+      fail "bare lists in YAML refused: $(cat "$work/stderr")"
+    grep -q "^block-config: \[2, 2\]" "$work/run/config.yaml" || fail "block-config: $(grep block-config "$work/run/config.yaml")"
+    grep -q "^milestones: \[1\]" "$work/run/config.yaml" || fail "milestones: $(grep milestones "$work/run/config.yaml")" ;;
+  eval_training_keys)
+    # Issue 21: eval of a checkpoint on other data ignores the keys of its training alone
+    # (crop-padding, a RandomCrop option an image folder refuses), and labels the folder's
+    # classes by the checkpoint's class names.
+    train_ok --epochs 1 --crop-padding 4 --output-dir "$work/run"
+    /usr/bin/python3 - "$work/folder" <<'PY' || fail "python"
+import os, sys
+from PIL import Image
+for split in ("train", "val"):
+    for name in ("class3", "class7"):
+        os.makedirs(os.path.join(sys.argv[1], split, name), exist_ok=True)
+        for i in range(2):
+            Image.new("RGB", (16, 16), (40 * i, 90, 200)).save(os.path.join(sys.argv[1], split, name, f"{i}.png"))
+PY
+    "$densenet" eval --weights "$work/run/last.pth" --dataset imagefolder --data "$work/folder" \
+      --input-size 16 --threads 1 > "$work/out" 2>"$work/stderr" ||
+      fail "eval on a folder refused a training key: $(cat "$work/stderr")"
+    grep -q "imagefolder test" "$work/out" || fail "no result: $(cat "$work/out")" ;;
+  disk_full_prints_epoch)
+    # Issue 21: when the checkpoint write fails (a full disk), the epoch's line is still printed
+    # (metrics.csv holds it), before the one-line error.
+    train_ok --epochs 1 --output-dir "$work/run"
+    size_kib=$(( $(stat -c %s "$work/run/last.pth") / 1024 / 2 ))
+    bash -c "trap '' XFSZ; ulimit -f $size_kib; exec \"\$0\" \"\$@\"" \
+      "$densenet" train "${tiny[@]}" --epochs 2 --resume "$work/run" > "$work/out" 2>"$work/stderr"
+    [ $? -eq 1 ] || fail "the failed write did not end the run with status 1"
+    grep -q "^epoch 2/2 .*train loss .* test loss" "$work/out" || fail "no epoch line: $(cat "$work/out")"
+    grep -q "could not write a checkpoint" "$work/stderr" || fail "stderr: $(cat "$work/stderr")" ;;
+  stem_line)
+    # Issue 21: the model line says which stem the input size chose, and that the preset's own
+    # (the one torchvision's weights have) is one flag away.
+    "$densenet" train --dataset synthetic --input-size 32 --arch densenet121 --block-config 1,1,1,1 \
+      --growth-rate 4 --max-train-samples 16 --max-eval-samples 16 --batch-size 16 --epochs 1 \
+      --threads 1 --workers 0 --output-dir "$work/run" > "$work/out" 2>"$work/stderr" ||
+      fail "train: $(cat "$work/stderr")"
+    grep -q "^model: densenet121, .*cifar stem (input 32 <= 32 px; densenet121's own is imagenet, which torchvision's weights have: --stem imagenet keeps it)" "$work/out" ||
+      fail "model line: $(grep '^model' "$work/out")"
+    "$densenet" train "${tiny[@]}" --epochs 1 --output-dir "$work/d2" | grep -q "^model: densenet-bc-40, .*cifar stem (input 16 <= 32 px)," ||
+      fail "the default model line names no stem" ;;
+  memory_auto_cgroup)
+    # Issue 22: memory: auto chooses within a cgroup's memory limit (here faked through
+    # DENSENET_CGROUP_ROOT: cgroup v2's memory.max and memory.current), not MemAvailable.
+    mkdir -p "$work/cgroup"
+    echo $((64 * 1024 * 1024)) > "$work/cgroup/memory.max"
+    echo $((14 * 1024 * 1024)) > "$work/cgroup/memory.current"
+    DENSENET_CGROUP_ROOT="$work/cgroup" "$densenet" train "${tiny[@]}" --memory auto --epochs 1 \
+      --output-dir "$work/run" > "$work/out" 2>"$work/stderr" || fail "train: $(cat "$work/stderr")"
+    grep -q "^memory: auto -> .* of the 40.00 MiB budget" "$work/out" ||
+      fail "the budget is not 80% of the cgroup's 50 MiB left: $(grep '^memory' "$work/out")"
+    echo $((64 * 1024)) > "$work/cgroup/memory.max"
+    echo 0 > "$work/cgroup/memory.current"
+    expect "no memory mode fits batch 16 in 51.20 KiB" \
+      env DENSENET_CGROUP_ROOT="$work/cgroup" "$densenet" train "${tiny[@]}" --memory auto \
+      --epochs 1 --output-dir "$work/run2" ;;
   *) fail "unknown case" ;;
 esac
