@@ -4,7 +4,8 @@
 # 2.11, ./scripts/build.sh --cuda, which ./scripts/test.sh runs on a machine with nvcc), stripped,
 # and the shared libraries it needs beyond LibTorch, CUDA and the C/C++ runtime (yaml-cpp, cairo
 # and what cairo needs, libjpeg, libpng, ...), which that machine's image may lack. LibTorch
-# there is that machine's own pip torch (2.11.0+cu130, the same wheel), found at run time.
+# there is that machine's own pip torch (2.11.0+cu130, the same wheel), found at run time. The
+# program needs glibc 2.34 and g++ 12's libstdc++ or newer there (that image had g++ 13.3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ./scripts/build.sh --cuda  # incremental: nothing to do after ./scripts/test.sh
