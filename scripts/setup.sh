@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing densenet needs on Debian 12. Idempotent: only
 # missing packages are installed, and nothing runs apt when everything is present.
+#   --cuda  also installs pip's CUDA LibTorch (torch 2.11.0, CUDA 13.0, about 4.6 GB) into a
+#           virtual environment outside the tree (scripts/cuda_venv.sh: $DENSENET_CUDA_VENV, by
+#           default ~/.cache/densenet/torch-2.11.0) for the CUDA build, ./scripts/build.sh
+#           --cuda. A second run finds the installed version and downloads nothing.
+#           ./scripts/run.sh never asks for it.
 set -euo pipefail
+
+cuda=0
+case "${1:-}" in
+  --cuda) cuda=1 ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--cuda]" >&2; exit 2 ;;
+esac
 
 packages=(
   build-essential cmake ninja-build clang-format
@@ -20,6 +32,9 @@ packages=(
   iproute2               # tests only: two machines in network namespaces (ip netns, veth)
   python3-venv           # tests only: the venv of PyPI test tools (scripts/tools_venv.sh: TensorBoard)
 )
+if ((cuda)); then
+  packages+=(python3-venv)  # the CUDA LibTorch's virtual environment (pip's torch)
+fi
 
 missing=()
 for package in "${packages[@]}"; do
@@ -42,4 +57,37 @@ case "$blas" in
   *openblas*) ;;
   *) echo "setup: warning: libblas.so.3 resolves to '$blas', not OpenBLAS; training will be slow." \
           "Run: sudo update-alternatives --config libblas.so.3-x86_64-linux-gnu" >&2 ;;
+esac
+
+((cuda)) || exit 0
+
+# pip's torch 2.11.0 on PyPI is the CUDA 13.0 build (2.11.0+cu130: nvidia-*-cu13 wheels, cuDNN
+# 9.19), the same LibTorch as the lent GPU machine's and the same CUDA major as the toolkit the
+# CUDA build compiles with; the check below refuses anything else.
+source "$(dirname "$0")/cuda_venv.sh"
+torch_version=$densenet_torch_version
+venv=$densenet_cuda_venv
+installed() {  # prints "VERSION CUDA" of the venv's torch, or nothing
+  [ -x "$venv/bin/python" ] || return 0
+  "$venv/bin/python" -c 'import torch; print(torch.__version__, torch.version.cuda)' 2>/dev/null ||
+    true
+}
+have=$(installed)
+case "$have" in
+  "$torch_version+"*" 13."*) exit 0 ;;
+esac
+if [ -e "$venv" ] && [ ! -e "$venv/pyvenv.cfg" ]; then
+  echo "setup: $venv exists and is not a virtual environment; remove it or set DENSENET_CUDA_VENV" >&2
+  exit 1
+fi
+echo "setup: installing torch==$torch_version (CUDA, ~4.6 GB) into $venv${have:+ (found: $have)}"
+mkdir -p "$(dirname "$venv")"
+[ -e "$venv/pyvenv.cfg" ] || python3 -m venv "$venv"
+# --no-cache-dir: the wheels would otherwise be kept a second time in pip's cache.
+"$venv/bin/python" -m pip install -q --no-cache-dir --disable-pip-version-check \
+  "torch==$torch_version"
+have=$(installed)
+case "$have" in
+  "$torch_version+"*" 13."*) echo "setup: torch $have in $venv" ;;
+  *) echo "setup: $venv has torch '$have', not $torch_version with CUDA 13" >&2; exit 1 ;;
 esac

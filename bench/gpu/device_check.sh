@@ -1,51 +1,69 @@
 #!/bin/bash
-# One call on a lent GPU machine (see docs/BENCHMARKS.md, "GPU"): builds the CLI against that
-# machine's pip LibTorch (CUDA), checks the CUDA code paths against the naive mode, then measures
-# our three modes and PyTorch's DenseNets in the same run. Logs and JSON rows go to $OUT.
-#   here:  bash bench/gpu/make_devdeps.sh        (then carry .devdeps with the call)
-#   there: bash bench/gpu/device_check.sh [short|verify|amp]
-#          (short: without the autotuned and profile runs; verify: build and gradchecks only;
-#          amp: mixed precision only, against torchvision densenet121 with the same autocast,
-#          and a short fp16 training run with the loss scaler)
+# One call on a lent GPU machine (see docs/BENCHMARKS.md, "GPU"): runs the CLI built here against
+# pip's CUDA LibTorch 2.11 (build-cuda/, packed into .devdeps/ with the libraries that machine may
+# lack), checks the CUDA code paths against the naive mode, then measures our three modes and
+# PyTorch's DenseNets in the same run. Logs and JSON rows go to $OUT.
+#   here:  ./scripts/test.sh (or ./scripts/build.sh --cuda), then bash bench/gpu/make_devdeps.sh
+#   there: bash bench/gpu/device_check.sh [short|verify|amp]      (device tool, carry .devdeps)
+#          (short: without the autotuned and profile runs; verify: gradchecks and one bench, on
+#          the GPU and on the CPU; amp: mixed precision only, against torchvision densenet121
+#          with the same autocast, and a short fp16 training run with the loss scaler)
+# Without a GPU (a dry run here, before spending device time) it runs what it can on the CPU
+# under LibTorch 2.11 (gradcheck, bench, bf16 autocast) and lists what it skipped.
 set -u -o pipefail
 MODE=${1:-full}
+case "$MODE" in
+  full | short | verify | amp) ;;
+  *) echo "usage: bench/gpu/device_check.sh [full|short|verify|amp]" >&2; exit 2 ;;
+esac
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 START=$(date +%s)
 stamp() { echo "== [$(($(date +%s) - START))s] $*"; }
 
-stamp machine
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision",
-  torchvision.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
-g++ --version | head -1
-cmake --version | head -1
-echo "cores: $(nproc)"
-TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
 D=$PWD/.devdeps
-[ -d "$D" ] || { echo "no .devdeps: run bench/gpu/make_devdeps.sh and carry .devdeps"; exit 1; }
-
-stamp configure
-# DENSENET_TENSORBOARD=OFF: the GPU image has none of the -dev packages (make_devdeps.sh), protobuf
-# included, so no TensorBoard event files there.
-cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DDENSENET_BUILD_TESTS=OFF \
-  -DDENSENET_TENSORBOARD=OFF \
-  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$D" \
-  -DJPEG_INCLUDE_DIR="$D/include" -DJPEG_LIBRARY="$D/lib/libjpeg.a" \
-  -DPNG_PNG_INCLUDE_DIR="$D/include" -DPNG_LIBRARY="$D/lib/libpng16.a" \
-  -DZLIB_INCLUDE_DIR="$D/include" -DZLIB_LIBRARY="$D/lib/libz.a" \
-  -DTORCH_CUDA_ARCH_LIST=9.0 >"$OUT/configure.log" 2>&1 ||
-  { tail -60 "$OUT/configure.log"; exit 1; }
-stamp build
-ninja -C build-cuda -k 0 densenet_cli >"$OUT/build.log" 2>&1
-rc=$?
-echo "warnings: $(grep -c 'warning:' "$OUT/build.log")"
-grep -A3 'warning:' "$OUT/build.log" | head -30
-if [ $rc -ne 0 ]; then
-  grep -B1 -A5 'error' "$OUT/build.log" | head -150
-  exit 1
+B=$D/bin/densenet
+[ -x "$B" ] || { echo "no .devdeps/bin/densenet: run bench/gpu/make_devdeps.sh and carry .devdeps"; exit 1; }
+# A Python with torch 2.11: the machine's own (the GPU machine's pip torch, with torchvision),
+# else the CUDA build's virtual environment (a dry run where the build was made).
+torch_2_11() { "$1" -c 'import sys, torch; sys.exit(not torch.__version__.startswith("2.11."))' 2>/dev/null; }
+PY=python3
+if ! torch_2_11 "$PY"; then
+  source scripts/cuda_venv.sh
+  PY=$densenet_cuda_venv/bin/python
+  torch_2_11 "$PY" || { echo "no Python with torch 2.11 (python3, $PY)"; exit 1; }
 fi
-B=$PWD/build-cuda/densenet
+TORCH_LIB=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
+
+# LibTorch from that torch; of the carried libraries only those this machine lacks (links in a
+# directory of their own), so that none of its own is replaced by the build machine's.
+LINKS=$(mktemp -d)
+export LD_LIBRARY_PATH=$TORCH_LIB:$LINKS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+for _ in 1 2 3 4 5 6; do
+  missing=$(ldd "$B" | awk '/not found/ {print $1}' | sort -u)
+  [ -n "$missing" ] || break
+  for lib in $missing; do
+    [ -e "$D/lib/$lib" ] || { echo "$lib: needed by densenet, not on this machine nor carried"; exit 1; }
+    ln -sf "$D/lib/$lib" "$LINKS/$lib"
+  done
+done
+
+stamp machine
+GPU=0
+"$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null && GPU=1
+if ((GPU)); then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+else
+  echo "no GPU (torch.cuda.is_available() is false): the CPU checks only"
+fi
+"$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn",
+  torch.backends.cudnn.version())' 2>/dev/null
+"$PY" -c 'import torchvision; print("torchvision", torchvision.__version__)' 2>/dev/null ||
+  echo "no torchvision for $PY"
+echo "cores: $(nproc)"
+"$B" --version
+echo "libraries linked from .devdeps: $(ls "$LINKS" | tr '\n' ' ')"
+ldd "$B" | grep -E 'libtorch_cpu|libc10_cuda|libgomp'
 
 check() {  # gradcheck on the GPU; full output in $OUT, summary here
   local name=$1
@@ -60,20 +78,38 @@ compare() {  # same-run comparison with PyTorch; table here, rows in $OUT/gpu-ro
   timeout 200 python3 bench/compare_pytorch.py --densenet "$B" --device cuda \
     --json-out "$OUT/gpu-rows.jsonl" "$@" 2>&1 | tee -a "$OUT/compare.txt"
 }
+cpu_checks() {
+  # The CPU kernels under LibTorch 2.x, whose wheel bundles its own libgomp beside the one
+  # g++'s OpenMP would link: which runtimes are loaded, gradients, threads honoured.
+  local threads=$(($(nproc) < 4 ? $(nproc) : 4))
+  stamp "cpu under LibTorch 2.x: gradcheck"
+  timeout 300 "$B" gradcheck --arch densenet-bc-100 --block-config 4,4,4 --batch 4 \
+    --no-finite-differences >"$OUT/gradcheck-cpu.txt" 2>&1
+  echo "exit $?"
+  grep -E 'vs naive|FAIL' "$OUT/gradcheck-cpu.txt" | head -20
+  stamp "cpu under LibTorch 2.x: bench, $threads threads"
+  timeout 300 "$B" bench --arch densenet-bc-100 --batch 64 --threads "$threads" --warmup 1 --iters 2
+  echo "exit $?"
+}
+
+if ((!GPU)); then
+  cpu_checks
+  stamp "cpu under LibTorch 2.x: bench under bf16 autocast"
+  timeout 300 "$B" bench --arch densenet-bc-100 --block-config 4,4,4 --batch 16 --amp bf16 \
+    --warmup 1 --iters 1
+  echo "exit $?"
+  echo "skipped (no GPU): gradcheck --device cuda (densenet-bc-100, densenet-40 with dropout," \
+    "densenet121), bench --device cuda, compare_pytorch.py --device cuda (all tables)," \
+    "the profile, the amp comparisons and the fp16 training run"
+  stamp done
+  exit 0
+fi
 
 check bc100 --arch densenet-bc-100
 check d40-dropout --arch densenet-40 --block-config 4,4,4 --drop-rate 0.2
 if [ "$MODE" = verify ]; then
   "$B" bench --arch densenet-bc-100 --device cuda --batch 64 --warmup 3 --iters 10
-  # The CPU kernels under LibTorch 2.x, whose wheel bundles its own libgomp beside the one
-  # this build's OpenMP flags link: which runtimes are loaded, gradients, threads honoured.
-  stamp "cpu under LibTorch 2.x"
-  ldd "$B" | grep -i gomp
-  timeout 200 "$B" gradcheck --arch densenet-bc-100 --block-config 4,4,4 --batch 4 \
-    --no-finite-differences >"$OUT/gradcheck-cpu.txt" 2>&1
-  echo "exit $?"
-  grep -E 'vs naive|FAIL' "$OUT/gradcheck-cpu.txt" | head -20
-  timeout 200 "$B" bench --arch densenet-bc-100 --batch 64 --threads 4 --warmup 1 --iters 2
+  cpu_checks
   stamp done
   exit 0
 fi

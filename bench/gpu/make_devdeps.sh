@@ -1,18 +1,27 @@
 #!/bin/bash
-# Gathers, from this Debian machine, what the build needs beyond LibTorch (libjpeg, libpng,
-# zlib headers and static libraries; nlohmann-json's headers and CMake package) into .devdeps/,
-# for a GPU machine whose image has CUDA LibTorch but none of Debian's -dev packages.
-# Static C libraries, so nothing has to be found at run time there. .devdeps/ is ignored by git.
+# Packs, here, what bench/gpu/device_check.sh runs on a lent GPU machine, into .devdeps/ (ignored
+# by git; carry it with the call): the CLI of build-cuda/ (built here against pip's CUDA LibTorch
+# 2.11, ./scripts/build.sh --cuda, which ./scripts/test.sh runs on a machine with nvcc), stripped,
+# and the shared libraries it needs beyond LibTorch, CUDA and the C/C++ runtime (yaml-cpp, cairo
+# and what cairo needs, libjpeg, libpng, ...), which that machine's image may lack. LibTorch
+# there is that machine's own pip torch (2.11.0+cu130, the same wheel), found at run time. The
+# program needs glibc 2.34 and g++ 12's libstdc++ or newer there (that image had g++ 13.3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-for pkg in libjpeg62-turbo-dev libpng-dev zlib1g-dev nlohmann-json3-dev; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || { echo "missing $pkg: run scripts/setup.sh first" >&2; exit 1; }
-done
+./scripts/build.sh --cuda  # incremental: nothing to do after ./scripts/test.sh
 rm -rf .devdeps
-mkdir -p .devdeps/include .devdeps/lib .devdeps/share/cmake
-cp /usr/include/{jpeglib.h,jmorecfg.h,jerror.h,png.h,pngconf.h,pnglibconf.h,zlib.h,zconf.h} \
-  /usr/include/x86_64-linux-gnu/jconfig.h .devdeps/include/
-cp -r /usr/include/nlohmann .devdeps/include/
-cp -r /usr/share/cmake/nlohmann_json .devdeps/share/cmake/
-cp /usr/lib/x86_64-linux-gnu/{libjpeg.a,libpng16.a,libz.a} .devdeps/lib/
-du -sh .devdeps
+mkdir -p .devdeps/bin .devdeps/lib
+strip -o .devdeps/bin/densenet build-cuda/densenet
+# What the loader resolves here, less the wheel's own libraries (torch/lib, nvidia/*), the CUDA
+# toolkit's and the C/C++ runtime (the GPU machine's glibc and libstdc++ are as new or newer).
+ldd build-cuda/densenet | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' |
+  while read -r name path; do
+    case "$path" in */site-packages/* | /usr/local/cuda*) continue ;; esac
+    case "$name" in
+      ld-linux* | libc.so.* | libm.so.* | libdl.so.* | librt.so.* | libpthread.so.* | libutil.so.*) continue ;;
+      libstdc++.so.* | libgcc_s.so.* | libgomp.so.*) continue ;;
+    esac
+    cp -L "$path" ".devdeps/lib/$name"
+  done
+echo "$(du -sh .devdeps | cut -f1) in .devdeps: bin/densenet $(du -h .devdeps/bin/densenet | cut -f1)," \
+  "$(ls .devdeps/lib | wc -l) libraries"
