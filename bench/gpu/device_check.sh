@@ -1,8 +1,9 @@
 #!/bin/bash
 # One call on a lent GPU machine (see docs/BENCHMARKS.md, "GPU"): runs the CLI built here against
 # pip's CUDA LibTorch 2.11 (build-cuda/, packed into .devdeps/ with the libraries that machine may
-# lack), checks the CUDA code paths against the naive mode, then measures our three modes and
-# PyTorch's DenseNets in the same run. Logs and JSON rows go to $OUT.
+# lack), checks the CUDA kernels against the CPU path (densenet_cuda_tests, first) and the CUDA
+# code paths against the naive mode, then measures our three modes and PyTorch's DenseNets in
+# the same run. Logs and JSON rows go to $OUT.
 #   here:  ./scripts/test.sh (or ./scripts/build.sh --cuda), then bash bench/gpu/make_devdeps.sh
 #   there: bash bench/gpu/device_check.sh [short|verify|amp]      (device tool, carry .devdeps)
 #          (short: without the autotuned and profile runs; verify: gradchecks and one bench, on
@@ -23,7 +24,10 @@ stamp() { echo "== [$(($(date +%s) - START))s] $*"; }
 
 D=$PWD/.devdeps
 B=$D/bin/densenet
-[ -x "$B" ] || { echo "no .devdeps/bin/densenet: run bench/gpu/make_devdeps.sh and carry .devdeps"; exit 1; }
+K=$D/bin/densenet_cuda_tests  # the CUDA kernels' GPU test (tests/kernels/test_bn_relu_cuda.cpp)
+for program in "$B" "$K"; do
+  [ -x "$program" ] || { echo "no $program: run bench/gpu/make_devdeps.sh and carry .devdeps"; exit 1; }
+done
 # A Python with torch 2.11: the machine's own (the GPU machine's pip torch, with torchvision),
 # else the CUDA build's virtual environment (a dry run where the build was made).
 torch_2_11() { "$1" -c 'import sys, torch; sys.exit(not torch.__version__.startswith("2.11."))' 2>/dev/null; }
@@ -35,15 +39,20 @@ if ! torch_2_11 "$PY"; then
 fi
 TORCH_LIB=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
 
+# The CUDA runtime that LibTorch loads (the wheel's nvidia/cu13/lib), which the programs' own
+# kernels (bn_relu.cu) call too: one runtime in the process.
+CUDART_DIR=$(ldd "$TORCH_LIB/libtorch_cuda.so" 2>/dev/null | awk '/libcudart\.so/ {print $3}')
+CUDART_DIR=${CUDART_DIR:+$(dirname "$CUDART_DIR")}
+
 # LibTorch from that torch; of the carried libraries only those this machine lacks (links in a
 # directory of their own), so that none of its own is replaced by the build machine's.
 LINKS=$(mktemp -d)
-export LD_LIBRARY_PATH=$TORCH_LIB:$LINKS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH=$TORCH_LIB${CUDART_DIR:+:$CUDART_DIR}:$LINKS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 for _ in 1 2 3 4 5 6; do
-  missing=$(ldd "$B" | awk '/not found/ {print $1}' | sort -u)
+  missing=$(ldd "$B" "$K" | awk '/not found/ {print $1}' | sort -u)
   [ -n "$missing" ] || break
   for lib in $missing; do
-    [ -e "$D/lib/$lib" ] || { echo "$lib: needed by densenet, not on this machine nor carried"; exit 1; }
+    [ -e "$D/lib/$lib" ] || { echo "$lib: needed by the programs, not on this machine nor carried"; exit 1; }
     ln -sf "$D/lib/$lib" "$LINKS/$lib"
   done
 done
@@ -63,7 +72,15 @@ fi
 echo "cores: $(nproc)"
 "$B" --version
 echo "libraries linked from .devdeps: $(ls "$LINKS" | tr '\n' ' ')"
-ldd "$B" | grep -E 'libtorch_cpu|libc10_cuda|libgomp'
+ldd "$B" | grep -E 'libtorch_cpu|libc10_cuda|libcudart|libgomp'
+
+# First the CUDA kernels (src/kernels/*.cu) against the CPU path and the double reference, every
+# dtype, odd and realistic shapes; without a GPU every test is skipped, saying so.
+stamp "CUDA kernels against the CPU path: densenet_cuda_tests"
+timeout 300 "$K" --gtest_brief=1 >"$OUT/cuda-kernel-tests.txt" 2>&1
+echo "exit $?"
+grep -E '^\[  (PASSED|FAILED|SKIPPED) |FAILED TEST' "$OUT/cuda-kernel-tests.txt" | head -20
+grep -m1 -o 'no CUDA device.*' "$OUT/cuda-kernel-tests.txt"
 
 check() {  # gradcheck on the GPU; full output in $OUT, summary here
   local name=$1

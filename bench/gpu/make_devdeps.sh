@@ -1,8 +1,9 @@
 #!/bin/bash
 # Packs, here, what bench/gpu/device_check.sh runs on a lent GPU machine, into .devdeps/ (ignored
 # by git; carry it with the call): the CLI of build-cuda/ (built here against pip's CUDA LibTorch
-# 2.11, ./scripts/build.sh --cuda, which ./scripts/test.sh runs on a machine with nvcc), stripped,
-# and the shared libraries it needs beyond LibTorch, CUDA and the C/C++ runtime (yaml-cpp, cairo
+# 2.11, ./scripts/build.sh --cuda, which ./scripts/test.sh runs on a machine with nvcc) and the
+# CUDA kernels' GPU test (densenet_cuda_tests), stripped, and the shared libraries they need
+# beyond LibTorch, CUDA and the C/C++ runtime (yaml-cpp, cairo
 # and what cairo needs, libjpeg, libpng, ...), which that machine's image may lack. LibTorch
 # there is that machine's own pip torch (2.11.0+cu130, the same wheel), found at run time. The
 # program needs glibc 2.34 and g++ 12's libstdc++ or newer there (that image had g++ 13.3).
@@ -12,9 +13,11 @@ cd "$(dirname "$0")/../.."
 rm -rf .devdeps
 mkdir -p .devdeps/bin .devdeps/lib
 strip -o .devdeps/bin/densenet build-cuda/densenet
+strip -o .devdeps/bin/densenet_cuda_tests build-cuda/tests/densenet_cuda_tests
 # What the loader resolves here, less the wheel's own libraries (torch/lib, nvidia/*), the CUDA
 # toolkit's and the C/C++ runtime (the GPU machine's glibc and libstdc++ are as new or newer).
-ldd build-cuda/densenet | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' |
+ldd build-cuda/densenet build-cuda/tests/densenet_cuda_tests |
+  awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u |
   while read -r name path; do
     case "$path" in */site-packages/* | /usr/local/cuda*) continue ;; esac
     case "$name" in
@@ -24,4 +27,5 @@ ldd build-cuda/densenet | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' |
     cp -L "$path" ".devdeps/lib/$name"
   done
 echo "$(du -sh .devdeps | cut -f1) in .devdeps: bin/densenet $(du -h .devdeps/bin/densenet | cut -f1)," \
+  "bin/densenet_cuda_tests $(du -h .devdeps/bin/densenet_cuda_tests | cut -f1)," \
   "$(ls .devdeps/lib | wc -l) libraries"

@@ -1,4 +1,5 @@
 #include "kernels/bn_relu.h"
+#include "kernels/bn_relu_cuda.h"
 #include "kernels/channel_relu.h"
 
 #include <ATen/Parallel.h>
@@ -19,6 +20,15 @@ using detail::ChannelRelu;
 using detail::grain_for;
 using detail::has_contiguous_planes;
 using detail::kLanes;
+
+// Whether bn_relu.cu is compiled in (nvcc and a CUDA LibTorch; CMake's DENSENET_CUDA_KERNELS).
+// Without it the cuda:: kernels are declared but not defined, and are named only in discarded
+// `if constexpr` branches, which need no definition.
+#ifdef DENSENET_CUDA_KERNELS
+constexpr bool kCudaKernels = true;
+#else
+constexpr bool kCudaKernels = false;
+#endif
 
 template <typename T>
 DENSENET_MULTIVERSION double plane_sum(const T* x, int64_t n) {
@@ -147,7 +157,7 @@ void write_gradient(torch::Tensor& grad_x, const torch::Tensor& dx, bool accumul
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x) {
   RECORD_USER_SCOPE("densenet::channel_mean_var");
   TORCH_INTERNAL_ASSERT(x.dim() == 4, "channel_mean_var expects (N, C, H, W), got ", x.sizes());
-  if (x.is_cuda()) return cuda::channel_mean_var(x);
+  if (x.is_cuda()) return aten_cuda::channel_mean_var(x);
   if (!use_cpu_kernel({&x})) return reference::channel_mean_var(x);
   const PlaneLayout s = layout_of(x);
   torch::Tensor mean = torch::empty({s.channels}, x.options().dtype(torch::kDouble));
@@ -183,7 +193,13 @@ void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const to
   TORCH_INTERNAL_ASSERT(x.dim() == 4 && out.sizes() == x.sizes() && out.is_contiguous(),
                         "bn_relu_forward: x ", x.sizes(), ", out ", out.sizes());
   if (x.is_cuda()) {
-    cuda::bn_relu_forward(x, mean, scale, beta, out);
+    if constexpr (kCudaKernels) {
+      if (cuda::takes({&x, &mean, &scale, &beta, &out})) {
+        cuda::bn_relu_forward(x, mean, scale, beta, out);
+        return;
+      }
+    }
+    aten_cuda::bn_relu_forward(x, mean, scale, beta, out);
     return;
   }
   if (!use_cpu_kernel({&x, &mean, &scale, &beta, &out})) {
@@ -220,8 +236,14 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
                         "bn_relu_backward: grad_y ", grad_y.sizes(), ", x ", x.sizes(), ", grad_x ",
                         grad_x.sizes());
   if (x.is_cuda()) {
-    return cuda::bn_relu_backward(grad_y, x, mean, invstd, gamma, beta, training, grad_x,
-                                  accumulate);
+    if constexpr (kCudaKernels) {
+      if (cuda::takes({&grad_y, &x, &mean, &invstd, &gamma, &beta, &grad_x})) {
+        return cuda::bn_relu_backward(grad_y, x, mean, invstd, gamma, beta, training, grad_x,
+                                      accumulate);
+      }
+    }
+    return aten_cuda::bn_relu_backward(grad_y, x, mean, invstd, gamma, beta, training, grad_x,
+                                       accumulate);
   }
   if (!use_cpu_kernel({&grad_y, &x, &mean, &invstd, &gamma, &beta, &grad_x})) {
     return reference::bn_relu_backward(grad_y, x, mean, invstd, gamma, beta, training, grad_x,
@@ -304,19 +326,29 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward_given_output(
                             grad_x.sizes() == x.sizes(),
                         "bn_relu_backward_given_output: grad_y ", grad_y.sizes(), ", y ", y.sizes(),
                         ", x ", x.sizes(), ", grad_x ", grad_x.sizes());
-  at::threshold_backward_out(grad_y, grad_y, y, 0);  // dz, in place
   if (x.is_cuda()) {
-    return cuda::norm_backward(grad_y, x, mean, invstd, gamma, training, grad_x, accumulate);
+    if constexpr (kCudaKernels) {
+      if (cuda::takes({&grad_y, &y, &x, &mean, &invstd, &gamma, &grad_x})) {
+        return cuda::bn_relu_backward_given_output(grad_y, y, x, mean, invstd, gamma, training,
+                                                   grad_x, accumulate);
+      }
+    }
+    at::threshold_backward_out(grad_y, grad_y, y, 0);  // dz, in place
+    return aten_cuda::norm_backward(grad_y, x, mean, invstd, gamma, training, grad_x, accumulate);
   }
+  // dz in place, as threshold_backward forms it (0 where y is not > 0, NaN included), which
+  // LibTorch 1.13 has no CPU kernel for in Half.
+  grad_y.masked_fill_(y.gt(0).logical_not(), 0);
   return reference::norm_backward(grad_y, x, mean, invstd, gamma, training, grad_x, accumulate);
 }
 
-namespace cuda {
+namespace aten_cuda {
 
 // ATen's CUDA batch-norm pieces (those SyncBatchNorm is built from) read the strided channel
 // prefix in place and fuse what the reference spells out in several passes: one pass for the
 // statistics, one for normalise (+ one for ReLU), two for backward. Float accumulation, as
-// cuDNN's batch norm in the naive mode; no double copies of block-sized tensors.
+// cuDNN's batch norm in the naive mode; no double copies of block-sized tensors. The CUDA
+// kernels (bn_relu.cu) replace them where they take the tensors and are built.
 
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x) {
   auto [var, mean] = torch::var_mean(x, {0, 2, 3}, /*unbiased=*/false);
@@ -362,7 +394,7 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
   return norm_backward(dz, x, mean, invstd, gamma, training, grad_x, accumulate);
 }
 
-}  // namespace cuda
+}  // namespace aten_cuda
 
 namespace reference {
 

@@ -7,9 +7,10 @@
 // batch stride may be larger than C*H*W: it is a channel prefix of a (N, C_total, H, W) block
 // buffer, read in place. Outputs are contiguous (N, C, H, W) unless stated otherwise.
 //
-// Each operation has a vectorised, multi-threaded CPU kernel for float and double, a CUDA path
-// through ATen's fused batch-norm kernels, and a reference composed of ATen operations, used
-// for every other device and dtype and by the op tests as ground truth.
+// Each operation has a vectorised, multi-threaded CPU kernel for float and double, CUDA kernels
+// (bn_relu.cu, bn_relu_cuda.h; in builds with nvcc) for float, double, Half and BFloat16, ATen's
+// fused CUDA batch-norm kernels for CUDA tensors those do not take, and a reference composed of
+// ATen operations, used for every other device and dtype and by the op tests as ground truth.
 
 #include <torch/types.h>
 
@@ -43,14 +44,15 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
 
 /// bn_relu_backward with the ReLU mask read from y = relu(bn(x)), the forward's output, instead
 /// of recomputed from x: for devices where keeping y costs nothing extra (CUDA, where the
-/// convolution's input gradient is a new buffer anyway). grad_y is overwritten with
-/// dz = grad_y * [y > 0]; grad_x may be grad_y. Returns (grad_gamma, grad_beta).
+/// convolution's input gradient is a new buffer anyway). grad_y is scratch: it may be
+/// overwritten with dz = grad_y * [y > 0] (the CUDA kernels only read it); grad_x may be grad_y.
+/// Returns (grad_gamma, grad_beta).
 std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward_given_output(
     torch::Tensor& grad_y, const torch::Tensor& y, const torch::Tensor& x,
     const torch::Tensor& mean, const torch::Tensor& invstd, const torch::Tensor& gamma,
     bool training, torch::Tensor& grad_x, bool accumulate);
 
-namespace cuda {
+namespace aten_cuda {
 // The same operations from ATen's fused CUDA batch-norm kernels (CUDA tensors only).
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x);
 void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& scale,
@@ -66,7 +68,7 @@ std::tuple<torch::Tensor, torch::Tensor> norm_backward(const torch::Tensor& dz,
                                                        const torch::Tensor& invstd,
                                                        const torch::Tensor& gamma, bool training,
                                                        torch::Tensor& grad_x, bool accumulate);
-}  // namespace cuda
+}  // namespace aten_cuda
 
 namespace reference {
 // The same operations in ATen composites (any device, any floating dtype).
