@@ -5,6 +5,10 @@ PyTorch side of docs/BENCHMARKS.md's channels-last comparison with `densenet ben
 names), by default DenseNet-BC-40 on Fashion-MNIST's shape, batch 64.
 
     /usr/bin/python3 bench/channels_last_pytorch.py --threads 2 --batch 64 --iters 8
+    ~/.cache/densenet/torch-2.11.0/bin/python bench/channels_last_pytorch.py ...   # PyTorch 2.11
+
+(bench/compare_pytorch.py --arch densenet-bc-40 --in-channels 1 --input-size 28 --formats
+nchw,channels_last measures both formats beside ours in one run, with memory.)
 """
 import argparse
 import os

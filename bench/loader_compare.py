@@ -11,7 +11,8 @@ fashion-mnist: `densenet data` on Debian's Fashion-MNIST (pad-4 random crop + fl
   images/s that one training step of the default model consumes (`densenet bench`).
   Target: loader >= 20x the step's images/s.
 
-Usage (Debian's python3-torch/torchvision):
+Usage (Debian's python3-torch/torchvision; pip's torch 2.11 and torchvision 0.26 from
+`scripts/setup.sh --bench` run it the same way as ~/.cache/densenet/torch-2.11.0/bin/python):
     /usr/bin/python3 bench/loader_compare.py --densenet build/densenet imagenet \
         --dir /tmp/jpegs --images 1024 --workers 2
     /usr/bin/python3 bench/loader_compare.py --densenet build/densenet fashion-mnist

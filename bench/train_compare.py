@@ -2,9 +2,11 @@
 """Time to accuracy, `densenet train` against PyTorch, in one run (docs/BENCHMARKS.md, "Training").
 
 Trains configs/fashion-mnist.yaml (or --config) with `densenet train`, then the same model,
-batch, schedule, augmentation, threads and loader workers with bench/train_pytorch.py (Debian's
-PyTorch, torch DataLoader, torchvision-style model), one after the other on the same machine, and
-prints the ratios the training issue's targets are stated in:
+batch, schedule, augmentation, threads and loader workers with bench/train_pytorch.py (the PyTorch
+of the Python that runs this script, or --python: Debian's 1.13 as /usr/bin/python3, pip's 2.11
+as ~/.cache/densenet/torch-2.11.0/bin/python; torch DataLoader, torchvision-style model), one
+after the other on the same machine, and prints the ratios the training issue's targets are
+stated in:
 
   epoch time  = our mean training seconds per epoch / PyTorch's (evaluation excluded)
   time to X%  = our wall-clock seconds until the test top-1 first reaches X% / PyTorch's
@@ -15,6 +17,8 @@ Both sides' per-epoch rows and a summary go to --out (a folder) as JSON, with th
     /usr/bin/python3 bench/train_compare.py --densenet build/densenet --out /tmp/compare
     /usr/bin/python3 bench/train_compare.py --densenet build/densenet --out /tmp/c --epochs 1 \
         --max-train-samples 2000 --max-eval-samples 1000          # a quick check of the script
+    ~/.cache/densenet/torch-2.11.0/bin/python bench/train_compare.py --densenet build/densenet \
+        --out /tmp/c211 --amp bf16 --channels-last               # PyTorch 2.11, both sides bf16
 """
 import argparse
 import csv
@@ -38,6 +42,12 @@ def parse_args():
     p.add_argument("--max-train-samples", type=int, default=0)
     p.add_argument("--max-eval-samples", type=int, default=0)
     p.add_argument("--target-accuracy", type=float, default=93.0)
+    p.add_argument("--python", default=sys.executable,
+                   help="the Python whose PyTorch trains the PyTorch side (default: this one)")
+    p.add_argument("--amp", default="none", choices=["none", "bf16"],
+                   help="bf16: both sides train under CPU autocast (densenet train --amp bf16)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="the PyTorch side in torch.channels_last (ours keeps the config's efficient mode)")
     p.add_argument("--skip", choices=["densenet", "pytorch"], default=None,
                    help="run one side only (the other's JSON must already be in --out)")
     args = p.parse_args()
@@ -50,7 +60,7 @@ def parse_args():
 
 def run_densenet(args, run_dir):
     command = [args.densenet, "train", "--config", args.config, "--output-dir", run_dir, "--force",
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads), "--amp", args.amp]
     for flag, value in (("--epochs", args.epochs), ("--max-train-samples", args.max_train_samples),
                         ("--max-eval-samples", args.max_eval_samples)):
         if value:
@@ -68,7 +78,9 @@ def run_densenet(args, run_dir):
     epochs = []
     with open(os.path.join(run_dir, "metrics.csv")) as f:
         for row in csv.DictReader(f):
-            epochs.append({k: float(v) for k, v in row.items()})
+            # Columns a run does not fill (loss_scale without fp16, the EMA's without --model-ema)
+            # are empty.
+            epochs.append({k: float(v) if v != "" else None for k, v in row.items()})
     return command, config, epochs
 
 
@@ -77,7 +89,7 @@ def run_pytorch(args, config, json_path):
     if config["arch"] not in blocks or config.get("block-config", "~") not in ("~", "null", "[]"):
         sys.exit("train_compare.py: bench/train_pytorch.py builds DenseNet-BC-40 and -100 only; "
                  "the config has arch %s" % config["arch"])
-    command = ["/usr/bin/python3", os.path.join(HERE, "train_pytorch.py"),
+    command = [args.python, os.path.join(HERE, "train_pytorch.py"),
                "--block-config", blocks[config["arch"]], "--threads", str(args.threads),
                "--workers", config["workers"], "--batch-size", config["batch-size"],
                "--test-batch-size", config["test-batch-size"], "--epochs", config["epochs"],
@@ -85,7 +97,8 @@ def run_pytorch(args, config, json_path):
                "--momentum", config["momentum"], "--nesterov", "1" if config["nesterov"] == "true" else "0",
                "--weight-decay", config["weight-decay"], "--crop-padding", config["crop-padding"],
                "--hflip", config["hflip"], "--seed", config["seed"],
-               "--target-accuracy", str(args.target_accuracy), "--json", json_path]
+               "--target-accuracy", str(args.target_accuracy), "--json", json_path, "--amp", args.amp]
+    command += ["--channels-last"] if args.channels_last else []
     if config["augment"] != "true":
         command[command.index("--hflip") + 1] = "0"
     for flag, value in (("--max-train-samples", args.max_train_samples),
@@ -134,7 +147,8 @@ def main():
     their_t, their_e = time_to(their_epochs, args.target_accuracy)
     summary = dict(
         tool="bench/train_compare.py", started=started, densenet_command=ours_command,
-        pytorch_command=torch_command, torch=theirs["torch"], threads=args.threads,
+        pytorch_command=torch_command, torch=theirs["torch"], threads=args.threads, amp=args.amp,
+        pytorch_channels_last=args.channels_last,
         target_accuracy=args.target_accuracy,
         densenet=dict(mean_epoch_seconds=ours_epoch, time_to_target_seconds=ours_t, target_epoch=ours_e,
                       best_top1=max(e["eval_top1"] for e in ours),
@@ -149,7 +163,7 @@ def main():
     with open(summary_path + ".part", "w") as f:
         json.dump(summary, f, indent=1)
     os.replace(summary_path + ".part", summary_path)
-    print("\n| | densenet | PyTorch %s | ratio |" % theirs["torch"])
+    print("\n| | densenet | PyTorch %s%s | ratio |" % (theirs["torch"], ", channels_last" if args.channels_last else ""))
     print("|---|---:|---:|---:|")
     print("| training s/epoch | %.1f | %.1f | **%.2fx** |" % (ours_epoch, their_epoch, ours_epoch / their_epoch))
     print("| images/s | %.0f | %.0f | |" % (summary["densenet"]["images_per_second"],

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
-"""Trains a DenseNet-BC on Fashion-MNIST with Debian's PyTorch, the way a user would: the PyTorch
-side of the time-to-accuracy comparison with `densenet train` (docs/BENCHMARKS.md).
+"""Trains a DenseNet-BC on Fashion-MNIST with PyTorch, the way a user would: the PyTorch side of
+the time-to-accuracy comparison with `densenet train` (docs/BENCHMARKS.md). Runs under Debian's
+PyTorch 1.13 (/usr/bin/python3, the history) and pip's PyTorch 2.11 with torchvision 0.26
+(`scripts/setup.sh --bench`; ~/.cache/densenet/torch-2.11.0/bin/python).
 
 What "the way a user would" means here: torchvision's FashionMNIST dataset class and transforms
 (RandomCrop(28, padding=P) when P > 0, RandomHorizontalFlip(p), ToTensor, Normalize(0.2860,
@@ -12,7 +14,11 @@ iteration as `densenet train` schedules it: cosine (LambdaLR with the closed for
 cos(pi t / T)), T the run's iterations) or MultiStepLR (milestones in epochs, default 0.5 and
 0.75 of the epochs, the DenseNet paper's). The short last batch is dropped, as `densenet train`
 (and timm) drop it. The defaults are configs/fashion-mnist.yaml's. Test loss, top-1 and top-5
-accuracy after every epoch.
+accuracy after every epoch; at the end the time to --target-accuracy test top-1 (evaluation
+included) and the mean training images/s. `--amp bf16` runs forward and loss under
+torch.autocast("cpu", torch.bfloat16), backward outside, float32 weights, evaluation in float32,
+as `densenet train --amp bf16` does; `--channels-last` puts model and batches in
+torch.channels_last (PyTorch's faster format for convolutions on the CPU).
 
 Fashion-MNIST comes from Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist, the
 IDX .gz files); torchvision's class wants them uncompressed under <root>/FashionMNIST/raw, so
@@ -20,6 +26,7 @@ they are decompressed once into --cache-dir.
 
     /usr/bin/python3 bench/train_pytorch.py --threads 2 --workers 1 --epochs 1 \
         --max-train-samples 2000 --json /tmp/pytorch.json
+    ~/.cache/densenet/torch-2.11.0/bin/python bench/train_pytorch.py --threads 2 --amp bf16
 """
 import argparse
 import gzip
@@ -82,6 +89,9 @@ def parse_args():
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--amp", default="none", choices=["none", "bf16"],
+                   help="bf16: training forward and loss under CPU autocast (as densenet train --amp bf16)")
+    p.add_argument("--channels-last", action="store_true", help="model and batches in torch.channels_last")
     p.add_argument("--max-train-samples", type=int, default=0, help="0 = all 60000")
     p.add_argument("--max-eval-samples", type=int, default=0, help="0 = all 10000")
     p.add_argument("--target-accuracy", type=float, default=93.0, help="test top-1 in %%")
@@ -144,12 +154,12 @@ def build_model(args):
     return model
 
 
-def evaluate(model, loader):
+def evaluate(model, loader, memory_format):
     model.eval()
     loss_sum, top1, top5, count = 0.0, 0, 0, 0
     with torch.no_grad():
         for images, labels in loader:
-            logits = model(images)
+            logits = model(images.contiguous(memory_format=memory_format))
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
             # torchvision references/classification/utils.py accuracy()
             pred = logits.topk(5, 1, True, True).indices
@@ -202,7 +212,8 @@ def run(rank, args):
                                                drop_last=not args.keep_last, **common)
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=args.test_batch_size, shuffle=False, **common)
 
-    model = build_model(args)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = build_model(args).to(memory_format=memory_format)
     parameters = sum(p.numel() for p in model.parameters())
     module = model
     if distributed:
@@ -222,12 +233,14 @@ def run(rank, args):
 
     log("pytorch %s, torchvision %s, %d ranks x %d threads, %d workers; DenseNet-BC k=%d blocks %s bn %d "
           "compression %g init %d: %s parameters; %d training images, %d test images, batch %d, "
-          "%d steps/epoch; %s lr %g, weight decay %g, crop padding %d, hflip %g"
+          "%d steps/epoch; %s lr %g, weight decay %g, crop padding %d, hflip %g; %s, %s"
           % (torch.__version__, torchvision.__version__, args.nproc, torch.get_num_threads(),
              args.workers, args.growth_rate, ",".join(map(str, args.block_config)),
              args.bn_size, args.compression, args.num_init_features,
              format(parameters, ","), len(train_set), len(test_set), args.batch_size,
-             steps_per_epoch, args.lr_type, args.lr, args.weight_decay, args.crop_padding, args.hflip),
+             steps_per_epoch, args.lr_type, args.lr, args.weight_decay, args.crop_padding, args.hflip,
+             "float32" if args.amp == "none" else "amp " + args.amp,
+             "channels_last" if args.channels_last else "NCHW"),
           flush=True)
     log("epoch | train s | img/s | data wait | train loss | test loss | test top-1 acc % | "
           "test top-5 acc % | eval s | wall clock s", flush=True)
@@ -249,7 +262,9 @@ def run(rank, args):
                 break
             wait += time.perf_counter() - fetch
             lr = optimizer.param_groups[0]["lr"]
-            loss = F.cross_entropy(model(images), labels)
+            # Forward and loss under autocast, backward outside (torch.autocast's training step).
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp == "bf16"):
+                loss = F.cross_entropy(model(images.contiguous(memory_format=memory_format)), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -258,7 +273,7 @@ def run(rank, args):
             count += labels.numel() * args.nproc  # train loss: rank 0's share
         train_seconds = time.perf_counter() - epoch_start
         eval_start = time.perf_counter()
-        test_loss, top1, top5 = evaluate(module, test_loader) if rank == 0 else (0.0, 0.0, 0.0)
+        test_loss, top1, top5 = evaluate(module, test_loader, memory_format) if rank == 0 else (0.0, 0.0, 0.0)
         if distributed:
             dist.barrier()
         eval_seconds = time.perf_counter() - eval_start
@@ -284,12 +299,14 @@ def run(rank, args):
         print("test top-1 accuracy first reached %.1f%% after epoch %d, %.1f s of wall clock "
               "(evaluation included)" % (args.target_accuracy, target_epoch, target_seconds))
     mean_epoch = sum(e["epoch_seconds"] for e in epochs) / len(epochs)
-    print("mean training time per epoch: %.1f s" % mean_epoch)
+    images_per_second = sum(e["images_per_second"] for e in epochs) / len(epochs)
+    print("mean training time per epoch: %.1f s, %.0f images/s" % (mean_epoch, images_per_second))
     if args.json:
         summary = dict(tool="bench/train_pytorch.py", torch=torch.__version__, torchvision=torchvision.__version__,
                        threads=torch.get_num_threads(), parameters=parameters, steps_per_epoch=steps_per_epoch,
                        train_samples=len(train_set), test_samples=len(test_set), args=vars(args),
-                       epochs=epochs, mean_epoch_seconds=mean_epoch, target_accuracy=args.target_accuracy,
+                       epochs=epochs, mean_epoch_seconds=mean_epoch,
+                       images_per_second=images_per_second, target_accuracy=args.target_accuracy,
                        time_to_target_seconds=target_seconds, target_epoch=target_epoch,
                        best_top1=max(e["eval_top1"] for e in epochs), total_seconds=time.perf_counter() - start)
         with open(args.json + ".part", "w") as f:

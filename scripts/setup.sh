@@ -6,13 +6,20 @@
 #           default ~/.cache/densenet/torch-2.11.0) for the CUDA build, ./scripts/build.sh
 #           --cuda. A second run finds the installed version and downloads nothing.
 #           ./scripts/run.sh never asks for it.
+#   --bench does --cuda, then adds to that virtual environment what the PyTorch benchmarks
+#           (bench/*.py against today's PyTorch) need beside its torch: torchvision 0.26.0, timm,
+#           numpy, pillow, pinned in scripts/bench-requirements.txt (about 34 MB of wheels, 134 MB installed).
+#           Installed with --no-deps, so the venv's torch stays 2.11.0; checked after. A second
+#           run finds the pinned versions and downloads nothing. Neither the build, the tests
+#           nor ./scripts/run.sh need it.
 set -euo pipefail
 
-cuda=0
+cuda=0 bench=0
 case "${1:-}" in
   --cuda) cuda=1 ;;
+  --bench) cuda=1 bench=1 ;;
   "") ;;
-  *) echo "usage: scripts/setup.sh [--cuda]" >&2; exit 2 ;;
+  *) echo "usage: scripts/setup.sh [--cuda | --bench]" >&2; exit 2 ;;
 esac
 
 packages=(
@@ -72,22 +79,66 @@ installed() {  # prints "VERSION CUDA" of the venv's torch, or nothing
   "$venv/bin/python" -c 'import torch; print(torch.__version__, torch.version.cuda)' 2>/dev/null ||
     true
 }
-have=$(installed)
-case "$have" in
-  "$torch_version+"*" 13."*) exit 0 ;;
-esac
-if [ -e "$venv" ] && [ ! -e "$venv/pyvenv.cfg" ]; then
-  echo "setup: $venv exists and is not a virtual environment; remove it or set DENSENET_CUDA_VENV" >&2
-  exit 1
-fi
-echo "setup: installing torch==$torch_version (CUDA, ~4.6 GB) into $venv${have:+ (found: $have)}"
-mkdir -p "$(dirname "$venv")"
-[ -e "$venv/pyvenv.cfg" ] || python3 -m venv "$venv"
-# --no-cache-dir: the wheels would otherwise be kept a second time in pip's cache.
-"$venv/bin/python" -m pip install -q --no-cache-dir --disable-pip-version-check \
-  "torch==$torch_version"
-have=$(installed)
-case "$have" in
-  "$torch_version+"*" 13."*) echo "setup: torch $have in $venv" ;;
-  *) echo "setup: $venv has torch '$have', not $torch_version with CUDA 13" >&2; exit 1 ;;
-esac
+
+# Installs torch==$torch_version into $venv unless it is there; exits 1 if it is not after.
+install_torch() {
+  local have
+  have=$(installed)
+  case "$have" in
+    "$torch_version+"*" 13."*) return 0 ;;
+  esac
+  if [ -e "$venv" ] && [ ! -e "$venv/pyvenv.cfg" ]; then
+    echo "setup: $venv exists and is not a virtual environment; remove it or set DENSENET_CUDA_VENV" >&2
+    exit 1
+  fi
+  echo "setup: installing torch==$torch_version (CUDA, ~4.6 GB) into $venv${have:+ (found: $have)}"
+  mkdir -p "$(dirname "$venv")"
+  [ -e "$venv/pyvenv.cfg" ] || python3 -m venv "$venv"
+  # --no-cache-dir: the wheels would otherwise be kept a second time in pip's cache.
+  "$venv/bin/python" -m pip install -q --no-cache-dir --disable-pip-version-check \
+    "torch==$torch_version"
+  check_torch
+}
+
+check_torch() {  # the venv's torch must still be $torch_version with CUDA 13
+  local have
+  have=$(installed)
+  case "$have" in
+    "$torch_version+"*" 13."*) echo "setup: torch $have in $venv" ;;
+    *) echo "setup: $venv has torch '$have', not $torch_version with CUDA 13" >&2; exit 1 ;;
+  esac
+}
+
+# The benchmarks' packages (scripts/bench-requirements.txt), unless every pin is installed already.
+install_bench_packages() {
+  local requirements missing
+  requirements="$(cd "$(dirname "$0")" && pwd)/bench-requirements.txt"
+  # Prints the pins whose installed version differs (importlib.metadata: no pip, no network).
+  missing=$("$venv/bin/python" - "$requirements" <<'PY'
+import importlib.metadata as metadata, sys
+for line in open(sys.argv[1]):
+    pin = line.split("#", 1)[0].strip()
+    if not pin:
+        continue
+    name, version = pin.split("==")
+    try:
+        if metadata.version(name) == version:
+            continue
+    except metadata.PackageNotFoundError:
+        pass
+    print(pin)
+PY
+)
+  [ -n "$missing" ] || return 0
+  echo "setup: installing" $missing "into $venv (--no-deps: its torch stays)"
+  "$venv/bin/python" -m pip install -q --no-cache-dir --disable-pip-version-check --no-deps \
+    -r "$requirements"
+  check_torch
+  "$venv/bin/python" -c 'import torchvision, timm, numpy, PIL
+print("setup: torchvision %s, timm %s, numpy %s, pillow %s" % (
+    torchvision.__version__, timm.__version__, numpy.__version__, PIL.__version__))'
+}
+
+install_torch
+((bench)) || exit 0
+install_bench_packages

@@ -28,9 +28,7 @@ bool is_resumed_run(const std::string& dir, const std::string& resume_path) {
   return fs::equivalent(parent.empty() ? fs::path(".") : parent, dir, error);
 }
 
-void prepare_run_dir(const std::string& dir, const TrainConfig& config,
-                     const std::string& resume_path) {
-  check_run_dir(dir, config, resume_path);
+void prepare_run_dir(const std::string& dir, const std::string& resume_path) {
   std::error_code error;
   if (fs::exists(dir, error) && !is_resumed_run(dir, resume_path)) {
     // --force: the previous run's outputs go, so that none of them (a numbered checkpoint, a

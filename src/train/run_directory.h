@@ -15,11 +15,11 @@ std::string default_run_dir(const TrainConfig& config);
 /// Whether `dir` is the directory of the checkpoint `resume_path` (the run continues there).
 bool is_resumed_run(const std::string& dir, const std::string& resume_path);
 
-/// check_run_dir, then --force's removal of the previous run's outputs (its checkpoints,
-/// metrics and curves, nothing else), then the directory. Throws c10::Error when a file cannot
-/// be removed or the directory cannot be made.
-void prepare_run_dir(const std::string& dir, const TrainConfig& config,
-                     const std::string& resume_path);
+/// The run directory of a plan (plan_training checked that it may be used: check_run_dir): the
+/// previous run's outputs removed where --force replaces it (its checkpoints, metrics, curves
+/// and event files, nothing else), then the directory made. Throws c10::Error when a file
+/// cannot be removed or the directory cannot be made.
+void prepare_run_dir(const std::string& dir, const std::string& resume_path);
 
 /// A run continued in another directory brings its best.pth (and best_ema.pth) along: the best
 /// epoch so far may be behind, and they are written only when an epoch beats it.

@@ -2,6 +2,8 @@
 
 #include "densenet/util/crc32c.h"
 
+#include "train/tensorboard_events.h"
+
 #include <c10/util/Exception.h>
 #include <unistd.h>
 
@@ -11,11 +13,6 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-
-#if DENSENET_WITH_TENSORBOARD
-// Generated at build time from third_party/tensorboard (TensorBoard's own message definitions).
-#include "tensorboard/compat/proto/event.pb.h"
-#endif
 
 namespace densenet::train {
 namespace {
@@ -34,56 +31,6 @@ std::string event_file_name() {
   return std::string("events.out.tfevents.") + seconds + "." + host + "." +
          std::to_string(getpid()) + "." + std::to_string(next_writer++);
 }
-
-#if DENSENET_WITH_TENSORBOARD
-
-std::string serialized(const tensorboard::Event& event) {
-  std::string bytes;
-  TORCH_CHECK(event.SerializeToString(&bytes), "cannot serialize a TensorBoard event");
-  return bytes;
-}
-
-std::string file_version_event(double wall_time) {
-  tensorboard::Event event;
-  event.set_wall_time(wall_time);
-  event.set_file_version("brain.Event:2");
-  event.mutable_source_metadata()->set_writer("densenet");
-  return serialized(event);
-}
-
-std::string scalar_event(const std::string& tag, double value, int64_t step, double wall_time) {
-  tensorboard::Event event;
-  event.set_wall_time(wall_time);
-  event.set_step(step);
-  tensorboard::Summary::Value* summary_value = event.mutable_summary()->add_value();
-  summary_value->set_tag(tag);
-  summary_value->set_simple_value(static_cast<float>(value));
-  return serialized(event);
-}
-
-std::string session_start_event(int64_t step, double wall_time) {
-  tensorboard::Event event;
-  event.set_wall_time(wall_time);
-  event.set_step(step);
-  event.mutable_session_log()->set_status(tensorboard::SessionLog::START);
-  return serialized(event);
-}
-
-#else  // built with -DDENSENET_TENSORBOARD=OFF (no protobuf): the writer cannot be created
-
-std::string file_version_event(double) {
-  TORCH_CHECK(false,
-              "this densenet was built without TensorBoard support (cmake "
-              "-DDENSENET_TENSORBOARD=OFF)");
-}
-std::string scalar_event(const std::string&, double, int64_t, double) {
-  return {};
-}
-std::string session_start_event(int64_t, double) {
-  return {};
-}
-
-#endif
 
 }  // namespace
 
@@ -108,7 +55,10 @@ double wall_time_now() {
 
 TensorBoardWriter::TensorBoardWriter(const std::string& run_dir)
     : path_((std::filesystem::path(run_dir) / event_file_name()).string()) {
-  const std::string first = file_version_event(wall_time_now());
+  TORCH_CHECK(detail::tensorboard_events_built(),
+              "this densenet was built without TensorBoard support (cmake "
+              "-DDENSENET_TENSORBOARD=OFF)");
+  const std::string first = detail::file_version_event(wall_time_now());
   // "x": O_EXCL, never another writer's file.
   file_ = std::fopen(path_.c_str(), "wbx");
   TORCH_CHECK(file_ != nullptr, "cannot create the TensorBoard event file '", path_,
@@ -122,11 +72,11 @@ TensorBoardWriter::~TensorBoardWriter() {
 
 void TensorBoardWriter::add_scalar(const std::string& tag, double value, int64_t step,
                                    double wall_time) {
-  write_record(scalar_event(tag, value, step, wall_time));
+  write_record(detail::scalar_event(tag, value, step, wall_time));
 }
 
 void TensorBoardWriter::add_session_start(int64_t step, double wall_time) {
-  write_record(session_start_event(step, wall_time));
+  write_record(detail::session_start_event(step, wall_time));
 }
 
 void TensorBoardWriter::flush() {

@@ -167,7 +167,7 @@ void open_run_directory(TrainingRun& run, const std::optional<TrainingState>& re
   const bool nothing_to_do = resumed && resumed->epoch >= config.epochs;
   run.writes_run_dir = !config.test_only && run.writes() && !nothing_to_do;
   if (run.writes_run_dir) {
-    detail::prepare_run_dir(config.output_dir, config, run.plan.resume_path);
+    detail::prepare_run_dir(config.output_dir, run.plan.resume_path);
     detail::carry_best_checkpoint(config.output_dir, run.plan.resume_path);
   }
   run.checkpointer = std::make_unique<Checkpointer>(config.output_dir, config.save_interval,

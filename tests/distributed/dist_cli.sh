@@ -66,19 +66,7 @@ case $case_name in
       fail "run directories differ: $(ls "$work/two") / $(ls "$work/one")"
     [ "$(ls "$work/two" | grep -c '^events\.out\.tfevents\.')" -le 1 ] ||
       fail "not one TensorBoard event file: $(ls "$work/two")"
-    "$python" - "$work/two/last.pth" "$work/one/last.pth" <<'PY' || fail "parameters differ"
-import sys, torch
-two = torch.load(sys.argv[1], weights_only=True)
-one = torch.load(sys.argv[2], weights_only=True)
-assert two["global_step"] == one["global_step"] == 8, (two["global_step"], one["global_step"])
-worst = 0.0
-for name, tensor in one["model"].items():
-    if "running" in name or "num_batches" in name:
-        continue  # averaged over ranks vs. updated split after split: not the same by design
-    worst = max(worst, (two["model"][name] - tensor).abs().max().item())
-print("largest parameter difference after 8 steps: %.3g" % worst)
-sys.exit(0 if worst <= 1e-5 else 1)
-PY
+    same_as_one_process "$work/two" "$work/one" "2 ranks against 1 process after 8 steps"
     echo "ok" ;;
   channels_last)
     # NHWC weights (memory naive) go through the broadcast, the gradient buckets and the
@@ -90,17 +78,7 @@ PY
       > "$work/one.out" 2>&1 || fail "1 process: $(cat "$work/one.out")"
     grep -q "data-parallel: the 2 ranks' replicas were bit-identical" "$work/two.out" ||
       fail "replicas not reported bit-identical: $(cat "$work/two.out")"
-    "$python" - "$work/two/last.pth" "$work/one/last.pth" <<'PY' || fail "parameters differ"
-import sys, torch
-two = torch.load(sys.argv[1], weights_only=True)
-one = torch.load(sys.argv[2], weights_only=True)
-assert two["global_step"] == one["global_step"] == 8, (two["global_step"], one["global_step"])
-# Running statistics: averaged over ranks vs. updated split after split, not the same by design.
-worst = max((two["model"][k] - v).abs().max().item() for k, v in one["model"].items()
-            if "running" not in k and "num_batches" not in k)
-print("channels-last, 2 ranks against 1 process: largest parameter difference %.3g" % worst)
-sys.exit(0 if worst <= 1e-5 else 1)
-PY
+    same_as_one_process "$work/two" "$work/one" "channels-last, 2 ranks against 1 process"
     ;;
   one_error_line)
     # A mistake every rank finds is one line, not one per rank and one of the launcher's.

@@ -6,6 +6,7 @@
 #include "densenet/train/tensorboard.h"
 #include "densenet/train/tensorboard_logger.h"
 #include "densenet/util/crc32c.h"
+#include "event_reader.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -22,18 +23,26 @@
 #include <string>
 #include <vector>
 
-#include "tensorboard/compat/proto/event.pb.h"
-
 namespace densenet::train {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::read_events;
+using test_support::ReadEvent;
 
 fs::path fresh_dir(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / ("densenet_tensorboard_test_" + name);
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
+}
+
+// A logger's options: its run directory and a per-step point every `log_interval` steps.
+TensorBoardLoggerOptions options_for(const fs::path& dir, int64_t log_interval) {
+  TensorBoardLoggerOptions options;
+  options.run_dir = dir.string();
+  options.log_interval = log_interval;
+  return options;
 }
 
 std::vector<fs::path> event_files(const fs::path& dir) {
@@ -47,43 +56,12 @@ std::vector<fs::path> event_files(const fs::path& dir) {
   return files;
 }
 
-uint64_t little_endian(const std::string& bytes, size_t at, int size) {
-  uint64_t value = 0;
-  for (int i = size - 1; i >= 0; --i)
-    value = (value << 8) | static_cast<unsigned char>(bytes[at + i]);
-  return value;
-}
-
-// Every record of an event file, each CRC checked, parsed as a tensorboard.Event.
-std::vector<tensorboard::Event> read_events(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<tensorboard::Event> events;
-  size_t at = 0;
-  while (at < bytes.size()) {
-    EXPECT_LE(at + 12, bytes.size()) << "a partial header at byte " << at;
-    const uint64_t length = little_endian(bytes, at, 8);
-    EXPECT_EQ(little_endian(bytes, at + 8, 4), masked_crc32c(bytes.data() + at, 8));
-    EXPECT_LE(at + 16 + length, bytes.size()) << "a partial record at byte " << at;
-    const std::string data = bytes.substr(at + 12, length);
-    EXPECT_EQ(little_endian(bytes, at + 12 + length, 4), masked_crc32c(data.data(), data.size()));
-    tensorboard::Event event;
-    EXPECT_TRUE(event.ParseFromString(data)) << "record at byte " << at;
-    events.push_back(event);
-    at += 16 + length;
-  }
-  return events;
-}
-
 // tag -> [(step, value)] of the scalar events.
 std::map<std::string, std::vector<std::pair<int64_t, float>>> scalars(
-    const std::vector<tensorboard::Event>& events) {
+    const std::vector<ReadEvent>& events) {
   std::map<std::string, std::vector<std::pair<int64_t, float>>> out;
   for (const auto& event : events) {
-    if (!event.has_summary()) continue;
-    for (const auto& value : event.summary().value()) {
-      out[value.tag()].emplace_back(event.step(), value.simple_value());
-    }
+    for (const auto& [tag, value] : event.values) out[tag].emplace_back(event.step, value);
   }
   return out;
 }
@@ -140,22 +118,22 @@ TEST(TensorBoard, WriterFileNameFirstEventScalarsAndPurge) {
   ASSERT_TRUE(std::regex_match(first, match, name)) << first;
   EXPECT_EQ(std::stol(match[1]), static_cast<long>(getpid()));
 
-  std::vector<tensorboard::Event> events;
+  std::vector<ReadEvent> events;
   for (const auto& file : files) {
     auto read = read_events(file);
     ASSERT_FALSE(read.empty());
-    EXPECT_EQ(read[0].file_version(), "brain.Event:2");
-    EXPECT_EQ(read[0].source_metadata().writer(), "densenet");
+    EXPECT_EQ(read[0].file_version, "brain.Event:2");
+    EXPECT_EQ(read[0].writer, "densenet");
     if (read.size() > 1) events = read;
   }
   ASSERT_EQ(events.size(), 3u);
-  EXPECT_EQ(events[1].step(), 7);
-  EXPECT_EQ(events[1].wall_time(), 1234.5);
-  ASSERT_EQ(events[1].summary().value_size(), 1);
-  EXPECT_EQ(events[1].summary().value(0).tag(), "train/loss");
-  EXPECT_EQ(events[1].summary().value(0).simple_value(), 0.1f);  // float32, as TensorBoard keeps
-  EXPECT_EQ(events[2].step(), 8);
-  EXPECT_EQ(events[2].session_log().status(), tensorboard::SessionLog::START);
+  EXPECT_EQ(events[1].step, 7);
+  EXPECT_EQ(events[1].wall_time, 1234.5);
+  ASSERT_EQ(events[1].values.size(), 1u);
+  EXPECT_EQ(events[1].values[0].first, "train/loss");
+  EXPECT_EQ(events[1].values[0].second, 0.1f);  // float32, as TensorBoard keeps
+  EXPECT_EQ(events[2].step, 8);
+  EXPECT_TRUE(events[2].session_start);
   fs::remove_all(dir);
 }
 
@@ -175,10 +153,7 @@ TEST(TensorBoard, LoggerPointsAreIntervalMeansAtMultiplesOfLogIntervalAndEpochEn
   const fs::path dir = fresh_dir("logger");
   std::ostringstream warnings;
   {
-    TensorBoardLoggerOptions options;
-    options.run_dir = dir.string();
-    options.log_interval = 3;
-    TensorBoardLogger logger(options, warnings);
+    TensorBoardLogger logger(options_for(dir, 3), warnings);
     // Epoch 1: steps 1-4 (a point at 3, and at 4 when the epoch ends), 1 s each.
     for (int64_t g = 1; g <= 4; ++g) logger.step(step_at(g, static_cast<double>(g)));
     EpochRecord record;
@@ -215,10 +190,7 @@ TEST(TensorBoard, LoggerResumeWritesSessionStartAtTheNextStep) {
   const fs::path dir = fresh_dir("resume");
   std::ostringstream warnings;
   {
-    TensorBoardLoggerOptions options;
-    options.run_dir = dir.string();
-    options.log_interval = 2;
-    TensorBoardLogger logger(options, warnings);
+    TensorBoardLogger logger(options_for(dir, 2), warnings);
     // Resumed after 6 steps, 3 s of them in the current epoch: step 7's interval is 1 s long.
     logger.resume(6, 3.0, 0.0);
     logger.step(step_at(7, 4.0));
@@ -226,8 +198,8 @@ TEST(TensorBoard, LoggerResumeWritesSessionStartAtTheNextStep) {
   }
   const auto events = read_events(event_files(dir).at(0));
   ASSERT_GE(events.size(), 2u);
-  EXPECT_EQ(events[1].session_log().status(), tensorboard::SessionLog::START);
-  EXPECT_EQ(events[1].step(), 7);
+  EXPECT_TRUE(events[1].session_start);
+  EXPECT_EQ(events[1].step, 7);
   auto tags = scalars(events);
   EXPECT_EQ(tags["train/images_per_second"], (std::vector<std::pair<int64_t, float>>{{7, 10.0f}}));
   fs::remove_all(dir);
@@ -237,10 +209,7 @@ TEST(TensorBoard, LoggerWarnsOnceAndStopsWritingWhenAWriteFails) {
   const fs::path dir = fresh_dir("full");
   std::ostringstream warnings;
   {
-    TensorBoardLoggerOptions options;
-    options.run_dir = dir.string();
-    options.log_interval = 1;
-    TensorBoardLogger logger(options, warnings);
+    TensorBoardLogger logger(options_for(dir, 1), warnings);
     ASSERT_TRUE(logger.writing());
     // A 4 KiB file-size limit makes the next writes fail with EFBIG, as a full disk fails
     // them with ENOSPC (SIGXFSZ ignored, so the write returns the error).

@@ -26,6 +26,12 @@ struct FakeMachine {
   void write(const std::string& name, const std::string& text) const {
     std::ofstream(root / name) << text;
   }
+  // A cgroup's limit and usage files, in bytes.
+  void limit(const std::string& limit_file, int64_t limit, const std::string& usage_file,
+             int64_t usage) const {
+    write(limit_file, std::to_string(limit) + "\n");
+    write(usage_file, std::to_string(usage) + "\n");
+  }
   MachinePaths paths() const { return {(root / "meminfo").string(), (root / "cgroup").string()}; }
 };
 
@@ -37,8 +43,7 @@ TEST(Machine, AvailableMemoryIsTheSmallestOfMemAvailableAndTheCgroupLimits) {
   EXPECT_EQ(available.bytes, 20 * 1024 * kMiB);
   EXPECT_EQ(available.source, "MemAvailable");
   // cgroup v2: memory.max minus memory.current.
-  machine.write("cgroup/memory.max", std::to_string(2048 * kMiB) + "\n");
-  machine.write("cgroup/memory.current", std::to_string(512 * kMiB) + "\n");
+  machine.limit("cgroup/memory.max", 2048 * kMiB, "cgroup/memory.current", 512 * kMiB);
   available = available_memory(machine.paths());
   EXPECT_EQ(available.bytes, 1536 * kMiB);
   EXPECT_EQ(available.source, "cgroup memory.max");
@@ -46,8 +51,8 @@ TEST(Machine, AvailableMemoryIsTheSmallestOfMemAvailableAndTheCgroupLimits) {
   machine.write("cgroup/memory.max", "max\n");
   EXPECT_EQ(available_memory(machine.paths()).source, "MemAvailable");
   // cgroup v1 (older container runtimes, batch schedulers): limit_in_bytes minus usage.
-  machine.write("cgroup/memory/memory.limit_in_bytes", std::to_string(1024 * kMiB) + "\n");
-  machine.write("cgroup/memory/memory.usage_in_bytes", std::to_string(256 * kMiB) + "\n");
+  machine.limit("cgroup/memory/memory.limit_in_bytes", 1024 * kMiB,
+                "cgroup/memory/memory.usage_in_bytes", 256 * kMiB);
   available = available_memory(machine.paths());
   EXPECT_EQ(available.bytes, 768 * kMiB);
   EXPECT_EQ(available.source, "cgroup memory.limit_in_bytes");
