@@ -1,5 +1,7 @@
 #include "launcher.h"
 
+#include "densenet/distributed/environment.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -28,8 +30,8 @@ extern char** environ;
 namespace densenet::cli {
 namespace {
 
-const char* const kLauncherFlags[] = {"--nproc-per-node", "--nnodes", "--node-rank",
-                                      "--master-addr", "--master-port"};
+const char* const kLauncherFlags[] = {"--nproc-per-node", "--nnodes",      "--node-rank",
+                                      "--master-addr",    "--master-port", "--gpus"};
 
 std::string dashed(std::string flag) {
   for (char& c : flag) c = c == '_' ? '-' : c;
@@ -144,7 +146,7 @@ bool is_launcher_flag(const std::string& name) {
   return false;
 }
 
-std::vector<std::string> arguments_for_ranks() {
+std::vector<std::string> arguments_for_ranks(const std::string& device) {
   std::ifstream file("/proc/self/cmdline", std::ios::binary);
   const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   std::vector<std::string> all;
@@ -159,11 +161,16 @@ std::vector<std::string> arguments_for_ranks() {
   for (size_t i = 1; i < all.size(); ++i) {
     const std::string& arg = all[i];
     const size_t equals = arg.find('=');
-    if (is_launcher_flag(arg.substr(0, equals))) {
+    const std::string flag = arg.substr(0, equals);
+    if (is_launcher_flag(flag) || (!device.empty() && flag == "--device")) {
       if (equals == std::string::npos) ++i;  // the value is the next argument
       continue;
     }
     args.push_back(arg);
+  }
+  if (!device.empty()) {
+    args.push_back("--device");
+    args.push_back(device);
   }
   return args;
 }
@@ -191,31 +198,20 @@ int launch_local_ranks(const LaunchOptions& options, const std::vector<std::stri
 
   // Each rank's environment is built before fork: between fork and exec the child of a
   // process with threads may only make async-signal-safe calls (no malloc).
-  const char* const replaced[] = {"RANK=",
-                                  "WORLD_SIZE=",
-                                  "LOCAL_RANK=",
-                                  "LOCAL_WORLD_SIZE=",
-                                  "MASTER_ADDR=",
-                                  "MASTER_PORT=",
-                                  "TORCHELASTIC_USE_AGENT_STORE="};
   std::vector<std::string> inherited;
   for (char** variable = environ; *variable != nullptr; ++variable) {
-    bool keep = true;
-    for (const char* prefix : replaced) {
-      keep = keep && std::strncmp(*variable, prefix, std::strlen(prefix)) != 0;
-    }
-    if (keep) inherited.emplace_back(*variable);
+    inherited.emplace_back(*variable);
   }
   std::vector<std::vector<std::string>> environments;
   for (int64_t local = 0; local < local_world_size; ++local) {
-    std::vector<std::string> variables = inherited;
-    variables.push_back("RANK=" + std::to_string(options.node_rank * local_world_size + local));
-    variables.push_back("WORLD_SIZE=" + std::to_string(world_size));
-    variables.push_back("LOCAL_RANK=" + std::to_string(local));
-    variables.push_back("LOCAL_WORLD_SIZE=" + std::to_string(local_world_size));
-    variables.push_back("MASTER_ADDR=" + options.master_addr);
-    variables.push_back("MASTER_PORT=" + std::to_string(port));
-    environments.push_back(std::move(variables));
+    distributed::Environment rank;
+    rank.rank = options.node_rank * local_world_size + local;
+    rank.world_size = world_size;
+    rank.local_rank = local;
+    rank.local_world_size = local_world_size;
+    rank.master_addr = options.master_addr;
+    rank.master_port = port;
+    environments.push_back(distributed::rank_environment(inherited, rank, options.visible_devices));
   }
 
   int error_pipe[2];

@@ -8,7 +8,8 @@
 #   there: bash bench/gpu/device_check.sh [short|verify|amp]      (device tool, carry .devdeps)
 #          (short: without the autotuned and profile runs; verify: gradchecks and one bench, on
 #          the GPU and on the CPU; amp: mixed precision only, against torchvision densenet121
-#          with the same autocast, and a short fp16 training run with the loss scaler)
+#          with the same autocast, and a short fp16 training run with the loss scaler; every
+#          mode: a data-parallel run on NCCL, world size 1, as one GPU allows)
 # Without a GPU (a dry run here, before spending device time) it runs what it can on the CPU
 # under LibTorch 2.11 (gradcheck, bench, bf16 autocast) and lists what it skipped.
 set -u -o pipefail
@@ -109,21 +110,44 @@ cpu_checks() {
   echo "exit $?"
 }
 
+# Data-parallel training through c10d's ProcessGroupNCCL: one rank on GPU 0 (NCCL refuses two
+# ranks on one device), sync-bn so that forward and backward all-reduce CUDA tensors too, the
+# gradient buckets on NCCL's stream, the replica check at the checkpoint.
+nccl_check() {
+  stamp "train --gpus 0 --dist-backend nccl (world size 1)"
+  local run
+  run=$(mktemp -d)/train-nccl
+  timeout 300 "$B" train --gpus 0 --dist-backend nccl --sync-bn --dist-timeout 120 \
+    --dataset synthetic --input-size 32 --arch densenet-bc-100 --max-train-samples 1024 \
+    --max-eval-samples 256 --batch-size 64 --epochs 1 --output-dir "$run" \
+    >"$OUT/train-nccl.txt" 2>&1
+  echo "exit $?"
+  grep -E 'data-parallel|epoch [0-9]+/|error' "$OUT/train-nccl.txt" | head -12
+}
+# Without a GPU the CUDA build's NCCL path still refuses --gpus in one line (exit 2).
+nccl_refusal() {
+  stamp "train --gpus 0 without a GPU (refused)"
+  "$B" train --gpus 0 --dataset synthetic --output-dir "$(mktemp -d)/refused" 2>&1
+  echo "exit $? (2 expected)"
+}
+
 if ((!GPU)); then
   cpu_checks
+  nccl_refusal
   stamp "cpu under LibTorch 2.x: bench under bf16 autocast"
   timeout 300 "$B" bench --arch densenet-bc-100 --block-config 4,4,4 --batch 16 --amp bf16 \
     --warmup 1 --iters 1
   echo "exit $?"
   echo "skipped (no GPU): gradcheck --device cuda (densenet-bc-100, densenet-40 with dropout," \
     "densenet121), bench --device cuda, compare_pytorch.py --device cuda (all tables)," \
-    "the profile, the amp comparisons and the fp16 training run"
+    "the profile, the amp comparisons, the fp16 training run and the NCCL training run"
   stamp done
   exit 0
 fi
 
 check bc100 --arch densenet-bc-100
 check d40-dropout --arch densenet-40 --block-config 4,4,4 --drop-rate 0.2
+nccl_check
 if [ "$MODE" = verify ]; then
   "$B" bench --arch densenet-bc-100 --device cuda --batch 64 --warmup 3 --iters 10
   cpu_checks

@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <optional>
@@ -59,7 +60,7 @@ Environment environment_from(const std::function<const char*(const char*)>& look
   TORCH_CHECK_VALUE(env.world_size % env.local_world_size == 0, "WORLD_SIZE=", env.world_size,
                     " is not a multiple of LOCAL_WORLD_SIZE=", env.local_world_size,
                     ": every node must run the same number of processes");
-  if (env.world_size == 1) return env;
+  env.launched = true;
   const char* addr = lookup("MASTER_ADDR");
   TORCH_CHECK_VALUE(addr != nullptr && *addr != '\0',
                     "environment variable MASTER_ADDR is not set: give the host of rank 0 (e.g. "
@@ -80,6 +81,34 @@ Environment environment_from(const std::function<const char*(const char*)>& look
 
 Environment environment() {
   return environment_from([](const char* name) { return std::getenv(name); });
+}
+
+std::vector<std::string> rank_environment(const std::vector<std::string>& inherited,
+                                          const Environment& rank,
+                                          const std::string& visible_devices) {
+  std::vector<std::string> replaced = {"RANK=",
+                                       "WORLD_SIZE=",
+                                       "LOCAL_RANK=",
+                                       "LOCAL_WORLD_SIZE=",
+                                       "MASTER_ADDR=",
+                                       "MASTER_PORT=",
+                                       "TORCHELASTIC_USE_AGENT_STORE="};
+  if (!visible_devices.empty()) replaced.emplace_back("CUDA_VISIBLE_DEVICES=");
+  std::vector<std::string> variables;
+  for (const std::string& variable : inherited) {
+    const bool ours = std::any_of(replaced.begin(), replaced.end(), [&](const std::string& name) {
+      return variable.compare(0, name.size(), name) == 0;
+    });
+    if (!ours) variables.push_back(variable);
+  }
+  variables.push_back("RANK=" + std::to_string(rank.rank));
+  variables.push_back("WORLD_SIZE=" + std::to_string(rank.world_size));
+  variables.push_back("LOCAL_RANK=" + std::to_string(rank.local_rank));
+  variables.push_back("LOCAL_WORLD_SIZE=" + std::to_string(rank.local_world_size));
+  variables.push_back("MASTER_ADDR=" + rank.master_addr);
+  variables.push_back("MASTER_PORT=" + std::to_string(rank.master_port));
+  if (!visible_devices.empty()) variables.push_back("CUDA_VISIBLE_DEVICES=" + visible_devices);
+  return variables;
 }
 
 }  // namespace densenet::distributed

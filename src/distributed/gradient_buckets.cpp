@@ -10,7 +10,7 @@ namespace densenet::distributed {
 
 struct GradientBuckets::Shared {
   struct Bucket {
-    torch::Tensor flat;           // (numel,) float32: the bucket's gradients, end to end
+    torch::Tensor flat;  // (numel,) float32 on the group's device: its gradients, end to end
     std::vector<int64_t> params;  // indices into `parameters`, in the order they are laid out
     int64_t pending = 0;          // gradients not yet copied in during this backward
     ProcessGroup::Work work;
@@ -32,6 +32,8 @@ struct GradientBuckets::Shared {
     const torch::Tensor& parameter = parameters[i];
     torch::Tensor slot = bucket.flat.narrow(0, offset_of[i], parameter.numel()).view_as(parameter);
     torch::NoGradGuard no_grad;
+    // On CUDA, on the current stream of the autograd thread: the stream that produced `grad`
+    // (the engine's stream for this parameter), which the bucket's NCCL all-reduce then waits for.
     slot.copy_(grad);
     // AccumulateGrad adds `grad` to .grad after this hook: the bucket takes the sum it will make.
     if (parameter.grad().defined()) slot.add_(parameter.grad());
@@ -57,6 +59,7 @@ GradientBuckets::GradientBuckets(std::vector<torch::Tensor> parameters,
   Shared& s = *shared_;
   s.parameters = std::move(parameters);
   s.group = std::move(group);
+  const torch::Device device = s.group->device();
   const size_t n = s.parameters.size();
   s.bucket_of.assign(n, 0);
   s.offset_of.assign(n, 0);
@@ -64,9 +67,9 @@ GradientBuckets::GradientBuckets(std::vector<torch::Tensor> parameters,
   int64_t bytes = 0;
   for (size_t k = n; k-- > 0;) {
     const torch::Tensor& parameter = s.parameters[k];
-    TORCH_CHECK(parameter.scalar_type() == torch::kFloat32 && parameter.device().is_cpu(),
-                "gradient buckets hold float32 CPU parameters, parameter ", k, " is ",
-                parameter.scalar_type(), " on ", parameter.device());
+    TORCH_CHECK(parameter.scalar_type() == torch::kFloat32 && parameter.device() == device,
+                "gradient buckets hold float32 parameters on the process group's device (", device,
+                "), parameter ", k, " is ", parameter.scalar_type(), " on ", parameter.device());
     const int64_t size = parameter.numel() * static_cast<int64_t>(sizeof(float));
     if (s.buckets.empty() || (bytes > 0 && bytes + size > bucket_bytes)) {
       s.buckets.emplace_back();
@@ -81,7 +84,7 @@ GradientBuckets::GradientBuckets(std::vector<torch::Tensor> parameters,
   for (Shared::Bucket& bucket : s.buckets) {
     int64_t numel = 0;
     for (const int64_t k : bucket.params) numel += s.parameters[static_cast<size_t>(k)].numel();
-    bucket.flat = torch::zeros({numel}, torch::kFloat32);
+    bucket.flat = torch::zeros({numel}, torch::dtype(torch::kFloat32).device(device));
   }
   // The hooks hold the shared state weakly: a model outliving its trainer keeps working.
   const std::weak_ptr<Shared> weak = shared_;

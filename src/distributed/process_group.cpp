@@ -2,7 +2,13 @@
 
 #include "densenet/distributed/network.h"
 
+#ifdef DENSENET_WITH_NCCL
+#include "distributed/nccl_group.h"
+#endif
+
 #include <c10/util/Exception.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -10,14 +16,24 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <sstream>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace densenet::distributed {
 namespace {
+
+// c10d's base class of its backends (Gloo, NCCL): ProcessGroup in LibTorch 1.13, Backend from 2.0.
+#if TORCH_VERSION_MAJOR >= 2
+using Collectives = c10d::Backend;
+#else
+using Collectives = c10d::ProcessGroup;
+#endif
 
 std::string first_line(const std::string& text) {
   const size_t end = text.find('\n');
@@ -78,21 +94,34 @@ std::string heartbeat_key(int64_t rank) {
 
 }  // namespace
 
-std::string choose_backend(const std::string& requested, const torch::Device& device) {
+std::string choose_backend(const std::string& requested, const torch::Device& device,
+                           bool with_nccl) {
   TORCH_CHECK_VALUE(requested == "auto" || requested == "gloo" || requested == "nccl",
                     "config key 'dist-backend': unknown value '", requested,
                     "': use one of auto, gloo, nccl");
   const std::string backend = requested == "auto"
                                   ? (device.is_cuda() ? std::string("nccl") : std::string("gloo"))
                                   : requested;
-  // NCCL would be created here (c10d::ProcessGroupNCCL) for CUDA devices when the LibTorch has
-  // it; this version trains data-parallel on CPU only.
-  TORCH_CHECK_VALUE(backend != "nccl",
-                    "dist-backend nccl (CUDA) is not supported by this version of densenet: train "
-                    "data-parallel on CPU with device cpu and dist-backend gloo");
-  TORCH_CHECK_VALUE(!device.is_cuda(),
-                    "dist-backend gloo here reduces CPU tensors: use device cpu");
+  if (backend == "nccl") {
+    TORCH_CHECK_VALUE(with_nccl,
+                      "dist-backend nccl (CUDA) is not supported by this build: its LibTorch (",
+                      TORCH_VERSION,
+                      ") has no ProcessGroupNCCL; train data-parallel on CPU with device cpu and "
+                      "dist-backend gloo, or build against pip's CUDA LibTorch (scripts/build.sh "
+                      "--cuda)");
+    TORCH_CHECK_VALUE(device.is_cuda(), "dist-backend nccl reduces CUDA tensors, and device is ",
+                      device,
+                      ": use device cuda or --gpus (rank r computes on cuda:LOCAL_RANK), or "
+                      "dist-backend gloo on the CPU");
+    return backend;
+  }
+  TORCH_CHECK_VALUE(!device.is_cuda(), "dist-backend gloo here reduces CPU tensors: use device cpu",
+                    with_nccl ? ", or dist-backend nccl on CUDA" : "");
   return backend;
+}
+
+std::string choose_backend(const std::string& requested, const torch::Device& device) {
+  return choose_backend(requested, device, nccl_available());
 }
 
 // A rank's heartbeat: a counter in the store, incremented every `interval` by its own thread on
@@ -124,14 +153,28 @@ struct Heartbeat {
   }
 };
 
+namespace {
+// A collective of some group failed, and its error was reported or is on its way out.
+std::atomic<bool> any_failure{false};
+// How long a thread that NCCL's watchdog ends waits for an error already on its way out of the
+// process (the caller's line, then exit) before it ends the process itself.
+constexpr std::chrono::seconds kExitGrace{30};
+}  // namespace
+
 struct ProcessGroup::Impl {
   Environment environment;
   std::chrono::milliseconds timeout;
+  std::string backend;
+  torch::Device device = torch::kCPU;  // where the collectives' tensors are
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  c10::intrusive_ptr<Collectives> group;  // ProcessGroupGloo or ProcessGroupNCCL
   std::shared_ptr<Heartbeat> heartbeat = std::make_shared<Heartbeat>();
   std::thread heartbeat_thread;
-  bool failed = false;  // a collective failed: the run ends, nothing is waited for
+  // A caller's collective, or NCCL's watchdog (`fatal`), failed: the run ends, nothing is waited
+  // for. The mutex makes one of the two the reporter when both fail at once.
+  std::mutex failure_mutex;
+  std::atomic<bool> failed{false};
+  bool fatal = false;
 
   // `worker`: the rank's own connection, counted in the store's "init" key (as torch's are);
   // the server waits until all world-size ranks have counted themselves.
@@ -184,6 +227,8 @@ struct ProcessGroup::Impl {
   // The ranks whose heartbeat has stopped, as text ("rank 1", "ranks 1, 3"), or "" when every
   // heartbeat is alive; "rank 0 (the host of the rendezvous store)" when the store is gone or
   // does not answer within kStoreReplyTimeout (stopped, or cut off by the network).
+  // (Also called on NCCL's watchdog thread while ProcessGroupNCCL's threads use `store`: c10d's
+  // TCPStore serialises its requests from 2.0 on; LibTorch 1.13 has no NCCL here.)
   std::string lost_ranks() {
     try {
       bound_replies(*store, heartbeat_key(environment.rank), kStoreReplyTimeout);
@@ -216,14 +261,51 @@ struct ProcessGroup::Impl {
     }
   }
 
-  [[noreturn]] void fail(const std::string& what, const std::exception& error) {
-    failed = true;
+  // The one line a failed collective reports (lost_ranks: 2-5 s).
+  std::string failure_text(const std::string& what, const std::exception& error) {
     const std::string lost = lost_ranks();
-    TORCH_CHECK(false, "rank ", environment.rank, ": ", what, " failed: ",
-                lost.empty() ? std::string("no rank is known to be lost (one may hang, or the "
-                                           "network failed)")
-                             : "lost " + lost,
-                " (dist-timeout ", seconds_text(timeout), "): ", error_text(error));
+    std::ostringstream text;
+    text << "rank " << environment.rank << ": " << what << " failed: "
+         << (lost.empty() ? std::string("no rank is known to be lost (one may hang, or the "
+                                        "network failed)")
+                          : "lost " + lost)
+         << " (dist-timeout " << seconds_text(timeout) << "): " << error_text(error);
+    return text.str();
+  }
+
+  [[noreturn]] static void wait_for_exit() {
+    while (true) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
+
+  [[noreturn]] void fail(const std::string& what, const std::exception& error) {
+    std::unique_lock<std::mutex> lock(failure_mutex);
+    if (fatal) {  // the watchdog's failure is being reported, and the process ends with it
+      lock.unlock();
+      wait_for_exit();
+    }
+    failed = true;
+    any_failure = true;
+    TORCH_CHECK(false, failure_text(what, error));
+  }
+
+  // NCCL's watchdog ends the process from its thread (std::terminate): reported as a failed
+  // collective, then exit status 1, as the CLI's for an error.
+  [[noreturn]] void end_fatally(const std::exception& error,
+                                const std::function<void(const std::string&)>& report) {
+    std::unique_lock<std::mutex> lock(failure_mutex);
+    if (failed) {  // a caller's collective failed first: its error is on its way out
+      lock.unlock();
+      std::this_thread::sleep_for(kExitGrace);
+      std::_Exit(1);
+    }
+    failed = true;
+    fatal = true;
+    any_failure = true;
+    const std::string message = failure_text("a collective", error);
+    std::fflush(nullptr);  // what the rank printed before
+    report(message);
+    std::fflush(nullptr);
+    std::_Exit(1);
   }
 
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
@@ -234,8 +316,110 @@ struct ProcessGroup::Impl {
     }
   }
 
-  ~Impl() { stop_heartbeat(); }
+  // Starts a collective and waits for it (NCCL: the current CUDA stream waits).
+  void run(const std::string& what, const std::function<c10::intrusive_ptr<c10d::Work>()>& start) {
+    c10::intrusive_ptr<c10d::Work> work;
+    try {
+      work = start();
+    } catch (const std::exception& error) {
+      fail(what, error);
+    }
+    wait(work, what);
+  }
+
+  // The tensor the backend reduces: `tensor` itself on the group's device; under NCCL a CPU
+  // tensor's copy on the GPU (the step's and the evaluation's sums: a few numbers).
+  torch::Tensor staged(const torch::Tensor& tensor) const {
+    TORCH_INTERNAL_ASSERT(tensor.is_contiguous());
+    if (tensor.device() == device) return tensor;
+    TORCH_INTERNAL_ASSERT(tensor.is_cpu() && device.is_cuda(), "a ", tensor.device(),
+                          " tensor for the ", backend, " process group on ", device);
+    return tensor.to(device);
+  }
+
+  ~Impl() {
+    stop_heartbeat();
+#ifdef DENSENET_WITH_NCCL
+    if (group && backend == "nccl") {
+      if (failed) {
+        // Left to the process's end: shutdown() would wait for collectives that never complete,
+        // and ncclCommAbort can hang too (PyTorch's reason for SkipCleanUp); its watchdog may
+        // still end the process, which on_terminate lets the caller's error line come first.
+        (void)group.release();
+        return;
+      }
+      try {
+        group->shutdown();  // as destroy_process_group(): NCCL's communicator is finished
+      } catch (const std::exception&) {
+        // Ending anyway.
+      }
+    }
+#endif
+  }
 };
+
+namespace {
+
+// The process groups alive, for the terminate handler; each entry reports through its group.
+std::mutex fatal_mutex;
+using FatalReport = std::function<void(const std::string&)>;
+using FatalEnd = std::function<void(const std::exception&, const FatalReport&)>;
+std::vector<std::pair<std::weak_ptr<void>, FatalEnd>> fatal_ends;
+FatalReport fatal_report = [](const std::string& message) {
+  std::fprintf(stderr, "error: %s\n", message.c_str());
+};
+std::terminate_handler previous_terminate = nullptr;
+bool terminate_installed = false;
+
+// A c10::Error that ends the process from a thread of its own: NCCL's watchdog, rethrowing a
+// collective's failure or timeout (TORCH_NCCL_ASYNC_ERROR_HANDLING 1 or 3).
+[[noreturn]] void on_terminate() {
+  const std::exception_ptr error = std::current_exception();
+  FatalEnd end;
+  FatalReport report;
+  {
+    std::lock_guard<std::mutex> lock(fatal_mutex);
+    for (const auto& [alive, end_group] : fatal_ends) {
+      if (!alive.expired()) end = end_group;
+    }
+    report = fatal_report;
+  }
+  if (error && end) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const c10::Error& failure) {
+      end(failure, report);  // does not return
+    } catch (...) {
+      // Not a collective's failure: the default handling.
+    }
+  }
+  if (error && !end && any_failure) {
+    // A failed group's watchdog, after the group was left behind: the caller's error ends the
+    // process (main() prints it and returns).
+    std::this_thread::sleep_for(kExitGrace);
+    std::_Exit(1);
+  }
+  if (previous_terminate != nullptr) previous_terminate();
+  std::abort();
+}
+
+// `end` reports a fatal error for `group` while it lives (the last group made wins).
+void watch_for_fatal_errors(const std::shared_ptr<void>& group, FatalEnd end) {
+  std::lock_guard<std::mutex> lock(fatal_mutex);
+  fatal_ends.erase(std::remove_if(fatal_ends.begin(), fatal_ends.end(),
+                                  [](const auto& entry) { return entry.first.expired(); }),
+                   fatal_ends.end());
+  fatal_ends.emplace_back(group, std::move(end));
+  if (!terminate_installed) previous_terminate = std::set_terminate(on_terminate);
+  terminate_installed = true;
+}
+
+}  // namespace
+
+void ProcessGroup::on_fatal_error(std::function<void(const std::string& message)> report) {
+  std::lock_guard<std::mutex> lock(fatal_mutex);
+  fatal_report = std::move(report);
+}
 
 struct ProcessGroup::Work::State {
   std::shared_ptr<ProcessGroup::Impl> group;
@@ -254,18 +438,62 @@ void ProcessGroup::Work::wait() {
   state->group->wait(state->work, state->what);
 }
 
-ProcessGroup::ProcessGroup(const Environment& environment, std::chrono::milliseconds timeout,
-                           const std::string& backend, const std::string& interface)
-    : impl_(std::make_shared<Impl>()) {
-  TORCH_CHECK(backend == "gloo", "process group backend '", backend,
-              "' is not supported: use gloo");
+namespace {
+
+// ProcessGroupGloo over `store`, connected over `interfaces` (none: see gloo_devices).
+c10::intrusive_ptr<Collectives> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& store,
+                                                const Environment& environment,
+                                                std::chrono::milliseconds timeout,
+                                                const std::vector<std::string>& interfaces) {
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  options->devices = gloo_devices(environment, interfaces);
+  // One Gloo thread: buckets are reduced in order anyway, and the cores compute.
+  options->threads = 1;
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(
+      store, static_cast<int>(environment.rank), static_cast<int>(environment.world_size), options);
+}
+
+// What each backend needs checked before the rendezvous (a mistake there is the user's, exit 2,
+// and found before other ranks wait for this one).
+void check_backend(const std::string& backend, const torch::Device& device,
+                   const Environment& environment, std::chrono::milliseconds timeout) {
   TORCH_CHECK(timeout.count() > 0, "dist-timeout must be > 0");
+  if (backend == "gloo") {
+    TORCH_CHECK(device.is_cpu(), "the gloo process group reduces CPU tensors, not ", device);
+    return;
+  }
+  TORCH_CHECK(backend == "nccl", "process group backend '", backend,
+              "' is not supported: use gloo or nccl");
+  TORCH_CHECK(nccl_available(), "process group backend nccl: this build's LibTorch (",
+              TORCH_VERSION, ") has no ProcessGroupNCCL");
+  TORCH_CHECK(device.is_cuda() && device.has_index(),
+              "the nccl process group computes on one GPU (cuda:N), not ", device);
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  TORCH_CHECK_VALUE(device.index() < count, "rank ", environment.rank, " computes on ", device,
+                    " (LOCAL_RANK ", environment.local_rank, "), but ", count,
+                    count == 1 ? " CUDA device is" : " CUDA devices are",
+                    " visible: start fewer ranks on this machine, or choose GPUs with --gpus "
+                    "(or CUDA_VISIBLE_DEVICES)");
+  nccl_settings(timeout, [](const char* name) { return std::getenv(name); });
+}
+
+}  // namespace
+
+ProcessGroup::ProcessGroup(const Environment& environment, std::chrono::milliseconds timeout,
+                           const std::string& backend, const std::string& interface,
+                           const torch::Device& device)
+    : impl_(std::make_shared<Impl>()) {
+  check_backend(backend, device, environment, timeout);
   Impl& impl = *impl_;
   impl.environment = environment;
   impl.timeout = timeout;
+  impl.backend = backend;
+  impl.device = device;
   check_resolves(environment.master_addr, "environment variable MASTER_ADDR");
+  // Gloo's own connections (NCCL chooses its interfaces itself: NCCL_SOCKET_IFNAME).
   const std::vector<std::string> interfaces =
-      gloo_interfaces(interface, std::getenv("GLOO_SOCKET_IFNAME"));
+      backend == "gloo" ? gloo_interfaces(interface, std::getenv("GLOO_SOCKET_IFNAME"))
+                        : std::vector<std::string>();
   const bool server = environment.rank == 0 && !environment.agent_store;
   const std::string where = environment.master_addr + ":" + std::to_string(environment.master_port);
   try {
@@ -277,13 +505,15 @@ ProcessGroup::ProcessGroup(const Environment& environment, std::chrono::millisec
                 " within dist-timeout ", seconds_text(timeout), ": ", error_text(error));
   }
   try {
-    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-    options->devices = gloo_devices(environment, interfaces);
-    // One Gloo thread: buckets are reduced in order anyway, and the cores compute.
-    options->threads = 1;
-    impl.group = c10::make_intrusive<c10d::ProcessGroupGloo>(
-        impl.store, static_cast<int>(environment.rank), static_cast<int>(environment.world_size),
-        options);
+#ifdef DENSENET_WITH_NCCL
+    if (backend == "nccl") {
+      impl.group =
+          detail::make_nccl_group(impl.store, static_cast<int>(environment.rank),
+                                  static_cast<int>(environment.world_size), timeout, device);
+    }
+#endif
+    if (backend == "gloo")
+      impl.group = make_gloo_group(impl.store, environment, timeout, interfaces);
   } catch (const std::exception& error) {
     TORCH_CHECK(false, "rank ", environment.rank, ": the ", environment.world_size,
                 " ranks did not all join at ", where, " within dist-timeout ",
@@ -291,6 +521,10 @@ ProcessGroup::ProcessGroup(const Environment& environment, std::chrono::millisec
   }
   impl.start_heartbeat(
       std::clamp(timeout / 20, std::chrono::milliseconds(50), std::chrono::milliseconds(1000)));
+  const std::weak_ptr<Impl> weak = impl_;
+  watch_for_fatal_errors(impl_, [weak](const std::exception& error, const FatalReport& report) {
+    if (const std::shared_ptr<Impl> impl = weak.lock()) impl->end_fatally(error, report);
+  });
 }
 
 ProcessGroup::~ProcessGroup() = default;
@@ -307,16 +541,24 @@ const Environment& ProcessGroup::environment() const {
 std::chrono::milliseconds ProcessGroup::timeout() const {
   return impl_->timeout;
 }
+const std::string& ProcessGroup::backend() const {
+  return impl_->backend;
+}
+torch::Device ProcessGroup::device() const {
+  return impl_->device;
+}
 
 ProcessGroup::Work ProcessGroup::allreduce_async(const torch::Tensor& tensor,
                                                  const std::string& what) {
-  TORCH_INTERNAL_ASSERT(tensor.is_contiguous() && !tensor.is_cuda());
+  TORCH_INTERNAL_ASSERT(tensor.is_contiguous() && tensor.device() == impl_->device);
   std::vector<at::Tensor> tensors = {tensor};
   Work work;
   work.state_ = std::make_unique<Work::State>();
   work.state_->group = impl_;
   work.state_->what = what;
   try {
+    // NCCL: its stream first waits for the current stream, where the gradient hooks copied the
+    // bucket's gradients in (c10d's syncStream), as DDP's reducer relies on.
     work.state_->work = impl_->group->allreduce(tensors);
   } catch (const std::exception& error) {
     impl_->fail(what, error);
@@ -326,43 +568,30 @@ ProcessGroup::Work ProcessGroup::allreduce_async(const torch::Tensor& tensor,
 
 void ProcessGroup::allreduce(const torch::Tensor& tensor, Reduction reduction,
                              const std::string& what) {
-  TORCH_INTERNAL_ASSERT(tensor.is_contiguous() && !tensor.is_cuda());
-  std::vector<at::Tensor> tensors = {tensor};
+  Impl& impl = *impl_;
+  const torch::Tensor target = impl.staged(tensor);
+  std::vector<at::Tensor> tensors = {target};
   c10d::AllreduceOptions options;
   options.reduceOp = reduction == Reduction::sum   ? c10d::ReduceOp::SUM
                      : reduction == Reduction::max ? c10d::ReduceOp::MAX
                                                    : c10d::ReduceOp::MIN;
-  c10::intrusive_ptr<c10d::Work> work;
-  try {
-    work = impl_->group->allreduce(tensors, options);
-  } catch (const std::exception& error) {
-    impl_->fail(what, error);
-  }
-  impl_->wait(work, what);
+  impl.run(what, [&] { return impl.group->allreduce(tensors, options); });
+  if (!target.is_same(tensor)) tensor.copy_(target);  // waits for the result
 }
 
 void ProcessGroup::broadcast(const torch::Tensor& tensor, int64_t root, const std::string& what) {
-  TORCH_INTERNAL_ASSERT(tensor.is_contiguous() && !tensor.is_cuda());
-  std::vector<at::Tensor> tensors = {tensor};
+  Impl& impl = *impl_;
+  const torch::Tensor target = impl.staged(tensor);
+  std::vector<at::Tensor> tensors = {target};
   c10d::BroadcastOptions options;
   options.rootRank = root;
-  c10::intrusive_ptr<c10d::Work> work;
-  try {
-    work = impl_->group->broadcast(tensors, options);
-  } catch (const std::exception& error) {
-    impl_->fail(what, error);
-  }
-  impl_->wait(work, what);
+  impl.run(what, [&] { return impl.group->broadcast(tensors, options); });
+  if (!target.is_same(tensor)) tensor.copy_(target);
 }
 
 void ProcessGroup::barrier(const std::string& what) {
-  c10::intrusive_ptr<c10d::Work> work;
-  try {
-    work = impl_->group->barrier();
-  } catch (const std::exception& error) {
-    impl_->fail(what, error);
-  }
-  impl_->wait(work, what);
+  Impl& impl = *impl_;
+  impl.run(what, [&] { return impl.group->barrier(); });
 }
 
 }  // namespace densenet::distributed

@@ -404,12 +404,13 @@ void add_run_keys(KeyList& keys) {
           .in(interval(0, 1024, false, false, "(0: all cores)"))
           .for_eval()
           .may_change_on_resume());
-  add(DENSENET_KEY("device", "string", "cpu | cuda | cuda:N", c.device = read_string(key, node),
-                   c.device)
+  add(DENSENET_KEY("device", "string",
+                   "cpu | cuda | cuda:N (data-parallel: cuda is cuda:LOCAL_RANK)",
+                   c.device = read_string(key, node), c.device)
           .for_eval()
           .may_change_on_resume());
   add(DENSENET_KEY("dist-backend", "string",
-                   "collectives of a data-parallel run (auto: gloo on CPU)",
+                   "collectives of a data-parallel run (auto: gloo on CPU, nccl on CUDA)",
                    c.dist_backend = read_string(key, node), c.dist_backend)
           .one_of({"auto", "gloo", "nccl"})
           .may_change_on_resume());

@@ -86,7 +86,7 @@ TrainPlan plan_training(const TrainRequest& request) {
                             detail::smallest_piece(config, config.batch_size / plan.world_size,
                                                    config.num_batch_splits));
   }
-  if (plan.world_size > 1) {
+  if (plan.world_size > 1 || request.data_parallel) {
     plan.backend = distributed::choose_backend(config.dist_backend, torch::Device(config.device));
   }
   return plan;

@@ -79,9 +79,9 @@ void print_data_parallel(TrainingRun& run) {
   const TrainConfig& config = run.config();
   if (run.group) {
     print(*run.out,
-          "data-parallel: %lld ranks (%s), %lld images per rank per step, %s of up to %s, "
+          "data-parallel: %s (%s), %lld images per rank per step, %s of up to %s, "
           "dist-timeout %g s, %s\n",
-          static_cast<long long>(run.world_size), run.plan.backend.c_str(),
+          counted(run.world_size, "rank").c_str(), run.plan.backend.c_str(),
           static_cast<long long>(config.batch_size / run.world_size),
           counted(run.buckets->num_buckets(), "gradient bucket").c_str(),
           format_bytes(config.dist_bucket_size).c_str(), config.dist_timeout,

@@ -1,5 +1,6 @@
 #include "train/run_setup.h"
 
+#include "densenet/distributed/gpus.h"
 #include "densenet/model/memory_plan.h"
 #include "densenet/model/presets.h"
 #include "densenet/model/pretrained.h"
@@ -108,8 +109,9 @@ int64_t smallest_piece(const TrainConfig& config, int64_t local_batch, int64_t s
   return std::min(piece, last) * ranks;  // sync-bn: the statistics of every rank's piece
 }
 
-torch::Device device_of(const TrainConfig& config) {
-  torch::Device device(config.device);
+torch::Device device_of(const TrainConfig& config, const distributed::Environment* rank) {
+  const torch::Device device = rank != nullptr ? distributed::rank_device(config.device, *rank)
+                                               : torch::Device(config.device);
   TORCH_CHECK(!device.is_cuda() || torch::cuda::is_available(), "device ", config.device,
               ": no CUDA device is available to this LibTorch; use device cpu");
   return device;

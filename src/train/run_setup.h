@@ -6,6 +6,7 @@
 #include "densenet/data/dataset.h"
 #include "densenet/data/loader.h"
 #include "densenet/data/transforms.h"
+#include "densenet/distributed/environment.h"
 #include "densenet/model/architecture.h"
 #include "densenet/model/densenet.h"
 #include "densenet/train/config.h"
@@ -24,8 +25,9 @@
 
 namespace densenet::train::detail {
 
-/// The compute device of a run. Throws c10::Error for CUDA where this LibTorch has none.
-torch::Device device_of(const TrainConfig& config);
+/// The compute device of a run, or of the data-parallel rank `rank` (cuda is cuda:LOCAL_RANK:
+/// distributed::rank_device). Throws c10::Error for CUDA where this LibTorch has none.
+torch::Device device_of(const TrainConfig& config, const distributed::Environment* rank = nullptr);
 
 /// Sets the compute threads: `threads`, or the CPUs this process may use shared by the ranks of
 /// this machine (local world size). Returns the number set.

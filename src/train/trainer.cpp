@@ -491,7 +491,8 @@ void clear_stop_request() {
 
 Trainer::Trainer(TrainConfig config, std::ostream& out, bool terminal,
                  std::shared_ptr<distributed::ProcessGroup> group)
-    : Trainer(plan_training({std::move(config), std::nullopt, group ? group->world_size() : 1}),
+    : Trainer(plan_training({std::move(config), std::nullopt, group ? group->world_size() : 1,
+                             group != nullptr}),
               out, terminal, group) {}
 
 Trainer::Trainer(TrainPlan plan, std::ostream& out, bool terminal,
@@ -510,7 +511,7 @@ Trainer::Trainer(TrainPlan plan, std::ostream& out, bool terminal,
   run.out = run.writes() ? &out : &run.no_output;
   run.terminal = terminal && run.writes();
   const TrainConfig& config = run.config();
-  run.device = detail::device_of(config);
+  run.device = detail::device_of(config, run.group ? &run.group->environment() : nullptr);
   run.threads = detail::apply_threads(config, run.local_world_size);
   torch::manual_seed(static_cast<uint64_t>(config.seed));
   const int64_t local_batch = config.batch_size / run.world_size;  // this rank's images a step

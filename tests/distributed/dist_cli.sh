@@ -315,7 +315,8 @@ PY
     expect 2 "--nnodes needs --nproc-per-node" "$densenet" "${run[@]}" --nnodes 2
     expect 2 "--node-rank 2 is outside \[0, --nnodes=2\)" \
       "$densenet" "${run[@]}" --nproc-per-node 2 --nnodes 2 --node-rank 2
-    expect 2 "dist-backend nccl \(CUDA\) is not supported" \
+    # Debian's CPU LibTorch has no NCCL; the CUDA build refuses it on device cpu.
+    expect 2 "dist-backend nccl \(CUDA\) is not supported|dist-backend nccl reduces CUDA tensors" \
       "$densenet" "${run[@]}" --nproc-per-node 2 --dist-backend nccl
     expect 2 "config key 'dist-timeout' must be > 0 seconds" \
       "$densenet" "${run[@]}" --nproc-per-node 2 --dist-timeout 0
@@ -398,6 +399,35 @@ assert one[1:] == two[1:], ("top-1, top-5 or image count differ", one, two)
 # Printed to 1e-6: losses that agree to 5e-7 print at most one unit of the last place apart.
 assert abs(float(one[0]) - float(two[0])) <= 1.5e-6, ("losses differ", one[0], two[0])
 PY
+    echo "ok" ;;
+  gpus)
+    # --gpus and NCCL's refusals, each one line with exit 2 before any rank starts, in either
+    # build: Debian's CPU LibTorch has no NCCL; the CUDA build (pip's LibTorch 2.11) has it but,
+    # on a machine without a GPU, no device to run it on.
+    run=(train "${tiny[@]}" --max-train-samples 64 --output-dir "$work/run")
+    expect 2 "--gpus '0,,1': '' is not a GPU index: give GPU indices separated by commas" \
+      "$densenet" "${run[@]}" --gpus 0,,1
+    expect 2 "--gpus '1,1': GPU 1 is listed twice" "$densenet" "${run[@]}" --gpus 1,1
+    expect 2 "--gpus 0,1 starts 2 ranks, --nproc-per-node 3: give one of them" \
+      "$densenet" "${run[@]}" --gpus 0,1 --nproc-per-node 3
+    expect 2 "--gpus runs rank r on the r-th listed GPU \(device cuda\), and device is 'cpu'" \
+      "$densenet" "${run[@]}" --gpus 0 --device cpu
+    expect 2 "use either torchrun or --gpus" \
+      env WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$densenet" "${run[@]}" \
+      --gpus 0,1
+    expect 2 "dist-backend gloo here reduces CPU tensors: use device cpu" \
+      "$densenet" "${run[@]}" --gpus 0,1 --dist-backend gloo
+    # The build's own refusal: no NCCL (Debian), no such GPU (the CUDA build).
+    no_nccl="dist-backend nccl \(CUDA\) is not supported by this build: its LibTorch \([^)]*\) has no ProcessGroupNCCL"
+    expect 2 "$no_nccl|--gpus: (no CUDA device is available to this program|GPU 99 is not available)" \
+      "$densenet" "${run[@]}" --gpus 99
+    expect 2 "$no_nccl|dist-backend nccl reduces CUDA tensors, and device is cpu" \
+      "$densenet" "${run[@]}" --nproc-per-node 2 --dist-backend nccl
+    expect 2 "$no_nccl|device cuda:1: the 2 ranks of this machine would share that GPU" \
+      "$densenet" "${run[@]}" --nproc-per-node 2 --device cuda:1
+    expect 2 "$no_nccl|device cuda: 8 ranks on this machine compute on cuda:0 to cuda:7, but [0-9]+ CUDA devices? (is|are) visible" \
+      "$densenet" "${run[@]}" --nproc-per-node 8 --device cuda
+    [ ! -e "$work/run" ] || fail "a refused run wrote $work/run"
     echo "ok" ;;
   *) fail "unknown case" ;;
 esac

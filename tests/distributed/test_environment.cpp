@@ -93,5 +93,64 @@ TEST(DistributedEnvironment, RefusesBadValuesWithTheVariablesName) {
   EXPECT_ERROR_CONTAINS(from({{"RANK", "0"}}), "RANK=0 is set but WORLD_SIZE is not");
 }
 
+TEST(DistributedEnvironment, ALaunchedRankIsDataParallelEvenAlone) {
+  // `--gpus 0`, torchrun --nproc-per-node 1: a process group of one (NCCL on one GPU), as
+  // torchvision's references take RANK and WORLD_SIZE.
+  const Environment alone = from(
+      {{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "29500"}});
+  EXPECT_TRUE(alone.launched);
+  EXPECT_TRUE(alone.distributed());
+  EXPECT_EQ(alone.world_size, 1);
+  EXPECT_EQ(alone.master_port, 29500);
+  EXPECT_ERROR_CONTAINS(from({{"RANK", "0"}, {"WORLD_SIZE", "1"}}), "MASTER_ADDR is not set");
+  // WORLD_SIZE=1 alone is still one process.
+  EXPECT_FALSE(from({{"WORLD_SIZE", "1"}}).distributed());
+  EXPECT_FALSE(from({}).launched);
+}
+
+std::map<std::string, std::string> as_map(const std::vector<std::string>& entries) {
+  std::map<std::string, std::string> variables;
+  for (const std::string& entry : entries) {
+    const size_t equals = entry.find('=');
+    EXPECT_TRUE(variables.emplace(entry.substr(0, equals), entry.substr(equals + 1)).second)
+        << entry << " is set twice";
+  }
+  return variables;
+}
+
+TEST(DistributedEnvironment, TheLauncherGivesEachRankTorchrunsVariables) {
+  Environment rank;
+  rank.rank = 5;
+  rank.world_size = 8;
+  rank.local_rank = 1;
+  rank.local_world_size = 4;
+  rank.master_addr = "host0";
+  rank.master_port = 29400;
+  const std::vector<std::string> inherited = {"PATH=/usr/bin",
+                                              "RANK=9",
+                                              "MASTER_PORT=1",
+                                              "TORCHELASTIC_USE_AGENT_STORE=True",
+                                              "CUDA_VISIBLE_DEVICES=4,5,6,7",
+                                              "RANKING=kept"};
+  // --gpus: every rank sees the listed GPUs, rank r computes on the r-th (cuda:LOCAL_RANK).
+  auto variables = as_map(rank_environment(inherited, rank, "5,4,7,6"));
+  EXPECT_EQ(variables["CUDA_VISIBLE_DEVICES"], "5,4,7,6");
+  EXPECT_EQ(variables["PATH"], "/usr/bin");
+  EXPECT_EQ(variables["RANKING"], "kept");
+  EXPECT_EQ(variables.count("TORCHELASTIC_USE_AGENT_STORE"), 0u);
+  const Environment read = from(variables);
+  EXPECT_TRUE(read.launched);
+  EXPECT_EQ(read.rank, 5);
+  EXPECT_EQ(read.world_size, 8);
+  EXPECT_EQ(read.local_rank, 1);
+  EXPECT_EQ(read.local_world_size, 4);
+  EXPECT_EQ(read.master_addr, "host0");
+  EXPECT_EQ(read.master_port, 29400);
+  // Without --gpus the launcher's own CUDA_VISIBLE_DEVICES is passed on.
+  variables = as_map(rank_environment(inherited, rank, ""));
+  EXPECT_EQ(variables["CUDA_VISIBLE_DEVICES"], "4,5,6,7");
+  EXPECT_EQ(variables["RANK"], "5");
+}
+
 }  // namespace
 }  // namespace densenet::distributed

@@ -5,6 +5,7 @@
 #include "densenet/distributed/replicas.h"
 
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <arpa/inet.h>
@@ -15,7 +16,9 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -247,11 +250,98 @@ TEST(ProcessGroup, ConnectsOverANamedInterface) {
 }
 
 TEST(ProcessGroup, BackendChoice) {
-  EXPECT_EQ(choose_backend("auto", torch::Device("cpu")), "gloo");
-  EXPECT_EQ(choose_backend("gloo", torch::Device("cpu")), "gloo");
-  EXPECT_ERROR_CONTAINS(choose_backend("nccl", torch::Device("cpu")),
-                        "dist-backend nccl (CUDA) is not supported by this version");
-  EXPECT_ERROR_CONTAINS(choose_backend("mpi", torch::Device("cpu")), "unknown value 'mpi'");
+  const torch::Device cpu("cpu"), cuda("cuda:1");
+  for (const bool with_nccl : {false, true}) {
+    EXPECT_EQ(choose_backend("auto", cpu, with_nccl), "gloo");
+    EXPECT_EQ(choose_backend("gloo", cpu, with_nccl), "gloo");
+    EXPECT_ERROR_CONTAINS(choose_backend("mpi", cpu, with_nccl), "unknown value 'mpi'");
+    EXPECT_ERROR_CONTAINS(choose_backend("gloo", cuda, with_nccl),
+                          "dist-backend gloo here reduces CPU tensors: use device cpu");
+  }
+  // Debian's CPU LibTorch: today's one-line refusal.
+  EXPECT_ERROR_CONTAINS(choose_backend("nccl", cpu, false),
+                        "dist-backend nccl (CUDA) is not supported by this build: its LibTorch (");
+  EXPECT_ERROR_CONTAINS(choose_backend("auto", cuda, false),
+                        "has no ProcessGroupNCCL; train data-parallel on CPU with device cpu and "
+                        "dist-backend gloo, or build against pip's CUDA LibTorch");
+  // A LibTorch with ProcessGroupNCCL: auto is nccl on CUDA, and nccl needs CUDA tensors.
+  EXPECT_EQ(choose_backend("auto", cuda, true), "nccl");
+  EXPECT_EQ(choose_backend("nccl", cuda, true), "nccl");
+  EXPECT_ERROR_CONTAINS(choose_backend("nccl", cpu, true),
+                        "dist-backend nccl reduces CUDA tensors, and device is cpu: use device "
+                        "cuda or --gpus (rank r computes on cuda:LOCAL_RANK), or dist-backend gloo "
+                        "on the CPU");
+  EXPECT_ERROR_CONTAINS(choose_backend("gloo", cuda, true), ", or dist-backend nccl on CUDA");
+  // The build's own answer.
+  EXPECT_EQ(choose_backend("auto", cpu), "gloo");
+  if (nccl_available()) {
+    EXPECT_EQ(choose_backend("auto", cuda), "nccl");
+  } else {
+    EXPECT_ERROR_CONTAINS(choose_backend("auto", cuda), "is not supported by this build");
+  }
+}
+
+TEST(ProcessGroup, EachBackendOnItsDevice) {
+  const Environment env = loopback_rank(0, 2, 1);  // refused before any connection
+  EXPECT_ERROR_CONTAINS(ProcessGroup(env, 1s, "gloo", "", torch::Device("cuda:0")),
+                        "the gloo process group reduces CPU tensors, not cuda:0");
+  EXPECT_ERROR_CONTAINS(ProcessGroup(env, 1s, "mpi"), "process group backend 'mpi'");
+  if (!nccl_available()) {
+    EXPECT_ERROR_CONTAINS(ProcessGroup(env, 1s, "nccl", "", torch::Device("cuda:0")),
+                          "this build's LibTorch (");
+    return;
+  }
+  EXPECT_ERROR_CONTAINS(ProcessGroup(env, 1s, "nccl", "", torch::Device("cpu")),
+                        "the nccl process group computes on one GPU (cuda:N), not cpu");
+  if (torch::cuda::device_count() == 0) {
+    EXPECT_ERROR_CONTAINS(ProcessGroup(env, 1s, "nccl", "", torch::Device("cuda:0")),
+                          "rank 0 computes on cuda:0 (LOCAL_RANK 0), but 0 CUDA devices are "
+                          "visible: start fewer ranks on this machine, or choose GPUs with --gpus");
+  }
+}
+
+TEST(GradientBuckets, HoldParametersOnTheGroupsDevice) {
+  on_ranks(1, 10s, [](ProcessGroup& group) {
+    const std::shared_ptr<ProcessGroup> shared(&group, [](ProcessGroup*) {});
+    EXPECT_EQ(group.device(), torch::Device("cpu"));
+    const torch::Tensor elsewhere = torch::zeros({3}, torch::Device("meta")).requires_grad_();
+    EXPECT_ERROR_CONTAINS(GradientBuckets({torch::zeros({2}).requires_grad_(), elsewhere}, shared),
+                          "gradient buckets hold float32 parameters on the process group's device "
+                          "(cpu), parameter 1 is Float on meta");
+  });
+}
+
+// NCCL's watchdog ends a rank from its own thread by rethrowing the collective's failure
+// (std::terminate), where no caller can catch it: the rank still says in one line which rank was
+// lost, as a failed collective does, and exits with status 1. Here rank 1's group is gone (its
+// heartbeat stopped) and a thread of rank 0 ends as the watchdog does.
+void end_as_the_watchdog_does() {
+  const int64_t port = free_port();
+  std::unique_ptr<ProcessGroup> rank0;
+  std::thread other([&] {
+    ProcessGroup rank1(loopback_rank(1, 2, port), 5s);
+    rank1.barrier("start");
+  });
+  rank0 = std::make_unique<ProcessGroup>(loopback_rank(0, 2, port), 5s);
+  rank0->barrier("start");
+  other.join();
+  ProcessGroup::on_fatal_error([](const std::string& message) {
+    std::fprintf(stderr, "densenet train: error: %s\n", message.c_str());
+  });
+  std::thread watchdog([] {
+    TORCH_CHECK(false,
+                "[PG ID 0 Rank 0] Watchdog caught collective operation timeout: "
+                "WorkNCCL(SeqNum=7, OpType=ALLREDUCE) ran for 5000 milliseconds\nsecond line");
+  });
+  watchdog.join();
+}
+
+TEST(ProcessGroupDeathTest, AFatalErrorFromAnotherThreadNamesTheLostRank) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(end_as_the_watchdog_does(), testing::ExitedWithCode(1),
+              "^densenet train: error: rank 0: a collective failed: lost rank 1 \\(dist-timeout "
+              "5 s\\): \\[PG ID 0 Rank 0\\] Watchdog caught collective operation timeout: "
+              "WorkNCCL\\(SeqNum=7, OpType=ALLREDUCE\\) ran for 5000 milliseconds\n$");
 }
 
 }  // namespace

@@ -16,6 +16,9 @@ struct TrainRequest {
   /// nullopt: every key of `config` counts as given (a library caller's whole configuration).
   std::optional<std::vector<std::string>> given;
   int64_t world_size = 1;  // ranks of a data-parallel run (WORLD_SIZE, --nproc-per-node x nnodes)
+  /// Ranks of a data-parallel run, even a single one (torchrun's, the launcher's: a process group
+  /// is made); world_size > 1 implies it.
+  bool data_parallel = false;
 };
 
 /// A checked run: what plan_training returns and the Trainer is built from.
@@ -26,7 +29,7 @@ struct TrainPlan {
   TrainConfig config;
   std::string resume_path;  // the checkpoint file being continued; "" for a new run
   int64_t world_size = 1;
-  std::string backend;  // the collectives' backend of a data-parallel run ("gloo"); "" for one
+  std::string backend;  // the collectives' backend of a data-parallel run (gloo, nccl); "" for none
 };
 
 /// The one validation step of a training run. It checks every key (validate), merges a resumed
