@@ -389,7 +389,8 @@ void add_bench_command(CLI::App& app) {
                     "(work inside parallel loops, such as the per-sample GEMMs, counts on every "
                     "thread that ran it)");
   command->add_flag("--sgemm", args->sgemm,
-                    "also measure the machine's SGEMM rate and each step's share of it");
+                    "also measure the machine's SGEMM rate (on the CPU oneDNN's, which the "
+                    "stages' GEMMs call) and each step's share of it");
   command->add_flag("--json", args->json, "one JSON object per line per (mode, batch)");
   // Internal: the child process that measures one step's RSS (see run_bench).
   command->add_flag("--rss-probe", args->rss_probe)->group("");

@@ -1,6 +1,7 @@
 #include "kernels/norm_relu_conv1x1.h"
 
 #include "kernels/channel_relu.h"
+#include "kernels/gemm.h"
 #include "util/parallel.h"
 
 #include <ATen/ATen.h>
@@ -142,7 +143,7 @@ void norm_relu_conv1x1_forward(const torch::Tensor& x, const torch::Tensor& mean
                               len, relus[static_cast<size_t>(ch)]);
               }
               torch::Tensor out_columns = out_i.narrow(1, first, len);  // (B, len), row stride HW
-              at::mm_out(out_columns, w, buffer.narrow(0, 0, c * len).view({c, len}));
+              gemm(w, buffer.narrow(0, 0, c * len).view({c, len}), out_columns);
             }
           }
         });
@@ -170,8 +171,9 @@ NormReluConv1x1Grads norm_relu_conv1x1_backward(
   // One partial dW and one pair of channel sums per worker thread, summed in thread order:
   // each thread takes a fixed range of samples, so results do not depend on timing.
   const int64_t workers = densenet::detail::max_parallel_threads();
-  // dW^T (C, B) rather than dW: OpenBLAS runs A dY^T 25-35% faster than dY A^T on these
-  // shapes (C ~ 100-300, B = 48, 1024 columns: 85 vs 63 GFLOP/s on one core).
+  // dW^T (C, B) rather than dW: OpenBLAS ran A dY^T 25-35% faster than dY A^T on these shapes
+  // (C ~ 100-300, B = 48, 1024 columns: 85 vs 63 GFLOP/s on one core); not re-measured with
+  // oneDNN.
   torch::Tensor partial_grad_w_t = torch::zeros({workers, c, b}, x.options());  // (T, C, B)
   std::vector<double> partial_sums(static_cast<size_t>(workers * 2 * c), 0.0);  // (T, 2, C)
   NormReluConv1x1Grads grads;
@@ -224,8 +226,8 @@ NormReluConv1x1Grads norm_relu_conv1x1_backward(
                               relus[static_cast<size_t>(ch)]);
               }
               const torch::Tensor dy_columns = dy.narrow(1, first, len);  // (B, len)
-              grad_w_t.addmm_(activation, dy_columns.t());
-              at::mm_out(activation, w.t(), dy_columns);  // dA = W^T dY, (C, len)
+              gemm(activation, dy_columns.t(), grad_w_t, /*beta=*/1.0f);  // dW^T += A dY^T
+              gemm(w.t(), dy_columns, activation);                        // dA = W^T dY, (C, len)
               for (int64_t ch = 0; ch < c; ++ch) {
                 const ChannelRelu<T>& relu = relus[static_cast<size_t>(ch)];
                 const T* x_row = x_i + ch * x_channel + first;

@@ -12,6 +12,7 @@
 #include "model/dense_stage.h"
 
 #include "kernels/bn_relu.h"
+#include "kernels/gemm.h"
 #include "kernels/norm_relu_conv1x1.h"
 #include "model/batch_norm.h"
 #include "model/stage_chunks.h"
@@ -101,9 +102,9 @@ Tensor conv2d_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then_
 /// the same interface as conv2d_backward_in_place. For sample n, with X_n (C, HW) and dY_n
 /// (B, HW) both read in place: dW += dY_n X_n^T, then dX_n = W^T dY_n overwrites X_n. No
 /// blocked-layout copies (which oneDNN makes of the input and output gradient, and which made
-/// the chunking necessary), and BLAS runs at its GEMM rate. Samples run in parallel, one
-/// single-threaded GEMM pair each, with a dW per thread summed at the end: the GEMMs are small
-/// (B = 4k rows). BLAS is single-threaded here (the stage holds a SingleThreadedBlas).
+/// the chunking necessary), and the GEMMs (oneDNN's, kernels/gemm.h) run at their rate. Samples
+/// run in parallel, one single-threaded GEMM pair each, with a dW per thread summed at the end:
+/// the GEMMs are small (B = 4k rows). oneDNN runs on one thread inside the parallel loop.
 template <typename GradOutputOf>
 Tensor conv1x1_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then_grad,
                                  const Tensor& weight) {
@@ -122,9 +123,9 @@ Tensor conv1x1_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then
     parallel_for_with_state(0, len, /*grain_size=*/1, [&](int64_t begin, int64_t end) {
       Tensor grad_w = partial_grad_w[at::get_thread_num()];  // (B, C)
       for (int64_t i = begin; i < end; ++i) {
-        Tensor x_n = x[start + i];  // (C, HW)
-        grad_w.addmm_(dy[i], x_n.t());
-        at::mm_out(x_n, w.t(), dy[i]);
+        Tensor x_n = x[start + i];                             // (C, HW)
+        kernels::gemm(dy[i], x_n.t(), grad_w, /*beta=*/1.0f);  // dW += dY_n X_n^T
+        kernels::gemm(w.t(), dy[i], x_n);                      // dX_n = W^T dY_n
       }
     });
   }
@@ -536,8 +537,9 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
 variable_list stage_backward(StageState& state, const Tensor& grad_result,
                              const std::vector<Tensor>& params) {
   torch::NoGradGuard no_grad;
-  // Every GEMM of backward runs inside a parallel loop over samples: ours (1x1 convolutions)
-  // or ATen's im2col path (small chunks of 3x3 convolutions).
+  // Every GEMM of backward runs inside a parallel loop over samples: ours (1x1 convolutions,
+  // oneDNN's, one thread each there by itself) or ATen's im2col path (small chunks of 3x3
+  // convolutions: BLAS, made single-threaded here).
   SingleThreadedBlas single_threaded_blas;
   DenseBlockImpl& block = *state.block;
   const Tensor& features = state.features;  // (N, C_L, H, W)
