@@ -105,7 +105,7 @@ TEST(Trainer, ResumeMidEpochIsBitExact) {
       saved.insert(item.first.as_string(), item.second.as_tensor());
     }
     expect_identical(saved, expected);
-    // metrics.csv: the same epochs, the same train and eval numbers (times differ).
+    // metrics.jsonl: the same epochs, the same train and eval numbers (times differ).
     std::ifstream a(straight_dir + "/metrics.jsonl"), b(dir + "/metrics.jsonl");
     std::string line_a, line_b;
     int rows = 0;
