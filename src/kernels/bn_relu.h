@@ -7,7 +7,10 @@
 // batch stride may be larger than C*H*W: it is a channel prefix of a (N, C_total, H, W) block
 // buffer, read in place. Outputs are contiguous (N, C, H, W) unless stated otherwise.
 //
-// Each operation has a vectorised, multi-threaded CPU kernel for float and double, a CUDA path
+// Each operation has a vectorised, multi-threaded CPU kernel for float and double (and for
+// bfloat16 and float16 data, the stages' buffers under amp: read into float32 and computed there,
+// with float32 per-channel parameters (mean, scale, beta, invstd, gamma) and gradients, statistics
+// and sums in double, results rounded to 16 bits once where stored), a CUDA path
 // through ATen's fused batch-norm kernels, and a reference composed of ATen operations, used
 // for every other device and dtype and by the op tests as ground truth.
 
@@ -69,7 +72,8 @@ std::tuple<torch::Tensor, torch::Tensor> norm_backward(const torch::Tensor& dz,
 }  // namespace cuda
 
 namespace reference {
-// The same operations in ATen composites (any device, any floating dtype).
+// The same operations in ATen composites (any device, any floating dtype; 16-bit data with
+// float32 statistics and parameters, computed in float32 or double).
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x);
 void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& scale,
                      const torch::Tensor& beta, torch::Tensor& out);

@@ -239,8 +239,9 @@ int64_t find_max_batch(const DenseNetOptions& model_options, int64_t cap_bytes,
   if (!fits(smallest)) return 0;
   // Bracket around the batch the memory plan predicts (parameters, gradients and a little
   // workspace aside), so that only a few steps run at the large sizes; then bisect.
-  const StepMemory need = plan_step_memory(architecture, model_options.memory(),
-                                           /*optimizer_copies=*/0, /*input_batches=*/1);
+  const StepMemory need =
+      plan_step_memory(architecture, model_options.memory(), /*optimizer_copies=*/0,
+                       /*input_batches=*/1, c10::DeviceType::CPU, train::parse_amp(options.amp()));
   const int64_t per_sample =
       std::max<int64_t>(1, need.activations_per_sample + need.input_per_sample);
   const int64_t guess = std::max<int64_t>(1, (cap_bytes - need.fixed) / per_sample);
