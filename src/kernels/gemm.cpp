@@ -9,28 +9,24 @@
 #include <atomic>
 #include <cstdint>
 
-// oneDNN's C functions, declared here rather than taken from <oneapi/dnnl/dnnl.h>, for two
-// reasons. pip's LibTorch puts the headers of its own oneDNN (3.x, linked into libtorch_cpu.so
-// with its symbols hidden: it exports no dnnl_* function) on the include path ahead of Debian's
-// 2.6 ones, while the library linked is Debian's libdnnl.so.2 in every build. And
-// dnnl_gemm_bf16bf16f32 is exported by libdnnl.so.2 but declared in no public header (oneDNN's
-// own tests declare it so, tests/gtests/test_gemm_common.hpp). The signatures are those of oneDNN
-// 2.6's dnnl.h (3.x's are the same): row-major matrices, dnnl_dim_t = int64_t, bfloat16 passed
-// as its 16 bits, and dnnl_status_t an int-sized enum (0 success, 3 unimplemented).
-extern "C" {
+// oneDNN's C functions, as oneDNN 2.6's dnnl.h declares them (3.x's are the same): row-major
+// matrices, dnnl_dim_t = int64_t, bfloat16 passed as its 16 bits, and dnnl_status_t an int-sized
+// enum (0 success, 3 unimplemented). dnnl_gemm_bf16bf16f32 is exported by libdnnl.so.2 but
+// declared in no public header (oneDNN's own tests declare it so,
+// tests/gtests/test_gemm_common.hpp); and pip's LibTorch puts the headers of its own oneDNN (3.x)
+// on the include path ahead of Debian's 2.6 ones: hence no <oneapi/dnnl/dnnl.h> here.
 struct densenet_dnnl_version {  // dnnl_version_t
   int major, minor, patch;
   const char* hash;
   unsigned cpu_runtime, gpu_runtime;
 };
-const densenet_dnnl_version* dnnl_version(void);
-int dnnl_sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha,
-               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-               int64_t ldc);
-int dnnl_gemm_bf16bf16f32(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha,
-                          const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb,
-                          float beta, float* c, int64_t ldc);
-}
+using DnnlVersion = const densenet_dnnl_version* (*)();
+using DnnlSgemm = int (*)(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha,
+                          const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                          float* c, int64_t ldc);
+using DnnlGemmBf16 = int (*)(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha,
+                             const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb,
+                             float beta, float* c, int64_t ldc);
 
 namespace densenet::kernels {
 
@@ -39,6 +35,44 @@ namespace {
 constexpr int kDnnlSuccess = 0;
 constexpr int kDnnlUnimplemented = 3;
 constexpr unsigned kDnnlRuntimeOmp = 2;  // DNNL_RUNTIME_OMP
+
+/// Debian's libdnnl.so.2, opened by us with RTLD_DEEPBIND rather than linked, and its functions.
+/// Why: oneDNN's C++ internals leave vague-linkage (weak) symbols in its dynamic symbol table,
+/// and pip's LibTorch exports the same-named ones of its own oneDNN 3.x from libtorch_cpu.so,
+/// which a program loads first: the std::call_once thunks of gemm_info_t<...>::jit_init()'s
+/// lambdas among them. Linked the ordinary way, libdnnl.so.2 bound those to libtorch_cpu.so's,
+/// so its GEMMs' one-time set-up ran oneDNN 3.x's code, which filled 3.x's kernel tables and
+/// left 2.6's empty; every dnnl_sgemm then returned 3 (unimplemented). RTLD_DEEPBIND binds the
+/// library's references to its own definitions (and its dependencies') before the program's;
+/// its dependency libgomp.so.1 is the copy the process has already loaded, so our OpenMP loops
+/// and oneDNN still share one runtime. RTLD_LOCAL keeps its symbols out of everyone else's
+/// lookups in turn. (With Debian's LibTorch, which links this same library, dlopen returns the
+/// copy already loaded.) The test Gemm.OneDnnBindsToItself checks the bindings.
+struct OneDnn {
+  DnnlVersion version = nullptr;
+  DnnlSgemm sgemm = nullptr;
+  DnnlGemmBf16 gemm_bf16 = nullptr;
+};
+
+void* dnnl_function(void* library, const char* name) {
+  void* function = dlsym(library, name);
+  TORCH_CHECK(function != nullptr, "oneDNN: ", DENSENET_DNNL_LIBRARY, " has no ", name);
+  return function;
+}
+
+const OneDnn& one_dnn() {
+  static const OneDnn loaded = [] {
+    void* library = dlopen(DENSENET_DNNL_LIBRARY, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    TORCH_CHECK(library != nullptr, "oneDNN: cannot load ", DENSENET_DNNL_LIBRARY, ": ", dlerror());
+    OneDnn dnnl;
+    dnnl.version = reinterpret_cast<DnnlVersion>(dnnl_function(library, "dnnl_version"));
+    dnnl.sgemm = reinterpret_cast<DnnlSgemm>(dnnl_function(library, "dnnl_sgemm"));
+    dnnl.gemm_bf16 =
+        reinterpret_cast<DnnlGemmBf16>(dnnl_function(library, "dnnl_gemm_bf16bf16f32"));
+    return dnnl;
+  }();
+  return loaded;
+}
 
 /// The leading dimension of a (rows, cols) matrix with strides (s0, s1) if element (i, j) is at
 /// i * ld + j with ld >= cols, as a row-major GEMM operand must be; 0 if it is not.
@@ -76,10 +110,10 @@ bool is_16_bit(torch::ScalarType type) {
 void sgemm(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& c, int64_t ldc,
            float beta) {
   const Operand x = operand(a), y = operand(b);
-  check(
-      dnnl_sgemm(x.trans, y.trans, a.size(0), b.size(1), a.size(1), 1.0f, x.data.data_ptr<float>(),
-                 x.ld, y.data.data_ptr<float>(), y.ld, beta, c.data_ptr<float>(), ldc),
-      "dnnl_sgemm");
+  check(one_dnn().sgemm(x.trans, y.trans, a.size(0), b.size(1), a.size(1), 1.0f,
+                        x.data.data_ptr<float>(), x.ld, y.data.data_ptr<float>(), y.ld, beta,
+                        c.data_ptr<float>(), ldc),
+        "dnnl_sgemm");
 }
 
 /// The same with bfloat16 a and b: oneDNN's bf16 GEMM, or on CPUs where oneDNN 2.6 has none
@@ -89,7 +123,7 @@ void bf16_gemm(const torch::Tensor& a, const torch::Tensor& b, const torch::Tens
   static std::atomic<bool> unimplemented{false};
   if (!unimplemented.load(std::memory_order_relaxed)) {
     const Operand x = operand(a), y = operand(b);
-    const int status = dnnl_gemm_bf16bf16f32(
+    const int status = one_dnn().gemm_bf16(
         x.trans, y.trans, a.size(0), b.size(1), a.size(1), 1.0f,
         reinterpret_cast<const uint16_t*>(x.data.data_ptr<at::BFloat16>()), x.ld,
         reinterpret_cast<const uint16_t*>(y.data.data_ptr<at::BFloat16>()), y.ld, beta,
@@ -151,19 +185,19 @@ void gemm(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& c
 
 std::string gemm_library_path() {
   Dl_info info{};
-  if (dladdr(reinterpret_cast<void*>(&dnnl_sgemm), &info) == 0 || info.dli_fname == nullptr) {
+  if (dladdr(reinterpret_cast<void*>(one_dnn().sgemm), &info) == 0 || info.dli_fname == nullptr) {
     return "(unknown)";
   }
   return info.dli_fname;
 }
 
 std::string gemm_library_version() {
-  const densenet_dnnl_version* v = dnnl_version();
+  const densenet_dnnl_version* v = one_dnn().version();
   return std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
 }
 
 std::string gemm_library_runtime() {
-  const unsigned runtime = dnnl_version()->cpu_runtime;
+  const unsigned runtime = one_dnn().version()->cpu_runtime;
   return runtime == kDnnlRuntimeOmp ? "OpenMP" : "runtime " + std::to_string(runtime);
 }
 

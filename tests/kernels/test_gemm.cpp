@@ -185,14 +185,112 @@ TEST(Gemm, CallsDebiansOneDnn) {
   EXPECT_EQ(path.find("torch"), std::string::npos) << path;
   EXPECT_EQ(gemm_library_version().rfind("2.6.", 0), 0u) << gemm_library_version();
   EXPECT_EQ(gemm_library_runtime(), "OpenMP");
-  // Every dnnl_ function the process can see by name is that library's.
+  // Every dnnl_ function the process can see by name is that library's. (gemm.cpp opens it
+  // RTLD_LOCAL: with pip's LibTorch the process sees none; Debian's links it, and all of them.)
   for (const char* name : {"dnnl_sgemm", "dnnl_gemm_bf16bf16f32", "dnnl_version"}) {
     void* symbol = dlsym(RTLD_DEFAULT, name);
-    ASSERT_NE(symbol, nullptr) << name;
+    if (symbol == nullptr) continue;
     Dl_info info{};
     ASSERT_NE(dladdr(symbol, &info), 0) << name;
     EXPECT_EQ(std::string(info.dli_fname), path) << name;
   }
+}
+
+#if defined(__x86_64__)
+struct Binding {
+  std::string symbol, file;  // a symbol a library refers to, and the file it was bound into
+};
+
+/// The relocations in table `relocations` (`bytes` long) of the library loaded at `base`, against
+/// symbols the library itself defines and whose names contain `part`, with what each resolved to
+/// (read back from the slot the dynamic linker filled).
+void collect_bindings(ElfW(Addr) base, const ElfW(Sym) * symbols, const char* names,
+                      const ElfW(Rela) * relocations, size_t bytes, const std::string& part,
+                      std::vector<Binding>& out) {
+  for (size_t i = 0; i < bytes / sizeof(ElfW(Rela)); ++i) {
+    const ElfW(Rela)& r = relocations[i];
+    const auto type = ELF64_R_TYPE(r.r_info);
+    if (type != R_X86_64_GLOB_DAT && type != R_X86_64_JUMP_SLOT && type != R_X86_64_64) continue;
+    const ElfW(Sym)& symbol = symbols[ELF64_R_SYM(r.r_info)];
+    const std::string name = names + symbol.st_name;
+    if (symbol.st_shndx == SHN_UNDEF || name.find(part) == std::string::npos) continue;
+    ElfW(Addr) target = *reinterpret_cast<const ElfW(Addr)*>(base + r.r_offset);
+    if (type == R_X86_64_64) target -= r.r_addend;
+    Dl_info info{};
+    const bool found = dladdr(reinterpret_cast<void*>(target), &info) != 0;
+    out.push_back({name, found && info.dli_fname != nullptr ? info.dli_fname : "(none)"});
+  }
+}
+
+/// collect_bindings over both relocation tables of one loaded library.
+void collect_library_bindings(const dl_phdr_info& info, const std::string& part,
+                              std::vector<Binding>& out) {
+  const ElfW(Addr) base = info.dlpi_addr;
+  // glibc relocates the pointers of a loaded library's dynamic section in place; be safe anyway.
+  auto at = [base](ElfW(Addr) a) { return a < base ? a + base : a; };
+  for (int p = 0; p < info.dlpi_phnum; ++p) {
+    if (info.dlpi_phdr[p].p_type != PT_DYNAMIC) continue;
+    ElfW(Addr) symbols = 0, names = 0, rela = 0, plt = 0;
+    size_t rela_bytes = 0, plt_bytes = 0;
+    for (auto* d = reinterpret_cast<const ElfW(Dyn)*>(base + info.dlpi_phdr[p].p_vaddr);
+         d->d_tag != DT_NULL; ++d) {
+      if (d->d_tag == DT_SYMTAB) symbols = at(d->d_un.d_ptr);
+      if (d->d_tag == DT_STRTAB) names = at(d->d_un.d_ptr);
+      if (d->d_tag == DT_RELA) rela = at(d->d_un.d_ptr);
+      if (d->d_tag == DT_JMPREL) plt = at(d->d_un.d_ptr);
+      if (d->d_tag == DT_RELASZ) rela_bytes = d->d_un.d_val;
+      if (d->d_tag == DT_PLTRELSZ) plt_bytes = d->d_un.d_val;
+    }
+    if (symbols == 0 || names == 0) continue;
+    for (const auto& [table, bytes] : {std::pair{rela, rela_bytes}, std::pair{plt, plt_bytes}}) {
+      if (table == 0) continue;
+      collect_bindings(base, reinterpret_cast<const ElfW(Sym)*>(symbols),
+                       reinterpret_cast<const char*>(names),
+                       reinterpret_cast<const ElfW(Rela)*>(table), bytes, part, out);
+    }
+  }
+}
+
+/// The bindings of collect_bindings for the loaded library whose file name contains `library`.
+std::vector<Binding> own_symbol_bindings(const std::string& library, const std::string& part) {
+  struct Query {
+    const std::string *library, *part;
+    std::vector<Binding> found;
+  } query{&library, &part, {}};
+  auto visit = [](dl_phdr_info* info, size_t, void* data) {
+    auto* q = static_cast<Query*>(data);
+    if (info->dlpi_name == nullptr ||
+        std::string(info->dlpi_name).find(*q->library) == std::string::npos) {
+      return 0;
+    }
+    collect_library_bindings(*info, *q->part, q->found);
+    return 1;
+  };
+  dl_iterate_phdr(visit, &query);
+  return query.found;
+}
+#endif
+
+// libdnnl.so.2's references to oneDNN's own internals (dnnl::impl) bind to its own definitions.
+// pip's LibTorch exports, from libtorch_cpu.so (loaded first), some vague-linkage symbols of its
+// oneDNN 3.x under the same names: the std::call_once thunks of gemm_info_t<...>::jit_init()'s
+// lambdas. Bound to those, libdnnl.so.2's one-time GEMM set-up ran 3.x's code and left its own
+// kernel tables empty, and every dnnl_sgemm returned 3 (unimplemented). gemm.cpp opens the
+// library with RTLD_DEEPBIND for it; this reads back each binding the dynamic linker made.
+TEST(Gemm, OneDnnBindsToItself) {
+#if defined(__x86_64__)
+  const std::string path = gemm_library_path();  // loads the library, if not yet loaded
+  const std::vector<Binding> bindings = own_symbol_bindings("libdnnl.so.2", "4dnnl4impl");
+  EXPECT_FALSE(bindings.empty()) << "no relocations against dnnl::impl symbols found";
+  for (const Binding& b : bindings) EXPECT_EQ(b.file, path) << b.symbol;
+  // The symptom itself: a float32 GEMM that oneDNN refused.
+  const torch::Tensor a = torch::randn({256, 256}), b = torch::randn({256, 256});
+  const torch::Tensor c = torch::empty({256, 256});
+  gemm(a, b, c);
+  EXPECT_TRUE(testing::tensors_close("c", c, at::mm(a, b), kFloat32Sums));
+#else
+  GTEST_SKIP() << "reads x86-64 relocations";
+#endif
 }
 
 int count_loaded(const std::string& name) {
@@ -214,6 +312,7 @@ int count_loaded(const std::string& name) {
 // can only see if its OpenMP runtime is the one our loops run on: one libgomp in the process,
 // and oneDNN's omp_in_parallel is ours.
 TEST(Gemm, SharesOpenMpRuntimeWithOneDnn) {
+  gemm_library_path();  // gemm.cpp loads the library on first use
   EXPECT_EQ(count_loaded("libgomp"), 1);
   void* dnnl = dlopen("libdnnl.so.2", RTLD_LAZY | RTLD_NOLOAD);
   ASSERT_NE(dnnl, nullptr);
