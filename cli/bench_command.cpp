@@ -48,19 +48,25 @@ struct BenchArguments {
 
 constexpr int64_t kUnbounded = std::numeric_limits<int64_t>::max();
 
+// The device and autocast dtype a step runs with: they set its activations' element size.
+struct StepKind {
+  c10::DeviceType device = c10::DeviceType::CPU;
+  std::optional<c10::ScalarType> amp;  // nullopt: amp none
+};
+
 // What a training step of bench needs at `batch`: the one prediction train and bench share
 // (no optimiser state; one input batch).
-StepMemory step_need(const DenseNetOptions& options, MemoryMode mode) {
+StepMemory step_need(const DenseNetOptions& options, MemoryMode mode, const StepKind& kind) {
   return plan_step_memory(plan_architecture(options), mode, /*optimizer_copies=*/0,
-                          /*input_batches=*/1);
+                          /*input_batches=*/1, kind.device, kind.amp);
 }
 
 // Refuses a measurement that cannot fit before it starts (the kernel's OOM killer would end
 // the process without a word), with the numbers and what would fit.
 void check_fits(const DenseNetOptions& options, MemoryMode mode, int64_t batch,
-                const AvailableMemory& available) {
+                const AvailableMemory& available, const StepKind& kind) {
   if (available.bytes <= 0) return;
-  const StepMemory need = step_need(options, mode);
+  const StepMemory need = step_need(options, mode, kind);
   const int64_t bytes = need.bytes(batch);
   if (bytes <= available.bytes) return;
   const int64_t per_sample = need.activations_per_sample + need.input_per_sample;
@@ -74,7 +80,7 @@ void check_fits(const DenseNetOptions& options, MemoryMode mode, int64_t batch,
   message += fitting >= 1 ? "; use --batch " + std::to_string(fitting) + " or less" : "";
   for (MemoryMode leaner : {MemoryMode::kEfficient, MemoryMode::kMinimal}) {
     if (leaner <= mode) continue;
-    const int64_t lean = step_need(options, leaner).bytes(batch);
+    const int64_t lean = step_need(options, leaner, kind).bytes(batch);
     message += "; --memory " + memory_mode_name(leaner) + " needs about " + format_bytes(lean);
     break;
   }
@@ -85,9 +91,9 @@ void check_fits(const DenseNetOptions& options, MemoryMode mode, int64_t batch,
 // only answer "none" means the cap is the mistake. A step certainly allocates the parameters
 // and their gradients, whatever its activations need.
 void check_cap_fits_a_step(const DenseNetOptions& options, const std::vector<MemoryMode>& modes,
-                           int64_t cap, const std::string& cap_text) {
+                           int64_t cap, const std::string& cap_text, const StepKind& kind) {
   const MemoryMode leanest = *std::max_element(modes.begin(), modes.end());
-  const StepMemory need = step_need(options, leanest);
+  const StepMemory need = step_need(options, leanest, kind);
   if (need.fixed <= cap) return;
   throw UsageError("--memory-cap " + cap_text +
                    " is less than any training step needs: the parameters and their gradients "
@@ -190,13 +196,14 @@ int run_bench(const BenchArguments& args) {
     return 0;
   }
   // Refuse what cannot fit before printing anything but the refusal.
+  const StepKind kind{device.type(), amp};
   const AvailableMemory available = device.is_cpu() ? available_memory() : AvailableMemory{};
   for (MemoryMode mode : modes) {
     DenseNetOptions mode_options = options;
     mode_options.memory(mode);
-    for (int64_t batch : batches) check_fits(mode_options, mode, batch, available);
+    for (int64_t batch : batches) check_fits(mode_options, mode, batch, available, kind);
   }
-  if (args.max_batch) check_cap_fits_a_step(options, modes, cap, args.memory_cap);
+  if (args.max_batch) check_cap_fits_a_step(options, modes, cap, args.memory_cap, kind);
   if (args.max_batch && available.bytes > 0 && cap > available.bytes) {
     throw UsageError("--memory-cap " + format_bytes(cap) + " is more than the " +
                      format_bytes(available.bytes) + " available (" + available.source +
@@ -272,7 +279,7 @@ int run_bench(const BenchArguments& args) {
       } catch (const std::bad_alloc&) {
         TORCH_CHECK(false, "out of memory allocating a training step's tensors (",
                     memory_mode_name(mode), ", batch ", batch, ", planned ",
-                    format_bytes(step_need(mode_options, mode).bytes(batch)),
+                    format_bytes(step_need(mode_options, mode, kind).bytes(batch)),
                     "); use a smaller --batch or --memory efficient");
       }
       r.rss_delta_bytes = rss_delta_of(mode, batch);
@@ -389,7 +396,8 @@ void add_bench_command(CLI::App& app) {
                     "(work inside parallel loops, such as the per-sample GEMMs, counts on every "
                     "thread that ran it)");
   command->add_flag("--sgemm", args->sgemm,
-                    "also measure the machine's SGEMM rate and each step's share of it");
+                    "also measure the machine's SGEMM rate (on the CPU oneDNN's, which the "
+                    "stages' GEMMs call) and each step's share of it");
   command->add_flag("--json", args->json, "one JSON object per line per (mode, batch)");
   // Internal: the child process that measures one step's RSS (see run_bench).
   command->add_flag("--rss-probe", args->rss_probe)->group("");

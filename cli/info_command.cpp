@@ -8,6 +8,7 @@
 #include "densenet/model/memory_plan.h"
 #include "densenet/model/presets.h"
 #include "densenet/tools/memory_tracker.h"
+#include "densenet/train/amp.h"
 
 #include <nlohmann/json.hpp>
 
@@ -23,7 +24,22 @@ struct InfoArguments {
   bool json = false;
   bool keys = false;
   bool list = false;
+  std::string amp = "none";  // the memory plan's activations under this autocast (train's amp)
 };
+
+std::optional<c10::ScalarType> amp_of(const InfoArguments& args) {
+  try {
+    return train::parse_amp(args.amp);
+  } catch (const c10::Error&) {
+    throw UsageError("--amp: unknown value '" + args.amp + "': use one of none, fp16, bf16");
+  }
+}
+
+// The plan of a training step on the CPU in `mode` under the --amp given.
+MemoryPlan cpu_memory_plan(const ArchitecturePlan& plan, MemoryMode mode,
+                           std::optional<c10::ScalarType> amp) {
+  return plan_memory(plan, mode, activation_element_size(mode, c10::DeviceType::CPU, amp));
+}
 
 std::string with_thousands(int64_t value) {
   std::string digits = std::to_string(value);
@@ -42,7 +58,8 @@ nlohmann::ordered_json memory_json(const MemoryPlan& memory) {
           {"peak_stage", memory.peak_stage}};
 }
 
-nlohmann::ordered_json plan_json(const ModelArguments& args, const ArchitecturePlan& plan) {
+nlohmann::ordered_json plan_json(const ModelArguments& args, const ArchitecturePlan& plan,
+                                 const std::string& amp_text, std::optional<c10::ScalarType> amp) {
   const DenseNetOptions& o = plan.options;
   nlohmann::ordered_json blocks = nlohmann::ordered_json::array();
   for (const auto& block : plan.blocks) {
@@ -78,12 +95,14 @@ nlohmann::ordered_json plan_json(const ModelArguments& args, const ArchitectureP
           {"parameters", plan.num_parameters()},
           {"forward_macs_per_sample", plan.forward_macs()},
           {"training_memory_per_sample",
-           {{"naive", memory_json(plan_memory(plan, MemoryMode::kNaive))},
-            {"efficient", memory_json(plan_memory(plan, MemoryMode::kEfficient))},
-            {"minimal", memory_json(plan_memory(plan, MemoryMode::kMinimal))}}}};
+           {{"naive", memory_json(cpu_memory_plan(plan, MemoryMode::kNaive, amp))},
+            {"efficient", memory_json(cpu_memory_plan(plan, MemoryMode::kEfficient, amp))},
+            {"minimal", memory_json(cpu_memory_plan(plan, MemoryMode::kMinimal, amp))}}},
+          {"training_memory_amp", amp_text}};
 }
 
-void print_table(const ModelArguments& args, const ArchitecturePlan& plan) {
+void print_table(const ModelArguments& args, const ArchitecturePlan& plan,
+                 const std::string& amp_text, std::optional<c10::ScalarType> amp) {
   const DenseNetOptions& o = plan.options;
   const std::string arch = args.label();
   std::printf("%s: depth %lld, growth rate k=%lld, %s, compression %g, dropout %g\n", arch.c_str(),
@@ -119,12 +138,21 @@ void print_table(const ModelArguments& args, const ArchitecturePlan& plan) {
   std::printf("multiply-adds per %lldx%lld sample: %s (%.3f G)\n",
               static_cast<long long>(plan.input_size), static_cast<long long>(plan.input_size),
               with_thousands(plan.forward_macs()).c_str(), plan.forward_macs() / 1e9);
-  std::printf(
-      "\ntraining activation memory per sample (float32; parameters, gradients and the\n"
-      "input batch not included; `densenet bench` measures the same):\n");
+  if (amp) {
+    std::printf(
+        "\ntraining activation memory per sample under %s autocast on the CPU (16-bit "
+        "activations;\n"
+        "parameters, gradients and the input batch not included; `densenet bench --amp %s`\n"
+        "measures the same):\n",
+        amp_text.c_str(), amp_text.c_str());
+  } else {
+    std::printf(
+        "\ntraining activation memory per sample (float32; parameters, gradients and the\n"
+        "input batch not included; `densenet bench` measures the same):\n");
+  }
   std::printf("  %-10s %12s %12s %s\n", "mode", "kept", "peak", "peak during stage");
   for (MemoryMode mode : {MemoryMode::kNaive, MemoryMode::kEfficient, MemoryMode::kMinimal}) {
-    const MemoryPlan memory = plan_memory(plan, mode);
+    const MemoryPlan memory = cpu_memory_plan(plan, mode, amp);
     std::printf("  %-10s %12s %12s %lld%s\n", memory_mode_name(mode).c_str(),
                 format_bytes(memory.kept_bytes).c_str(), format_bytes(memory.peak_bytes).c_str(),
                 static_cast<long long>(memory.peak_stage),
@@ -165,10 +193,11 @@ int run_info(const InfoArguments& args) {
     return 0;
   }
   const ArchitecturePlan plan = plan_architecture(options);
+  const std::optional<c10::ScalarType> amp = amp_of(args);
   if (args.json) {
-    std::cout << plan_json(args.model, plan).dump() << "\n";
+    std::cout << plan_json(args.model, plan, args.amp, amp).dump() << "\n";
   } else {
-    print_table(args.model, plan);
+    print_table(args.model, plan, args.amp, amp);
   }
   return 0;
 }
@@ -188,6 +217,11 @@ void add_info_command(CLI::App& app) {
   CLI::Option* keys = command->add_flag(
       "--keys", args->keys, "print the state-dict keys with shapes, one 'key d0,d1,...' per line");
   command->add_flag("--list", args->list, "list the presets")->excludes(keys);
+  command
+      ->add_option("--amp", args->amp,
+                   "the memory plan under autocast: none, fp16 or bf16 (as train's amp)")
+      ->type_name("DTYPE")
+      ->capture_default_str();
 }
 
 }  // namespace densenet::cli

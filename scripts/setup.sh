@@ -27,6 +27,7 @@ packages=(
   libtorch-dev           # LibTorch 1.13 (CPU)
   libgloo-dev            # Gloo's headers, which c10d's ProcessGroupGloo.hpp includes (data-parallel)
   libopenblas0-pthread   # Debian's default reference BLAS is ~20x slower
+  libdnnl-dev            # oneDNN 2.6: the stages' GEMMs (kernels from the CPU's features, bf16)
   libgtest-dev nlohmann-json3-dev
   libcli11-dev libyaml-cpp-dev  # command-line options and training configs
   libcairo2-dev          # the training-curve image

@@ -15,8 +15,12 @@ mkdir -p .devdeps/bin .devdeps/lib
 strip -o .devdeps/bin/densenet build-cuda/densenet
 strip -o .devdeps/bin/densenet_cuda_tests build-cuda/tests/densenet_cuda_tests
 # What the loader resolves here, less the wheel's own libraries (torch/lib, nvidia/*), the CUDA
-# toolkit's and the C/C++ runtime (the GPU machine's glibc and libstdc++ are as new or newer).
-ldd build-cuda/densenet build-cuda/tests/densenet_cuda_tests |
+# toolkit's and the C/C++ runtime (the GPU machine's glibc and libstdc++ are as new or newer);
+# and Debian's libdnnl.so.2 with what it needs, which the program opens itself (dlopen,
+# src/kernels/gemm.cpp), so that ldd does not list it.
+dnnl=$(ldconfig -p | awk '$1 == "libdnnl.so.2" && !found {found = $NF} END {print found}')
+[[ -n $dnnl ]] || { echo "make_devdeps: no libdnnl.so.2 here (scripts/setup.sh installs it)" >&2; exit 1; }
+{ ldd build-cuda/densenet build-cuda/tests/densenet_cuda_tests; echo "libdnnl.so.2 => $dnnl"; ldd "$dnnl"; } |
   awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u |
   while read -r name path; do
     case "$path" in */site-packages/* | /usr/local/cuda*) continue ;; esac

@@ -17,6 +17,7 @@ namespace densenet::kernels {
 namespace {
 
 using detail::ChannelRelu;
+using detail::compute_t;
 using detail::grain_for;
 using detail::has_contiguous_planes;
 using detail::kLanes;
@@ -62,15 +63,17 @@ DENSENET_MULTIVERSION double plane_squared_deviation(const T* x, int64_t n, doub
   return sum;
 }
 
-template <typename T>
-DENSENET_MULTIVERSION void plane_bn_relu(const T* x, T* out, int64_t n, ChannelRelu<T> relu) {
-  for (int64_t i = 0; i < n; ++i) out[i] = relu.value(x[i]);
+// Data stored as S (float, double, or 16-bit) is computed in T = compute_t<S> (channel_relu.h):
+// 16-bit values are read into float32, results rounded to 16 bits only where stored.
+template <typename S, typename T = compute_t<S>>
+DENSENET_MULTIVERSION void plane_bn_relu(const S* x, S* out, int64_t n, ChannelRelu<T> relu) {
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<S>(relu.value(static_cast<T>(x[i])));
 }
 
 // Sums of dz and dz * (x - mean) over one plane, dz = grad_y where the ReLU was active; lanes
 // in T, the plane's total added in double.
-template <typename T>
-DENSENET_MULTIVERSION void plane_backward_sums(const T* grad_y, const T* x, int64_t n,
+template <typename S, typename T = compute_t<S>>
+DENSENET_MULTIVERSION void plane_backward_sums(const S* grad_y, const S* x, int64_t n,
                                                ChannelRelu<T> relu, double* sum_dz,
                                                double* sum_dz_xc) {
   T lanes_dz[kLanes] = {};
@@ -78,8 +81,8 @@ DENSENET_MULTIVERSION void plane_backward_sums(const T* grad_y, const T* x, int6
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int j = 0; j < kLanes; ++j) {
-      const T v = x[i + j];
-      const T g = grad_y[i + j];  // loaded unconditionally: a select, not a branch
+      const T v = static_cast<T>(x[i + j]);
+      const T g = static_cast<T>(grad_y[i + j]);  // loaded unconditionally: a select, not a branch
       const T dz = relu.active(v) ? g : T(0);
       lanes_dz[j] += dz;
       lanes_dz_xc[j] += dz * (v - relu.mean);
@@ -87,8 +90,8 @@ DENSENET_MULTIVERSION void plane_backward_sums(const T* grad_y, const T* x, int6
   }
   double s1 = 0, s2 = 0;
   for (; i < n; ++i) {
-    const T v = x[i];
-    const T dz = relu.active(v) ? grad_y[i] : T(0);
+    const T v = static_cast<T>(x[i]);
+    const T dz = relu.active(v) ? static_cast<T>(grad_y[i]) : T(0);
     s1 += static_cast<double>(dz);
     s2 += static_cast<double>(dz) * static_cast<double>(v - relu.mean);
   }
@@ -101,18 +104,18 @@ DENSENET_MULTIVERSION void plane_backward_sums(const T* grad_y, const T* x, int6
 }
 
 // dx = scale * dz + k1 + (x - mean) * k2, written or added to grad_x (which may be grad_y).
-template <typename T, bool kAccumulate>
-DENSENET_MULTIVERSION void plane_backward_dx(const T* grad_y, const T* x, T* grad_x, int64_t n,
+template <typename S, bool kAccumulate, typename T = compute_t<S>>
+DENSENET_MULTIVERSION void plane_backward_dx(const S* grad_y, const S* x, S* grad_x, int64_t n,
                                              ChannelRelu<T> relu, T k1, T k2) {
   for (int64_t i = 0; i < n; ++i) {
-    const T v = x[i];
-    const T g = grad_y[i];
+    const T v = static_cast<T>(x[i]);
+    const T g = static_cast<T>(grad_y[i]);
     const T dz = relu.active(v) ? g : T(0);
     const T dx = relu.scale * dz + k1 + (v - relu.mean) * k2;
     if constexpr (kAccumulate) {
-      grad_x[i] += dx;
+      grad_x[i] = static_cast<S>(static_cast<T>(grad_x[i]) + dx);  // one rounding for 16-bit
     } else {
-      grad_x[i] = dx;
+      grad_x[i] = static_cast<S>(dx);
     }
   }
 }
@@ -126,15 +129,20 @@ PlaneLayout layout_of(const torch::Tensor& t) {
   return {t.size(0), t.size(1), t.size(2) * t.size(3), t.stride(0), t.stride(1)};
 }
 
+/// Whether the CPU kernels take these tensors: the first is (N, C, H, W) data of a kernel dtype;
+/// every 4-D tensor has its dtype and contiguous planes; every 1-D one (per-channel parameters)
+/// is contiguous, in the dtype the data is computed in (float32 for 16-bit data).
 bool use_cpu_kernel(std::initializer_list<const torch::Tensor*> tensors) {
   const torch::Tensor& first = **tensors.begin();
   if (!first.device().is_cpu()) return false;
   const auto type = first.scalar_type();
-  if (type != torch::kFloat && type != torch::kDouble) return false;
+  if (!detail::kernel_dtype(type)) return false;
   for (const torch::Tensor* t : tensors) {
-    if (t->scalar_type() != type || !t->device().is_cpu()) return false;
-    if (t->dim() == 4 && !has_contiguous_planes(*t)) return false;
-    if (t->dim() == 1 && !t->is_contiguous()) return false;
+    if (!t->device().is_cpu()) return false;
+    if (t->dim() == 4 && (t->scalar_type() != type || !has_contiguous_planes(*t))) return false;
+    if (t->dim() == 1 && (t->scalar_type() != detail::compute_dtype(type) || !t->is_contiguous())) {
+      return false;
+    }
   }
   return true;
 }
@@ -163,27 +171,29 @@ std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x
   torch::Tensor mean = torch::empty({s.channels}, x.options().dtype(torch::kDouble));
   torch::Tensor var = torch::empty({s.channels}, x.options().dtype(torch::kDouble));
   const double count = static_cast<double>(s.batch * s.plane);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "channel_mean_var", [&] {
-    const scalar_t* data = x.data_ptr<scalar_t>();
-    double* mean_data = mean.data_ptr<double>();
-    double* var_data = var.data_ptr<double>();
-    at::parallel_for(0, s.channels, grain_for(s.batch * s.plane), [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        double sum = 0;
-        for (int64_t n = 0; n < s.batch; ++n) {
-          sum += plane_sum(data + n * s.batch_stride + c * s.channel_stride, s.plane);
-        }
-        const double m = sum / count;
-        double squares = 0;
-        for (int64_t n = 0; n < s.batch; ++n) {
-          squares +=
-              plane_squared_deviation(data + n * s.batch_stride + c * s.channel_stride, s.plane, m);
-        }
-        mean_data[c] = m;
-        var_data[c] = squares / count;
-      }
-    });
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      torch::kBFloat16, torch::kHalf, x.scalar_type(), "channel_mean_var", [&] {
+        const scalar_t* data = x.data_ptr<scalar_t>();
+        double* mean_data = mean.data_ptr<double>();
+        double* var_data = var.data_ptr<double>();
+        at::parallel_for(
+            0, s.channels, grain_for(s.batch * s.plane), [&](int64_t begin, int64_t end) {
+              for (int64_t c = begin; c < end; ++c) {
+                double sum = 0;
+                for (int64_t n = 0; n < s.batch; ++n) {
+                  sum += plane_sum(data + n * s.batch_stride + c * s.channel_stride, s.plane);
+                }
+                const double m = sum / count;
+                double squares = 0;
+                for (int64_t n = 0; n < s.batch; ++n) {
+                  squares += plane_squared_deviation(
+                      data + n * s.batch_stride + c * s.channel_stride, s.plane, m);
+                }
+                mean_data[c] = m;
+                var_data[c] = squares / count;
+              }
+            });
+      });
   return {mean, var};
 }
 
@@ -207,24 +217,27 @@ void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const to
     return;
   }
   const PlaneLayout s = layout_of(x);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bn_relu_forward", [&] {
-    const scalar_t* in = x.data_ptr<scalar_t>();
-    scalar_t* o = out.data_ptr<scalar_t>();
-    const scalar_t* m = mean.data_ptr<scalar_t>();
-    const scalar_t* a = scale.data_ptr<scalar_t>();
-    const scalar_t* b = beta.data_ptr<scalar_t>();
-    std::vector<ChannelRelu<scalar_t>> relus;
-    relus.reserve(static_cast<size_t>(s.channels));
-    for (int64_t c = 0; c < s.channels; ++c) relus.emplace_back(m[c], a[c], b[c]);
-    at::parallel_for(0, s.batch * s.channels, grain_for(s.plane), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t n = i / s.channels;
-        const int64_t c = i % s.channels;
-        plane_bn_relu(in + n * s.batch_stride + c * s.channel_stride, o + i * s.plane, s.plane,
-                      relus[c]);
-      }
-    });
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      torch::kBFloat16, torch::kHalf, x.scalar_type(), "bn_relu_forward", [&] {
+        using T = compute_t<scalar_t>;
+        const scalar_t* in = x.data_ptr<scalar_t>();
+        scalar_t* o = out.data_ptr<scalar_t>();
+        const T* m = mean.data_ptr<T>();
+        const T* a = scale.data_ptr<T>();
+        const T* b = beta.data_ptr<T>();
+        std::vector<ChannelRelu<T>> relus;
+        relus.reserve(static_cast<size_t>(s.channels));
+        for (int64_t c = 0; c < s.channels; ++c) relus.emplace_back(m[c], a[c], b[c]);
+        at::parallel_for(0, s.batch * s.channels, grain_for(s.plane),
+                         [&](int64_t begin, int64_t end) {
+                           for (int64_t i = begin; i < end; ++i) {
+                             const int64_t n = i / s.channels;
+                             const int64_t c = i % s.channels;
+                             plane_bn_relu(in + n * s.batch_stride + c * s.channel_stride,
+                                           o + i * s.plane, s.plane, relus[c]);
+                           }
+                         });
+      });
 }
 
 std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
@@ -255,65 +268,68 @@ std::tuple<torch::Tensor, torch::Tensor> bn_relu_backward(
   torch::Tensor grad_gamma = torch::empty_like(gamma);
   torch::Tensor grad_beta = torch::empty_like(beta);
   const double count = static_cast<double>(s.batch * s.plane);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bn_relu_backward", [&] {
-    using T = scalar_t;
-    const T* dy = grad_y.data_ptr<T>();
-    const T* in = x.data_ptr<T>();
-    T* dx = grad_x.data_ptr<T>();
-    const T* m = mean.data_ptr<T>();
-    const T* is = invstd.data_ptr<T>();
-    const T* g = gamma.data_ptr<T>();
-    const T* b = beta.data_ptr<T>();
-    T* dg = grad_gamma.data_ptr<T>();
-    T* db = grad_beta.data_ptr<T>();
-    // Each task takes a range of channels and walks it sample by sample: within a sample the
-    // range's planes are adjacent in memory, so reads stream (one channel across the batch
-    // would jump a block buffer's sample stride, page after page). Per channel the planes are
-    // still summed in batch order, as before.
-    at::parallel_for(0, s.channels, grain_for(s.batch * s.plane), [&](int64_t begin, int64_t end) {
-      const int64_t width = end - begin;
-      std::vector<ChannelRelu<T>> relus;
-      relus.reserve(static_cast<size_t>(width));
-      for (int64_t c = begin; c < end; ++c) {
-        // The same expressions as the forward (bn_relu_forward), so the ReLU mask agrees.
-        relus.emplace_back(m[c], g[c] * is[c], b[c]);
-      }
-      std::vector<double> sum_dz(static_cast<size_t>(width), 0.0);
-      std::vector<double> sum_dz_xc(static_cast<size_t>(width), 0.0);
-      for (int64_t n = 0; n < s.batch; ++n) {
-        for (int64_t c = begin; c < end; ++c) {
-          plane_backward_sums(dy + n * gy.batch_stride + c * gy.channel_stride,
-                              in + n * s.batch_stride + c * s.channel_stride, s.plane,
-                              relus[c - begin], &sum_dz[c - begin], &sum_dz_xc[c - begin]);
-        }
-      }
-      std::vector<T> k1(static_cast<size_t>(width)), k2(static_cast<size_t>(width));
-      for (int64_t c = begin; c < end; ++c) {
-        const size_t j = static_cast<size_t>(c - begin);
-        const double scale = static_cast<double>(relus[j].scale);
-        const double inv = static_cast<double>(is[c]);
-        dg[c] = static_cast<T>(sum_dz_xc[j] * inv);
-        db[c] = static_cast<T>(sum_dz[j]);
-        k1[j] = training ? static_cast<T>(-scale * sum_dz[j] / count) : T(0);
-        k2[j] = training ? static_cast<T>(-scale * inv * inv * sum_dz_xc[j] / count) : T(0);
-      }
-      for (int64_t n = 0; n < s.batch; ++n) {
-        for (int64_t c = begin; c < end; ++c) {
-          const size_t j = static_cast<size_t>(c - begin);
-          const T* dy_plane = dy + n * gy.batch_stride + c * gy.channel_stride;
-          const T* x_plane = in + n * s.batch_stride + c * s.channel_stride;
-          T* dx_plane = dx + n * gx.batch_stride + c * gx.channel_stride;
-          if (accumulate) {
-            plane_backward_dx<T, true>(dy_plane, x_plane, dx_plane, s.plane, relus[j], k1[j],
-                                       k2[j]);
-          } else {
-            plane_backward_dx<T, false>(dy_plane, x_plane, dx_plane, s.plane, relus[j], k1[j],
-                                        k2[j]);
-          }
-        }
-      }
-    });
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      torch::kBFloat16, torch::kHalf, x.scalar_type(), "bn_relu_backward", [&] {
+        using S = scalar_t;  // the data's dtype
+        using T = compute_t<S>;
+        const S* dy = grad_y.data_ptr<S>();
+        const S* in = x.data_ptr<S>();
+        S* dx = grad_x.data_ptr<S>();
+        const T* m = mean.data_ptr<T>();
+        const T* is = invstd.data_ptr<T>();
+        const T* g = gamma.data_ptr<T>();
+        const T* b = beta.data_ptr<T>();
+        T* dg = grad_gamma.data_ptr<T>();
+        T* db = grad_beta.data_ptr<T>();
+        // Each task takes a range of channels and walks it sample by sample: within a sample the
+        // range's planes are adjacent in memory, so reads stream (one channel across the batch
+        // would jump a block buffer's sample stride, page after page). Per channel the planes are
+        // still summed in batch order, as before.
+        at::parallel_for(
+            0, s.channels, grain_for(s.batch * s.plane), [&](int64_t begin, int64_t end) {
+              const int64_t width = end - begin;
+              std::vector<ChannelRelu<T>> relus;
+              relus.reserve(static_cast<size_t>(width));
+              for (int64_t c = begin; c < end; ++c) {
+                // The same expressions as the forward (bn_relu_forward), so the ReLU mask agrees.
+                relus.emplace_back(m[c], g[c] * is[c], b[c]);
+              }
+              std::vector<double> sum_dz(static_cast<size_t>(width), 0.0);
+              std::vector<double> sum_dz_xc(static_cast<size_t>(width), 0.0);
+              for (int64_t n = 0; n < s.batch; ++n) {
+                for (int64_t c = begin; c < end; ++c) {
+                  plane_backward_sums(dy + n * gy.batch_stride + c * gy.channel_stride,
+                                      in + n * s.batch_stride + c * s.channel_stride, s.plane,
+                                      relus[c - begin], &sum_dz[c - begin], &sum_dz_xc[c - begin]);
+                }
+              }
+              std::vector<T> k1(static_cast<size_t>(width)), k2(static_cast<size_t>(width));
+              for (int64_t c = begin; c < end; ++c) {
+                const size_t j = static_cast<size_t>(c - begin);
+                const double scale = static_cast<double>(relus[j].scale);
+                const double inv = static_cast<double>(is[c]);
+                dg[c] = static_cast<T>(sum_dz_xc[j] * inv);
+                db[c] = static_cast<T>(sum_dz[j]);
+                k1[j] = training ? static_cast<T>(-scale * sum_dz[j] / count) : T(0);
+                k2[j] = training ? static_cast<T>(-scale * inv * inv * sum_dz_xc[j] / count) : T(0);
+              }
+              for (int64_t n = 0; n < s.batch; ++n) {
+                for (int64_t c = begin; c < end; ++c) {
+                  const size_t j = static_cast<size_t>(c - begin);
+                  const S* dy_plane = dy + n * gy.batch_stride + c * gy.channel_stride;
+                  const S* x_plane = in + n * s.batch_stride + c * s.channel_stride;
+                  S* dx_plane = dx + n * gx.batch_stride + c * gx.channel_stride;
+                  if (accumulate) {
+                    plane_backward_dx<S, true>(dy_plane, x_plane, dx_plane, s.plane, relus[j],
+                                               k1[j], k2[j]);
+                  } else {
+                    plane_backward_dx<S, false>(dy_plane, x_plane, dx_plane, s.plane, relus[j],
+                                                k1[j], k2[j]);
+                  }
+                }
+              }
+            });
+      });
   return {grad_gamma, grad_beta};
 }
 
@@ -403,10 +419,19 @@ std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x
   return {mean, var};
 }
 
-// The pre-activation (x - mean) * scale + beta, for float evaluated in double (see `affine`).
+// The dtype the reference computes in: float32 for 16-bit data (whose statistics and affine
+// parameters are float32), the data's own otherwise.
+torch::ScalarType math_type(const torch::Tensor& x) {
+  const auto type = x.scalar_type();
+  return type == torch::kBFloat16 || type == torch::kHalf ? torch::kFloat : type;
+}
+
+// The pre-activation (x - mean) * scale + beta, for float and 16-bit data evaluated in double and
+// rounded to float32, as the kernels evaluate it (channel_relu.h); a 16-bit output then rounds it
+// once more.
 torch::Tensor affine_of(const torch::Tensor& x, const torch::Tensor& mean,
                         const torch::Tensor& scale, const torch::Tensor& beta) {
-  if (x.scalar_type() == torch::kFloat) {
+  if (x.scalar_type() != torch::kDouble) {
     auto d = [](const torch::Tensor& t) { return t.to(torch::kDouble); };
     return ((d(x) - per_channel(d(mean))) * per_channel(d(scale)) + per_channel(d(beta)))
         .to(torch::kFloat);
@@ -425,11 +450,13 @@ std::tuple<torch::Tensor, torch::Tensor> norm_backward(const torch::Tensor& dz,
                                                        const torch::Tensor& invstd,
                                                        const torch::Tensor& gamma, bool training,
                                                        torch::Tensor& grad_x, bool accumulate) {
+  // 16-bit data is read as float32: every product and sum below is float32 or double.
+  const torch::Tensor dz_m = dz.to(math_type(dz)), x_m = x.to(math_type(x));
   const torch::Tensor scale = gamma * invstd;
-  const torch::Tensor xhat = (x - per_channel(mean)) * per_channel(invstd);
-  const torch::Tensor grad_beta = dz.sum({0, 2, 3});
-  const torch::Tensor grad_gamma = (dz * xhat).sum({0, 2, 3});
-  torch::Tensor dx = dz * per_channel(scale);
+  const torch::Tensor xhat = (x_m - per_channel(mean)) * per_channel(invstd);
+  const torch::Tensor grad_beta = dz_m.sum({0, 2, 3});
+  const torch::Tensor grad_gamma = (dz_m * xhat).sum({0, 2, 3});
+  torch::Tensor dx = dz_m * per_channel(scale);
   if (training) {
     const double count = static_cast<double>(x.size(0) * x.size(2) * x.size(3));
     dx = dx - per_channel(scale * grad_beta / count) -

@@ -7,10 +7,13 @@
 // batch stride may be larger than C*H*W: it is a channel prefix of a (N, C_total, H, W) block
 // buffer, read in place. Outputs are contiguous (N, C, H, W) unless stated otherwise.
 //
-// Each operation has a vectorised, multi-threaded CPU kernel for float and double, CUDA kernels
-// (bn_relu.cu, bn_relu_cuda.h; in builds with nvcc) for float, double, Half and BFloat16, ATen's
-// fused CUDA batch-norm kernels for CUDA tensors those do not take, and a reference composed of
-// ATen operations, used for every other device and dtype and by the op tests as ground truth.
+// Each operation has a vectorised, multi-threaded CPU kernel for float and double (and for
+// bfloat16 and float16 data, the stages' buffers under amp: read into float32 and computed there,
+// with float32 per-channel parameters (mean, scale, beta, invstd, gamma) and gradients, statistics
+// and sums in double, results rounded to 16 bits once where stored), CUDA kernels (bn_relu.cu,
+// bn_relu_cuda.h; in builds with nvcc) for float, double, Half and BFloat16, ATen's fused CUDA
+// batch-norm kernels for CUDA tensors those do not take, and a reference composed of ATen
+// operations, used for every other device and dtype and by the op tests as ground truth.
 
 #include <torch/types.h>
 
@@ -71,7 +74,8 @@ std::tuple<torch::Tensor, torch::Tensor> norm_backward(const torch::Tensor& dz,
 }  // namespace aten_cuda
 
 namespace reference {
-// The same operations in ATen composites (any device, any floating dtype).
+// The same operations in ATen composites (any device, any floating dtype; 16-bit data with
+// float32 statistics and parameters, computed in float32 or double).
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x);
 void bn_relu_forward(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& scale,
                      const torch::Tensor& beta, torch::Tensor& out);

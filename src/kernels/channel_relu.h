@@ -5,6 +5,8 @@
 // mask, so both take it from here, with the loop conventions they share. Internal to the
 // kernels.
 
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 #include <torch/types.h>
 
 #include <algorithm>
@@ -26,6 +28,37 @@ namespace densenet::kernels::detail {
 // Independent partial sums so the compiler can vectorise reductions without reassociating
 // (which it may not do for floating point without -ffast-math).
 constexpr int kLanes = 8;
+
+/// The type the kernels compute in for data stored as S: S itself for float and double; float32
+/// for bfloat16 and float16 (the stages' buffers under amp), whose values are read into float32
+/// exactly, so that every product, sum and ReLU mask is float32's (statistics in double) and only
+/// a stored result is rounded to 16 bits. The per-channel parameters (mean, scale, beta, invstd,
+/// gamma) and their gradients are in this type.
+template <typename S>
+struct ComputeType {
+  using type = S;
+};
+template <>
+struct ComputeType<c10::BFloat16> {
+  using type = float;
+};
+template <>
+struct ComputeType<c10::Half> {
+  using type = float;
+};
+template <typename S>
+using compute_t = typename ComputeType<S>::type;
+
+/// Whether the CPU kernels take data of this dtype (float, double, bfloat16, float16).
+inline bool kernel_dtype(torch::ScalarType type) {
+  return type == torch::kFloat || type == torch::kDouble || type == torch::kBFloat16 ||
+         type == torch::kHalf;
+}
+
+/// The dtype of compute_t for data of `type`.
+inline torch::ScalarType compute_dtype(torch::ScalarType type) {
+  return type == torch::kBFloat16 || type == torch::kHalf ? torch::kFloat : type;
+}
 
 /// Items per parallel task: enough work per task that thread start-up does not dominate
 /// (about 32k elements).

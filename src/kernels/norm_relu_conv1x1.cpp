@@ -1,6 +1,7 @@
 #include "kernels/norm_relu_conv1x1.h"
 
 #include "kernels/channel_relu.h"
+#include "kernels/gemm.h"
 #include "util/parallel.h"
 
 #include <ATen/ATen.h>
@@ -9,6 +10,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 namespace densenet::kernels {
@@ -16,12 +18,15 @@ namespace densenet::kernels {
 namespace {
 
 using detail::ChannelRelu;
+using detail::compute_t;
 using detail::grain_for;
 using detail::kLanes;
 
-template <typename T>
-DENSENET_MULTIVERSION void plane_bn_relu(const T* x, T* out, int64_t n, ChannelRelu<T> relu) {
-  for (int64_t i = 0; i < n; ++i) out[i] = relu.value(x[i]);
+// Data stored as S (float, double, or 16-bit: the stages' buffers under amp) is computed in
+// T = compute_t<S> (channel_relu.h); 16-bit results are rounded once, where stored.
+template <typename S, typename T = compute_t<S>>
+DENSENET_MULTIVERSION void plane_bn_relu(const S* x, S* out, int64_t n, ChannelRelu<T> relu) {
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<S>(relu.value(static_cast<T>(x[i])));
 }
 
 // Deferred batch-statistics terms of one channel, in T: offset + (x - mean) * slope.
@@ -33,23 +38,24 @@ struct PendingTerms {
 // dz = da where the ReLU was active; adds sum dz and sum dz * (x - mean) to the channel's sums
 // (lanes in T, the plane's total in double, as bn_relu_backward) and writes or adds
 // scale * dz, plus the channel's pending terms, to grad_x.
-template <typename T, bool kAccumulate>
-DENSENET_MULTIVERSION void plane_scaled_dz_and_sums(const T* da, const T* x, T* grad_x, int64_t n,
+// da is in T (float32 for 16-bit data: the GEMM's float32 result, not rounded).
+template <typename S, bool kAccumulate, typename T = compute_t<S>>
+DENSENET_MULTIVERSION void plane_scaled_dz_and_sums(const T* da, const S* x, S* grad_x, int64_t n,
                                                     ChannelRelu<T> relu, PendingTerms<T> pending,
                                                     double* sum_dz, double* sum_dz_xc) {
   T lanes_dz[kLanes] = {};
   T lanes_dz_xc[kLanes] = {};
   auto step = [&](int64_t i, T& acc_dz, T& acc_dz_xc) {
-    const T v = x[i];
+    const T v = static_cast<T>(x[i]);
     const T g = da[i];  // loaded unconditionally: a select, not a branch
     const T dz = relu.active(v) ? g : T(0);
     acc_dz += dz;
     acc_dz_xc += dz * (v - relu.mean);
     const T dx = relu.scale * dz + (pending.offset + (v - pending.mean) * pending.slope);
     if constexpr (kAccumulate) {
-      grad_x[i] += dx;
+      grad_x[i] = static_cast<S>(static_cast<T>(grad_x[i]) + dx);  // one rounding for 16-bit
     } else {
-      grad_x[i] = dx;
+      grad_x[i] = static_cast<S>(dx);
     }
   };
   int64_t i = 0;
@@ -68,15 +74,18 @@ DENSENET_MULTIVERSION void plane_scaled_dz_and_sums(const T* da, const T* x, T* 
 }
 
 // grad_x += k1 + (x - mean) * k2: the batch-statistics terms of the norm's input gradient.
-template <typename T>
-DENSENET_MULTIVERSION void plane_add_statistics_terms(const T* x, T* grad_x, int64_t n, T mean,
+template <typename S, typename T = compute_t<S>>
+DENSENET_MULTIVERSION void plane_add_statistics_terms(const S* x, S* grad_x, int64_t n, T mean,
                                                       T k1, T k2) {
-  for (int64_t i = 0; i < n; ++i) grad_x[i] += k1 + (x[i] - mean) * k2;
+  for (int64_t i = 0; i < n; ++i) {
+    grad_x[i] =
+        static_cast<S>(static_cast<T>(grad_x[i]) + (k1 + (static_cast<T>(x[i]) - mean) * k2));
+  }
 }
 
-bool cpu_float_or_double_planes(const torch::Tensor& t) {
-  return t.device().is_cpu() &&
-         (t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kDouble) &&
+// Data the kernels take: CPU, float, double or 16-bit, contiguous planes.
+bool cpu_kernel_planes(const torch::Tensor& t) {
+  return t.device().is_cpu() && detail::kernel_dtype(t.scalar_type()) &&
          detail::has_contiguous_planes(t);
 }
 
@@ -104,7 +113,7 @@ std::vector<ChannelRelu<T>> channel_relus(const T* mean, const T* scale, const T
 }  // namespace
 
 bool norm_relu_conv1x1_supported(const torch::Tensor& x, const torch::Tensor& weight) {
-  return cpu_float_or_double_planes(x) && weight.device().is_cpu() &&
+  return cpu_kernel_planes(x) && weight.device().is_cpu() &&
          weight.scalar_type() == x.scalar_type() && weight.dim() == 4 &&
          weight.size(1) == x.size(1) && weight.size(2) == 1 && weight.size(3) == 1 &&
          weight.is_contiguous();
@@ -123,30 +132,37 @@ void norm_relu_conv1x1_forward(const torch::Tensor& x, const torch::Tensor& mean
       "norm_relu_conv1x1_forward: out ", out.sizes());
   const torch::Tensor w = weight.view({b, c});  // (B, C)
   const torch::Tensor m = mean.contiguous(), s = scale.contiguous(), bt = beta.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "norm_relu_conv1x1_forward", [&] {
-    using T = scalar_t;
-    const auto relus = channel_relus(m.data_ptr<T>(), s.data_ptr<T>(), bt.data_ptr<T>(), c);
-    const T* in = x.data_ptr<T>();
-    const int64_t batch_stride = x.stride(0), channel_stride = x.stride(1);
-    const int64_t tile = column_tile(c, plane, static_cast<int64_t>(sizeof(T)));
-    densenet::detail::parallel_for_with_state(
-        0, n, /*grain_size=*/1, [&](int64_t begin, int64_t end) {
-          torch::Tensor buffer = torch::empty({c * tile}, x.options());  // (C, tile), this thread's
-          T* a = buffer.data_ptr<T>();
-          for (int64_t i = begin; i < end; ++i) {
-            const torch::Tensor out_i = out[i].view({b, plane});  // (B, HW)
-            for (int64_t first = 0; first < plane; first += tile) {
-              const int64_t len = std::min(tile, plane - first);
-              for (int64_t ch = 0; ch < c; ++ch) {
-                plane_bn_relu(in + i * batch_stride + ch * channel_stride + first, a + ch * len,
-                              len, relus[static_cast<size_t>(ch)]);
+  TORCH_INTERNAL_ASSERT(m.scalar_type() == detail::compute_dtype(x.scalar_type()),
+                        "norm_relu_conv1x1_forward: statistics in ", m.scalar_type(), " for ",
+                        x.scalar_type(), " data");
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      torch::kBFloat16, torch::kHalf, x.scalar_type(), "norm_relu_conv1x1_forward", [&] {
+        using S = scalar_t;  // the data's dtype; A (the GEMM's input) is stored in it too
+        using T = compute_t<S>;
+        const auto relus = channel_relus(m.data_ptr<T>(), s.data_ptr<T>(), bt.data_ptr<T>(), c);
+        const S* in = x.data_ptr<S>();
+        const int64_t batch_stride = x.stride(0), channel_stride = x.stride(1);
+        const int64_t tile = column_tile(c, plane, static_cast<int64_t>(sizeof(S)));
+        densenet::detail::parallel_for_with_state(
+            0, n, /*grain_size=*/1, [&](int64_t begin, int64_t end) {
+              torch::Tensor buffer =
+                  torch::empty({c * tile}, x.options());  // (C, tile), this thread's
+              S* a = buffer.data_ptr<S>();
+              for (int64_t i = begin; i < end; ++i) {
+                const torch::Tensor out_i = out[i].view({b, plane});  // (B, HW)
+                for (int64_t first = 0; first < plane; first += tile) {
+                  const int64_t len = std::min(tile, plane - first);
+                  for (int64_t ch = 0; ch < c; ++ch) {
+                    plane_bn_relu(in + i * batch_stride + ch * channel_stride + first, a + ch * len,
+                                  len, relus[static_cast<size_t>(ch)]);
+                  }
+                  torch::Tensor out_columns =
+                      out_i.narrow(1, first, len);  // (B, len), row stride HW
+                  gemm(w, buffer.narrow(0, 0, c * len).view({c, len}), out_columns);
+                }
               }
-              torch::Tensor out_columns = out_i.narrow(1, first, len);  // (B, len), row stride HW
-              at::mm_out(out_columns, w, buffer.narrow(0, 0, c * len).view({c, len}));
-            }
-          }
-        });
-  });
+            });
+      });
 }
 
 NormReluConv1x1Grads norm_relu_conv1x1_backward(
@@ -155,9 +171,8 @@ NormReluConv1x1Grads norm_relu_conv1x1_backward(
     const torch::Tensor& beta, const torch::Tensor& weight, bool training, torch::Tensor& grad_x,
     bool accumulate, DeferredNormTerms* deferred) {
   RECORD_USER_SCOPE("densenet::norm_relu_conv1x1_backward");
-  TORCH_INTERNAL_ASSERT(norm_relu_conv1x1_supported(x, weight) &&
-                            cpu_float_or_double_planes(grad_x) && grad_x.sizes() == x.sizes() &&
-                            grad_x.scalar_type() == x.scalar_type(),
+  TORCH_INTERNAL_ASSERT(norm_relu_conv1x1_supported(x, weight) && cpu_kernel_planes(grad_x) &&
+                            grad_x.sizes() == x.sizes() && grad_x.scalar_type() == x.scalar_type(),
                         "norm_relu_conv1x1_backward: x ", x.sizes(), ", weight ", weight.sizes(),
                         ", grad_x ", grad_x.sizes());
   const int64_t n = x.size(0), c = x.size(1), plane = x.size(2) * x.size(3);
@@ -170,116 +185,132 @@ NormReluConv1x1Grads norm_relu_conv1x1_backward(
   // One partial dW and one pair of channel sums per worker thread, summed in thread order:
   // each thread takes a fixed range of samples, so results do not depend on timing.
   const int64_t workers = densenet::detail::max_parallel_threads();
-  // dW^T (C, B) rather than dW: OpenBLAS runs A dY^T 25-35% faster than dY A^T on these
-  // shapes (C ~ 100-300, B = 48, 1024 columns: 85 vs 63 GFLOP/s on one core).
-  torch::Tensor partial_grad_w_t = torch::zeros({workers, c, b}, x.options());  // (T, C, B)
+  // dW^T (C, B) rather than dW: OpenBLAS ran A dY^T 25-35% faster than dY A^T on these shapes
+  // (C ~ 100-300, B = 48, 1024 columns: 85 vs 63 GFLOP/s on one core); not re-measured with
+  // oneDNN.
+  // (T, C, B), float32 for 16-bit data (the GEMM's sums; one rounding, by the caller, if any).
+  torch::Tensor partial_grad_w_t =
+      torch::zeros({workers, c, b}, x.options().dtype(detail::compute_dtype(x.scalar_type())));
   std::vector<double> partial_sums(static_cast<size_t>(workers * 2 * c), 0.0);  // (T, 2, C)
   NormReluConv1x1Grads grads;
   grads.gamma = torch::empty_like(gamma);
   grads.beta = torch::empty_like(beta);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "norm_relu_conv1x1_backward", [&] {
-    using T = scalar_t;
-    const T* mp = m.data_ptr<T>();
-    const T* isp = is.data_ptr<T>();
-    const T* gp = g.data_ptr<T>();
-    const T* bp = bt.data_ptr<T>();
-    // scale = gamma * invstd in T: the same expression as the forward's (NormState::scale), so
-    // the ReLU mask is the forward's.
-    std::vector<T> scale(static_cast<size_t>(c));
-    for (int64_t ch = 0; ch < c; ++ch) scale[static_cast<size_t>(ch)] = gp[ch] * isp[ch];
-    const auto relus = channel_relus(mp, scale.data(), bp, c);
-    // Terms deferred by earlier calls are added in this pass, and taken off the books.
-    std::vector<PendingTerms<T>> pending(static_cast<size_t>(c));
-    if (deferred != nullptr) {
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const size_t j = static_cast<size_t>(ch);
-        pending[j] = {static_cast<T>(deferred->offset[j]), static_cast<T>(deferred->mean[j]),
-                      static_cast<T>(deferred->slope[j])};
-        deferred->offset[j] = deferred->slope[j] = 0.0;
-      }
-    }
-    const T* in = x.data_ptr<T>();
-    T* gx = grad_x.data_ptr<T>();
-    const int64_t x_batch = x.stride(0), x_channel = x.stride(1);
-    const int64_t gx_batch = grad_x.stride(0), gx_channel = grad_x.stride(1);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      torch::kBFloat16, torch::kHalf, x.scalar_type(), "norm_relu_conv1x1_backward", [&] {
+        using S = scalar_t;  // the data's dtype
+        using T = compute_t<S>;
+        constexpr bool kSplit = !std::is_same_v<S, T>;  // dA in its own float32 buffer
+        const T* mp = m.data_ptr<T>();
+        const T* isp = is.data_ptr<T>();
+        const T* gp = g.data_ptr<T>();
+        const T* bp = bt.data_ptr<T>();
+        // scale = gamma * invstd in T: the same expression as the forward's (NormState::scale), so
+        // the ReLU mask is the forward's.
+        std::vector<T> scale(static_cast<size_t>(c));
+        for (int64_t ch = 0; ch < c; ++ch) scale[static_cast<size_t>(ch)] = gp[ch] * isp[ch];
+        const auto relus = channel_relus(mp, scale.data(), bp, c);
+        // Terms deferred by earlier calls are added in this pass, and taken off the books.
+        std::vector<PendingTerms<T>> pending(static_cast<size_t>(c));
+        if (deferred != nullptr) {
+          for (int64_t ch = 0; ch < c; ++ch) {
+            const size_t j = static_cast<size_t>(ch);
+            pending[j] = {static_cast<T>(deferred->offset[j]), static_cast<T>(deferred->mean[j]),
+                          static_cast<T>(deferred->slope[j])};
+            deferred->offset[j] = deferred->slope[j] = 0.0;
+          }
+        }
+        const S* in = x.data_ptr<S>();
+        S* gx = grad_x.data_ptr<S>();
+        const int64_t x_batch = x.stride(0), x_channel = x.stride(1);
+        const int64_t gx_batch = grad_x.stride(0), gx_channel = grad_x.stride(1);
 
-    const int64_t tile = column_tile(c, plane, static_cast<int64_t>(sizeof(T)));
-    densenet::detail::parallel_for_with_state(
-        0, n, /*grain_size=*/1, [&](int64_t begin, int64_t end) {
-          const int64_t thread = at::get_thread_num();
-          torch::Tensor grad_w_t = partial_grad_w_t[thread];             // (C, B)
-          double* sum_dz = partial_sums.data() + thread * 2 * c;         // (C,)
-          double* sum_dz_xc = sum_dz + c;                                // (C,)
-          torch::Tensor buffer = torch::empty({c * tile}, x.options());  // (C, tile): A, then dA
-          T* a = buffer.data_ptr<T>();
-          for (int64_t i = begin; i < end; ++i) {
-            const T* x_i = in + i * x_batch;
-            T* gx_i = gx + i * gx_batch;
-            const torch::Tensor dy = grad_output_of(i).reshape({b, plane}).contiguous();  // (B, HW)
-            for (int64_t first = 0; first < plane; first += tile) {
-              const int64_t len = std::min(tile, plane - first);
-              torch::Tensor activation = buffer.narrow(0, 0, c * len).view({c, len});
-              for (int64_t ch = 0; ch < c; ++ch) {
-                plane_bn_relu(x_i + ch * x_channel + first, a + ch * len, len,
-                              relus[static_cast<size_t>(ch)]);
-              }
-              const torch::Tensor dy_columns = dy.narrow(1, first, len);  // (B, len)
-              grad_w_t.addmm_(activation, dy_columns.t());
-              at::mm_out(activation, w.t(), dy_columns);  // dA = W^T dY, (C, len)
-              for (int64_t ch = 0; ch < c; ++ch) {
-                const ChannelRelu<T>& relu = relus[static_cast<size_t>(ch)];
-                const T* x_row = x_i + ch * x_channel + first;
-                T* gx_row = gx_i + ch * gx_channel + first;
-                const PendingTerms<T> terms = pending[static_cast<size_t>(ch)];
-                if (accumulate) {
-                  plane_scaled_dz_and_sums<T, true>(a + ch * len, x_row, gx_row, len, relu, terms,
-                                                    &sum_dz[ch], &sum_dz_xc[ch]);
-                } else {
-                  plane_scaled_dz_and_sums<T, false>(a + ch * len, x_row, gx_row, len, relu, terms,
-                                                     &sum_dz[ch], &sum_dz_xc[ch]);
+        const int64_t tile =
+            column_tile(c, plane, static_cast<int64_t>(kSplit ? sizeof(S) + sizeof(T) : sizeof(T)));
+        densenet::detail::parallel_for_with_state(
+            0, n, /*grain_size=*/1, [&](int64_t begin, int64_t end) {
+              const int64_t thread = at::get_thread_num();
+              torch::Tensor grad_w_t = partial_grad_w_t[thread];      // (C, B)
+              double* sum_dz = partial_sums.data() + thread * 2 * c;  // (C,)
+              double* sum_dz_xc = sum_dz + c;                         // (C,)
+              torch::Tensor buffer =
+                  torch::empty({c * tile}, x.options());  // (C, tile): A, then dA
+              S* a = buffer.data_ptr<S>();
+              // 16-bit data: dA (C, tile) in float32, the GEMM's sums unrounded; else A's buffer.
+              torch::Tensor da_buffer =
+                  kSplit
+                      ? torch::empty({c * tile}, x.options().dtype(partial_grad_w_t.scalar_type()))
+                      : buffer;
+              T* da = da_buffer.data_ptr<T>();
+              for (int64_t i = begin; i < end; ++i) {
+                const S* x_i = in + i * x_batch;
+                S* gx_i = gx + i * gx_batch;
+                const torch::Tensor dy =
+                    grad_output_of(i).reshape({b, plane}).contiguous();  // (B, HW)
+                for (int64_t first = 0; first < plane; first += tile) {
+                  const int64_t len = std::min(tile, plane - first);
+                  torch::Tensor activation = buffer.narrow(0, 0, c * len).view({c, len});
+                  for (int64_t ch = 0; ch < c; ++ch) {
+                    plane_bn_relu(x_i + ch * x_channel + first, a + ch * len, len,
+                                  relus[static_cast<size_t>(ch)]);
+                  }
+                  const torch::Tensor dy_columns = dy.narrow(1, first, len);  // (B, len)
+                  gemm(activation, dy_columns.t(), grad_w_t, /*beta=*/1.0f);  // dW^T += A dY^T
+                  torch::Tensor grad_activation = da_buffer.narrow(0, 0, c * len).view({c, len});
+                  gemm(w.t(), dy_columns, grad_activation);  // dA = W^T dY, (C, len)
+                  for (int64_t ch = 0; ch < c; ++ch) {
+                    const ChannelRelu<T>& relu = relus[static_cast<size_t>(ch)];
+                    const S* x_row = x_i + ch * x_channel + first;
+                    S* gx_row = gx_i + ch * gx_channel + first;
+                    const PendingTerms<T> terms = pending[static_cast<size_t>(ch)];
+                    if (accumulate) {
+                      plane_scaled_dz_and_sums<S, true>(da + ch * len, x_row, gx_row, len, relu,
+                                                        terms, &sum_dz[ch], &sum_dz_xc[ch]);
+                    } else {
+                      plane_scaled_dz_and_sums<S, false>(da + ch * len, x_row, gx_row, len, relu,
+                                                         terms, &sum_dz[ch], &sum_dz_xc[ch]);
+                    }
+                  }
                 }
               }
-            }
-          }
-        });
+            });
 
-    T* dg = grads.gamma.data_ptr<T>();
-    T* db = grads.beta.data_ptr<T>();
-    const double count = static_cast<double>(n * plane);
-    std::vector<double> k1(static_cast<size_t>(c)), k2(static_cast<size_t>(c));
-    for (int64_t ch = 0; ch < c; ++ch) {
-      double s1 = 0, s2 = 0;
-      for (int64_t t = 0; t < workers; ++t) {
-        s1 += partial_sums[static_cast<size_t>(t * 2 * c + ch)];
-        s2 += partial_sums[static_cast<size_t>(t * 2 * c + c + ch)];
-      }
-      const double scale = static_cast<double>(relus[static_cast<size_t>(ch)].scale);
-      const double inv = static_cast<double>(isp[ch]);
-      dg[ch] = static_cast<T>(s2 * inv);
-      db[ch] = static_cast<T>(s1);
-      k1[static_cast<size_t>(ch)] = -scale * s1 / count;
-      k2[static_cast<size_t>(ch)] = -scale * inv * inv * s2 / count;
-    }
-    if (training && deferred != nullptr) {
-      // This norm's batch-statistics terms wait for the next pass over these channels.
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const size_t j = static_cast<size_t>(ch);
-        deferred->offset[j] = k1[j];
-        deferred->slope[j] = k2[j];
-        deferred->mean[j] = static_cast<double>(mp[ch]);
-      }
-    } else if (training) {
-      at::parallel_for(0, n * c, grain_for(plane), [&](int64_t begin, int64_t end) {
-        for (int64_t item = begin; item < end; ++item) {
-          const int64_t i = item / c, ch = item % c;
-          const size_t j = static_cast<size_t>(ch);
-          plane_add_statistics_terms(in + i * x_batch + ch * x_channel,
-                                     gx + i * gx_batch + ch * gx_channel, plane, mp[ch],
-                                     static_cast<T>(k1[j]), static_cast<T>(k2[j]));
+        T* dg = grads.gamma.data_ptr<T>();
+        T* db = grads.beta.data_ptr<T>();
+        const double count = static_cast<double>(n * plane);
+        std::vector<double> k1(static_cast<size_t>(c)), k2(static_cast<size_t>(c));
+        for (int64_t ch = 0; ch < c; ++ch) {
+          double s1 = 0, s2 = 0;
+          for (int64_t t = 0; t < workers; ++t) {
+            s1 += partial_sums[static_cast<size_t>(t * 2 * c + ch)];
+            s2 += partial_sums[static_cast<size_t>(t * 2 * c + c + ch)];
+          }
+          const double scale = static_cast<double>(relus[static_cast<size_t>(ch)].scale);
+          const double inv = static_cast<double>(isp[ch]);
+          dg[ch] = static_cast<T>(s2 * inv);
+          db[ch] = static_cast<T>(s1);
+          k1[static_cast<size_t>(ch)] = -scale * s1 / count;
+          k2[static_cast<size_t>(ch)] = -scale * inv * inv * s2 / count;
+        }
+        if (training && deferred != nullptr) {
+          // This norm's batch-statistics terms wait for the next pass over these channels.
+          for (int64_t ch = 0; ch < c; ++ch) {
+            const size_t j = static_cast<size_t>(ch);
+            deferred->offset[j] = k1[j];
+            deferred->slope[j] = k2[j];
+            deferred->mean[j] = static_cast<double>(mp[ch]);
+          }
+        } else if (training) {
+          at::parallel_for(0, n * c, grain_for(plane), [&](int64_t begin, int64_t end) {
+            for (int64_t item = begin; item < end; ++item) {
+              const int64_t i = item / c, ch = item % c;
+              const size_t j = static_cast<size_t>(ch);
+              plane_add_statistics_terms(in + i * x_batch + ch * x_channel,
+                                         gx + i * gx_batch + ch * gx_channel, plane, mp[ch],
+                                         static_cast<T>(k1[j]), static_cast<T>(k2[j]));
+            }
+          });
         }
       });
-    }
-  });
   grads.weight = partial_grad_w_t.sum(0).t().contiguous().view_as(weight);
   return grads;
 }
@@ -302,26 +333,28 @@ void apply_deferred_norm_terms(const torch::Tensor& x, torch::Tensor& grad_x,
     any = any || deferred.offset[j] != 0.0 || deferred.slope[j] != 0.0;
   }
   if (!any) return;
-  TORCH_INTERNAL_ASSERT(cpu_float_or_double_planes(x) && cpu_float_or_double_planes(grad_x) &&
+  TORCH_INTERNAL_ASSERT(cpu_kernel_planes(x) && cpu_kernel_planes(grad_x) &&
                             x.sizes() == grad_x.sizes() && x.scalar_type() == grad_x.scalar_type(),
                         "apply_deferred_norm_terms: x ", x.sizes(), ", grad_x ", grad_x.sizes());
   const int64_t n = x.size(0), plane = x.size(2) * x.size(3);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "apply_deferred_norm_terms", [&] {
-    using T = scalar_t;
-    const T* in = x.data_ptr<T>();
-    T* gx = grad_x.data_ptr<T>();
-    at::parallel_for(0, n * c, grain_for(plane), [&](int64_t begin, int64_t end) {
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t i = item / c, ch = item % c;
-        const size_t j = static_cast<size_t>(first_channel + ch);
-        plane_add_statistics_terms(in + i * x.stride(0) + ch * x.stride(1),
-                                   gx + i * grad_x.stride(0) + ch * grad_x.stride(1), plane,
-                                   static_cast<T>(deferred.mean[j]),
-                                   static_cast<T>(deferred.offset[j]),
-                                   static_cast<T>(deferred.slope[j]));
-      }
-    });
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      torch::kBFloat16, torch::kHalf, x.scalar_type(), "apply_deferred_norm_terms", [&] {
+        using S = scalar_t;
+        using T = compute_t<S>;
+        const S* in = x.data_ptr<S>();
+        S* gx = grad_x.data_ptr<S>();
+        at::parallel_for(0, n * c, grain_for(plane), [&](int64_t begin, int64_t end) {
+          for (int64_t item = begin; item < end; ++item) {
+            const int64_t i = item / c, ch = item % c;
+            const size_t j = static_cast<size_t>(first_channel + ch);
+            plane_add_statistics_terms(in + i * x.stride(0) + ch * x.stride(1),
+                                       gx + i * grad_x.stride(0) + ch * grad_x.stride(1), plane,
+                                       static_cast<T>(deferred.mean[j]),
+                                       static_cast<T>(deferred.offset[j]),
+                                       static_cast<T>(deferred.slope[j]));
+          }
+        });
+      });
   for (int64_t ch = 0; ch < c; ++ch) {
     const size_t j = static_cast<size_t>(first_channel + ch);
     deferred.offset[j] = deferred.slope[j] = 0.0;

@@ -7,9 +7,13 @@
 // one block-sized buffer less at the backward peak.
 //
 // x is (N, C, H, W) with contiguous H*W planes and any batch stride (a channel prefix of a
-// block buffer, read in place); weight (B, C, 1, 1). CPU, float or double
-// (norm_relu_conv1x1_supported); results agree with bn_relu_forward + convolution and with
-// bn_relu_backward to rounding, with the same ReLU mask.
+// block buffer, read in place); weight (B, C, 1, 1) of x's dtype. CPU, float, double, bfloat16
+// or float16 (norm_relu_conv1x1_supported); for 16-bit data the per-channel parameters (mean,
+// scale, beta, invstd, gamma) and their gradients are float32, the BN-ReLU is computed in
+// float32 and stored in 16 bits for the GEMMs (oneDNN's bfloat16 GEMM with float32 sums,
+// kernels/gemm.h), dA and dW are float32, and grad_x is rounded to 16 bits once per write.
+// Results agree with bn_relu_forward + convolution and with bn_relu_backward to rounding, with
+// the same ReLU mask.
 
 #include <torch/types.h>
 

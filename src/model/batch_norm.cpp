@@ -180,9 +180,11 @@ void add_norm_terms(const Tensor& x, Tensor& grad_x, const Tensor& mean, const T
     kernels::apply_deferred_norm_terms(x, grad_x, terms, 0);
     return;
   }
+  // In float32 for 16-bit data (one rounding, where grad_x takes the sum), else in its dtype.
   const auto type = grad_x.scalar_type();
-  grad_x.add_(per_channel(k1.to(type)) +
-              (x - per_channel(mean.to(x.scalar_type()))) * per_channel(k2.to(type)));
+  const auto math = type == torch::kBFloat16 || type == torch::kHalf ? torch::kFloat : type;
+  grad_x.add_(per_channel(k1.to(math)) +
+              (x.to(math) - per_channel(mean.to(math))) * per_channel(k2.to(math)));
 }
 
 }  // namespace densenet::detail

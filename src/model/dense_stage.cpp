@@ -12,9 +12,11 @@
 #include "model/dense_stage.h"
 
 #include "kernels/bn_relu.h"
+#include "kernels/gemm.h"
 #include "kernels/norm_relu_conv1x1.h"
 #include "model/batch_norm.h"
 #include "model/stage_chunks.h"
+#include "util/autocast.h"
 #include "util/blas_threads.h"
 #include "util/parallel.h"
 
@@ -26,6 +28,7 @@
 #include <torch/autograd.h>
 #include <torch/custom_class.h>
 #include <algorithm>
+#include <optional>
 
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 13
 #pragma GCC diagnostic pop
@@ -56,6 +59,16 @@ std::pair<Tensor, Tensor> conv2d_backward(const Tensor& grad_output, const Tenso
                                         {1, 1}, {padding, padding}, {1, 1}, false, {0, 0}, 1,
                                         {input_grad, true, false});
   return {std::get<0>(grads), std::get<1>(grads)};
+}
+
+bool is_16_bit(const Tensor& t) {
+  return t.scalar_type() == torch::kBFloat16 || t.scalar_type() == torch::kHalf;
+}
+
+/// The dtype sums over a 16-bit tensor are kept in: float32 (a 16-bit sum rounds at every
+/// addition: bfloat16 keeps 8 significant bits); any other dtype its own.
+torch::ScalarType sum_dtype(const Tensor& t) {
+  return is_16_bit(t) ? torch::kFloat : t.scalar_type();
 }
 
 int64_t chunk_samples(const Tensor& t, int64_t chunks = kCpuChunks) {
@@ -92,7 +105,9 @@ Tensor conv2d_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then_
     auto [grad_input, chunk_grad_weight] =
         conv2d_backward(grad_output_of(start, len), input, weight, padding, /*input_grad=*/true);
     input.copy_(grad_input);
-    grad_weight = grad_weight.defined() ? grad_weight.add_(chunk_grad_weight) : chunk_grad_weight;
+    // Chunks' weight gradients are summed in float32 at least (sum_dtype).
+    const Tensor chunk = chunk_grad_weight.to(sum_dtype(chunk_grad_weight));
+    grad_weight = grad_weight.defined() ? grad_weight.add_(chunk) : chunk;
   }
   return grad_weight;
 }
@@ -101,9 +116,9 @@ Tensor conv2d_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then_
 /// the same interface as conv2d_backward_in_place. For sample n, with X_n (C, HW) and dY_n
 /// (B, HW) both read in place: dW += dY_n X_n^T, then dX_n = W^T dY_n overwrites X_n. No
 /// blocked-layout copies (which oneDNN makes of the input and output gradient, and which made
-/// the chunking necessary), and BLAS runs at its GEMM rate. Samples run in parallel, one
-/// single-threaded GEMM pair each, with a dW per thread summed at the end: the GEMMs are small
-/// (B = 4k rows). BLAS is single-threaded here (the stage holds a SingleThreadedBlas).
+/// the chunking necessary), and the GEMMs (oneDNN's, kernels/gemm.h) run at their rate. Samples
+/// run in parallel, one single-threaded GEMM pair each, with a dW per thread summed at the end:
+/// the GEMMs are small (B = 4k rows). oneDNN runs on one thread inside the parallel loop.
 template <typename GradOutputOf>
 Tensor conv1x1_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then_grad,
                                  const Tensor& weight) {
@@ -112,9 +127,10 @@ Tensor conv1x1_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then
   const int64_t b = weight.size(0);
   const Tensor w = weight.reshape({b, c});               // (B, C)
   const Tensor x = input_then_grad.view({n, c, plane});  // (N, C, HW)
-  // One partial dW per worker thread, (T, B, C); summed in a fixed order.
+  // One partial dW per worker thread, (T, B, C), float32 at least (the GEMMs' sums of 16-bit
+  // data are float32); summed in a fixed order.
   const int64_t workers = max_parallel_threads();
-  Tensor partial_grad_w = torch::zeros({workers, b, c}, weight.options());
+  Tensor partial_grad_w = torch::zeros({workers, b, c}, weight.options().dtype(sum_dtype(weight)));
   const int64_t step = chunk_samples(input_then_grad);
   for (int64_t start = 0; start < n; start += step) {
     const int64_t len = std::min(step, n - start);
@@ -122,9 +138,9 @@ Tensor conv1x1_backward_in_place(GradOutputOf grad_output_of, Tensor& input_then
     parallel_for_with_state(0, len, /*grain_size=*/1, [&](int64_t begin, int64_t end) {
       Tensor grad_w = partial_grad_w[at::get_thread_num()];  // (B, C)
       for (int64_t i = begin; i < end; ++i) {
-        Tensor x_n = x[start + i];  // (C, HW)
-        grad_w.addmm_(dy[i], x_n.t());
-        at::mm_out(x_n, w.t(), dy[i]);
+        Tensor x_n = x[start + i];                             // (C, HW)
+        kernels::gemm(dy[i], x_n.t(), grad_w, /*beta=*/1.0f);  // dW += dY_n X_n^T
+        kernels::gemm(w.t(), dy[i], x_n);                      // dX_n = W^T dY_n
       }
     });
   }
@@ -363,13 +379,29 @@ std::vector<Tensor> stage_parameters(DenseBlockImpl& block, StageTail tail,
   return params;
 }
 
+/// The parameters as the stage's arithmetic takes them, in its dtype `dtype`: the convolution
+/// weights (4-D) cast to it, as autocast casts a convolution's weight; the norms' weights and
+/// biases (1-D) as they are (float32 under amp: the affine transform and every statistic are
+/// computed in float32 or better). The casts are made per forward and per backward, never kept:
+/// weights are small, and a kept copy would go stale at the optimiser's step.
+std::vector<Tensor> compute_params(const std::vector<Tensor>& params, torch::ScalarType dtype) {
+  std::vector<Tensor> result(params);
+  for (Tensor& p : result) {
+    if (p.dim() == 4 && p.scalar_type() != dtype) p = p.to(dtype);
+  }
+  return result;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forward
 
 /// Computes the stage. With `keep`, fills `state` with what backward needs.
-Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<Tensor>& params,
+Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<Tensor>& parameters,
                      bool keep) {
   torch::NoGradGuard no_grad;
+  // Every buffer of the stage is in its input's dtype (run_dense_stage chose it), and so are the
+  // convolution weights its arithmetic reads.
+  const std::vector<Tensor> params = compute_params(parameters, input.scalar_type());
   // Chunked convolutions may take ATen's im2col path, which runs GEMMs inside its own
   // parallel loop over samples.
   SingleThreadedBlas single_threaded_blas;
@@ -534,10 +566,12 @@ Tensor stage_forward(StageState& state, const Tensor& input, const std::vector<T
 
 /// Returns the gradients of the input and of every parameter, in the op's input order.
 variable_list stage_backward(StageState& state, const Tensor& grad_result,
-                             const std::vector<Tensor>& params) {
+                             const std::vector<Tensor>& parameters) {
   torch::NoGradGuard no_grad;
-  // Every GEMM of backward runs inside a parallel loop over samples: ours (1x1 convolutions)
-  // or ATen's im2col path (small chunks of 3x3 convolutions).
+  const std::vector<Tensor> params = compute_params(parameters, state.features.scalar_type());
+  // Every GEMM of backward runs inside a parallel loop over samples: ours (1x1 convolutions,
+  // oneDNN's, one thread each there by itself) or ATen's im2col path (small chunks of 3x3
+  // convolutions: BLAS, made single-threaded here).
   SingleThreadedBlas single_threaded_blas;
   DenseBlockImpl& block = *state.block;
   const Tensor& features = state.features;  // (N, C_L, H, W)
@@ -724,7 +758,13 @@ variable_list stage_backward(StageState& state, const Tensor& grad_result,
   variable_list result;
   result.reserve(params.size() + 2);
   result.push_back(grad_features.narrow(1, 0, c0).contiguous());  // frees dF on return
-  for (auto& grad : grads) result.push_back(grad);
+  for (size_t i = 0; i < grads.size(); ++i) {
+    // In the parameter's own dtype: float32 under amp (the master weights). The GEMMs' weight
+    // gradients are float32 already; ATen's 16-bit convolutions give 16-bit ones.
+    const torch::ScalarType type = parameters[i].scalar_type();
+    result.push_back(grads[i].defined() && grads[i].scalar_type() != type ? grads[i].to(type)
+                                                                          : grads[i]);
+  }
   result.emplace_back();  // the state argument
   return result;
 }
@@ -748,7 +788,7 @@ struct DenseStageFunction : public torch::autograd::Function<DenseStageFunction>
                 "double backward (create_graph=True) is not supported by the efficient and "
                 "minimal memory modes; use --memory naive");
     // As in forward (run_dense_stage): a backward called inside an autocast scope stays in the
-    // parameters' dtype.
+    // stage's dtype, forward's choice (that of the buffers it kept).
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     auto state =
         c10::static_intrusive_pointer_cast<StageState>(ctx->saved_data["state"].toCapsule());
@@ -762,6 +802,24 @@ struct DenseStageFunction : public torch::autograd::Function<DenseStageFunction>
     return grads;
   }
 };
+
+/// The dtype a stage computes in and keeps its buffers in (docs/MEMORY.md, "Mixed precision").
+/// Under autocast to bfloat16 or float16 on the CPU, with float32 parameters: that dtype. F, dF,
+/// the kept bottlenecks and the BN-ReLU outputs are 16-bit, half their float32 bytes; the
+/// convolutions (ATen's) and GEMMs (oneDNN's, float32 sums) run in it on weights cast per call;
+/// batch statistics, their sums and the norms' backward reductions are formed in float32 or
+/// double; the parameters and their gradients stay float32. Otherwise its parameters' dtype: a
+/// 16-bit input outside autocast, or on CUDA (whose stage kernels take float32 data for now),
+/// is converted to it, and any other input is taken as it is.
+torch::ScalarType stage_dtype(const Tensor& input, const std::vector<Tensor>& params) {
+  if (params.empty() || !params.front().is_floating_point()) return input.scalar_type();
+  const torch::ScalarType param_type = params.front().scalar_type();
+  if (input.is_cpu() && param_type == torch::kFloat) {
+    const std::optional<torch::ScalarType> amp = autocast_dtype(c10::DeviceType::CPU);
+    if (amp == torch::kBFloat16 || amp == torch::kHalf) return *amp;
+  }
+  return is_16_bit(input) ? param_type : input.scalar_type();
+}
 
 }  // namespace
 
@@ -784,19 +842,11 @@ Tensor run_dense_stage(DenseBlockImpl& block, StageTail tail,
   }
   std::vector<Tensor> params = stage_parameters(block, tail, transition, final_norm, &state->index);
 
-  // Mixed precision (amp): under autocast the stage is handed float16/bfloat16 activations
-  // while its parameters stay float32. It computes in its parameters' dtype: the input is
-  // converted once (autograd converts its gradient back), and autocast is off inside, so no
-  // operation of forward or backward runs in reduced precision. Batch statistics are thus formed
-  // from float32 values (in double on the CPU, as always), never in bfloat16, and the CPU
-  // kernels (float and double only) keep their speed. The cost: the blocks, most of a DenseNet's
-  // arithmetic, gain nothing from amp in these modes, and their buffers stay float32-sized;
-  // naive mode runs its convolutions in the autocast dtype (docs/MEMORY.md, "Mixed precision").
-  const bool reduced_input =
-      input.scalar_type() == torch::kHalf || input.scalar_type() == torch::kBFloat16;
-  const Tensor stage_input = reduced_input && !params.empty() && params.front().is_floating_point()
-                                 ? input.to(params.front().scalar_type())
-                                 : input;
+  // Mixed precision (amp): see stage_dtype. Asked before autocast is turned off below (its state
+  // is read from the same dispatch keys); the input is converted once, and autograd converts its
+  // gradient back.
+  const torch::ScalarType dtype = stage_dtype(input, params);
+  const Tensor stage_input = input.scalar_type() == dtype ? input : input.to(dtype);
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
 
   bool needs_grad = torch::GradMode::is_enabled() && stage_input.requires_grad();

@@ -101,6 +101,13 @@ MemoryPlan plan_memory(const ArchitecturePlan& plan, MemoryMode mode, int64_t el
   return result;
 }
 
+int64_t activation_element_size(MemoryMode mode, c10::DeviceType device,
+                                std::optional<c10::ScalarType> amp) {
+  if (amp != c10::ScalarType::BFloat16 && amp != c10::ScalarType::Half) return 4;
+  if (mode == MemoryMode::kNaive) return 2;
+  return device == c10::DeviceType::CPU ? 2 : 4;
+}
+
 namespace {
 
 // a * b + c, saturating at INT64_MAX.
@@ -121,9 +128,11 @@ int64_t StepMemory::bytes(int64_t batch, int64_t splits) const {
 }
 
 StepMemory plan_step_memory(const ArchitecturePlan& plan, MemoryMode mode, int64_t optimizer_copies,
-                            int64_t input_batches) {
+                            int64_t input_batches, c10::DeviceType device,
+                            std::optional<c10::ScalarType> amp) {
   StepMemory step;
-  step.activations_per_sample = plan_memory(plan, mode).peak_bytes;
+  step.activations_per_sample =
+      plan_memory(plan, mode, activation_element_size(mode, device, amp)).peak_bytes;
   step.input_per_sample = saturating(saturating(plan.options.in_channels(), plan.input_size),
                                      saturating(plan.input_size, 4));
   step.input_batches = input_batches;
@@ -132,8 +141,10 @@ StepMemory plan_step_memory(const ArchitecturePlan& plan, MemoryMode mode, int64
 }
 
 int64_t predicted_step_bytes(const ArchitecturePlan& plan, MemoryMode mode, int64_t batch_size,
-                             int64_t num_batch_splits, int64_t optimizer_copies) {
-  return plan_step_memory(plan, mode, optimizer_copies, 2).bytes(batch_size, num_batch_splits);
+                             int64_t num_batch_splits, int64_t optimizer_copies,
+                             c10::DeviceType device, std::optional<c10::ScalarType> amp) {
+  return plan_step_memory(plan, mode, optimizer_copies, 2, device, amp)
+      .bytes(batch_size, num_batch_splits);
 }
 
 }  // namespace densenet

@@ -4,6 +4,7 @@
 #include "densenet/model/memory_plan.h"
 #include "densenet/tools/memory_tracker.h"
 #include "densenet/train/amp.h"
+#include "kernels/gemm.h"
 
 #include <c10/util/Exception.h>
 #include <torch/cuda.h>
@@ -199,12 +200,15 @@ double measure_sgemm_gflops(int64_t size, torch::Device device) {
   const torch::Tensor a = torch::randn({size, size}, options);
   const torch::Tensor b = torch::randn({size, size}, options);
   torch::Tensor c = torch::empty({size, size}, options);
-  at::mm_out(c, a, b);  // warm-up: thread pools, BLAS buffers
+  // On the CPU the rate of the GEMMs the stages call (oneDNN's, kernels/gemm.h), not at::mm's
+  // BLAS: the share of it that a step reaches says how well the stage uses them.
+  auto multiply = [&] { device.is_cpu() ? kernels::gemm(a, b, c) : (void)at::mm_out(c, a, b); };
+  multiply();  // warm-up: thread pools, GEMM buffers
   double best = 1e300;
   for (int i = 0; i < 5; ++i) {
     if (device.is_cuda()) torch::cuda::synchronize();
     const auto start = std::chrono::steady_clock::now();
-    at::mm_out(c, a, b);
+    multiply();
     if (device.is_cuda()) torch::cuda::synchronize();
     best = std::min(
         best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -235,8 +239,9 @@ int64_t find_max_batch(const DenseNetOptions& model_options, int64_t cap_bytes,
   if (!fits(smallest)) return 0;
   // Bracket around the batch the memory plan predicts (parameters, gradients and a little
   // workspace aside), so that only a few steps run at the large sizes; then bisect.
-  const StepMemory need = plan_step_memory(architecture, model_options.memory(),
-                                           /*optimizer_copies=*/0, /*input_batches=*/1);
+  const StepMemory need =
+      plan_step_memory(architecture, model_options.memory(), /*optimizer_copies=*/0,
+                       /*input_batches=*/1, c10::DeviceType::CPU, train::parse_amp(options.amp()));
   const int64_t per_sample =
       std::max<int64_t>(1, need.activations_per_sample + need.input_per_sample);
   const int64_t guess = std::max<int64_t>(1, (cap_bytes - need.fixed) / per_sample);

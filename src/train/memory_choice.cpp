@@ -18,15 +18,17 @@ std::vector<MemoryMode> memory_modes_by_speed(c10::DeviceType device) {
 }
 
 MemoryChoice choose_memory(const ArchitecturePlan& plan, int64_t batch_size, int64_t budget_bytes,
-                           c10::DeviceType device, int64_t optimizer_copies) {
+                           c10::DeviceType device, int64_t optimizer_copies,
+                           std::optional<c10::ScalarType> amp) {
   TORCH_CHECK(budget_bytes > 0, "memory-budget must be > 0 bytes, got ", budget_bytes);
   const std::vector<MemoryMode> modes = memory_modes_by_speed(device);
   const int64_t fastest_need =
-      predicted_step_bytes(plan, modes.front(), batch_size, 1, optimizer_copies);
+      predicted_step_bytes(plan, modes.front(), batch_size, 1, optimizer_copies, device, amp);
   int64_t smallest_need = std::numeric_limits<int64_t>::max();
   for (int64_t splits = 1; splits <= batch_size; splits *= 2) {
     for (const MemoryMode mode : modes) {
-      const int64_t need = predicted_step_bytes(plan, mode, batch_size, splits, optimizer_copies);
+      const int64_t need =
+          predicted_step_bytes(plan, mode, batch_size, splits, optimizer_copies, device, amp);
       smallest_need = std::min(smallest_need, need);
       if (need > budget_bytes) continue;
       MemoryChoice choice;

@@ -87,13 +87,13 @@ std::string choose_memory_mode(const TrainConfig& config, const torch::Device& d
   if (config.memory != "auto") {
     setup.options.memory(parse_memory_mode(config.memory));
     return "memory: " + config.memory + ", predicted step peak " +
-           format_bytes(predicted_step_bytes(plan_architecture(setup.options),
-                                             setup.options.memory(), local_batch,
-                                             setup.num_batch_splits, optimizer_copies));
+           format_bytes(predicted_step_bytes(
+               plan_architecture(setup.options), setup.options.memory(), local_batch,
+               setup.num_batch_splits, optimizer_copies, device.type(), parse_amp(config.amp)));
   }
   const int64_t budget = config.memory_budget > 0 ? config.memory_budget : default_memory_budget();
   const MemoryChoice choice = choose_memory(plan_architecture(setup.options), local_batch, budget,
-                                            device.type(), optimizer_copies);
+                                            device.type(), optimizer_copies, parse_amp(config.amp));
   setup.options.memory(choice.mode);
   setup.num_batch_splits = std::max(setup.num_batch_splits, choice.num_batch_splits);
   return "memory: auto -> " + choice.reason;
@@ -210,7 +210,8 @@ ModelSetup build_model(const TrainConfig& config, const RunData& data, const tor
   setup.stem_line = describe_stem(config, setup.options);
   if (!device.is_cuda()) {
     const int64_t need = predicted_step_bytes(setup.plan, setup.options.memory(), local_batch,
-                                              setup.num_batch_splits, optimizer_copies);
+                                              setup.num_batch_splits, optimizer_copies,
+                                              device.type(), parse_amp(config.amp));
     const AvailableMemory available = available_memory();
     TORCH_CHECK(available.bytes == 0 || need <= available.bytes, "this run needs about ",
                 format_bytes(need), " for a training step (memory ",

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 namespace densenet::kernels {
@@ -164,14 +165,18 @@ FusedReference fused_reference(const torch::Tensor& x, const torch::Tensor& mean
 void check_fused_conv1x1(const torch::Tensor& buffer, int64_t c, int64_t b, bool training,
                          bool accumulate, double tolerance) {
   const auto options = buffer.options();
+  // The per-channel parameters: float32 for 16-bit data (the stages' under amp).
+  const auto type = buffer.scalar_type();
+  const auto params =
+      options.dtype(type == torch::kBFloat16 || type == torch::kHalf ? torch::kFloat : type);
   const int64_t n = buffer.size(0), h = buffer.size(2), w = buffer.size(3);
   const torch::Tensor x = buffer.narrow(1, 0, c);
-  const torch::Tensor gamma = torch::rand({c}, options) + 0.5;
-  const torch::Tensor beta = torch::randn({c}, options) * 0.2;
+  const torch::Tensor gamma = torch::rand({c}, params) + 0.5;
+  const torch::Tensor beta = torch::randn({c}, params) * 0.2;
   const torch::Tensor weight = torch::randn({b, c, 1, 1}, options);
   auto [batch_mean, batch_var] = channel_mean_var(x);
-  const torch::Tensor mean = batch_mean.to(options.dtype());
-  const torch::Tensor invstd = (batch_var + 1e-5).rsqrt().to(options.dtype());
+  const torch::Tensor mean = batch_mean.to(params.dtype());
+  const torch::Tensor invstd = (batch_var + 1e-5).rsqrt().to(params.dtype());
   const torch::Tensor grad_out = torch::randn({n, b, h, w}, options);
   // grad_x inside a wider buffer too (dF's prefix), so its strides differ from a plain tensor's.
   const torch::Tensor initial = torch::randn({n, c + 3, h, w}, options);
@@ -189,6 +194,8 @@ void check_fused_conv1x1(const torch::Tensor& buffer, int64_t c, int64_t b, bool
       norm_relu_conv1x1_backward([&](int64_t i) { return grad_out[i]; }, x, mean, invstd, gamma,
                                  beta, weight, training, grad_x, accumulate);
   EXPECT_TRUE(testing::tensors_close("fused grad_x", grad_x, ref.grad_x, tolerance));
+  EXPECT_EQ(grads.weight.scalar_type(), params.dtype()) << "dW: the GEMMs' float32 sums";
+  EXPECT_EQ(grads.gamma.scalar_type(), params.dtype());
   EXPECT_TRUE(
       testing::tensors_close("fused grad_weight", grads.weight, ref.grad_weight, tolerance));
   EXPECT_TRUE(testing::tensors_close("fused grad_gamma", grads.gamma, ref.grad_gamma, tolerance));
@@ -276,8 +283,98 @@ TEST(BnReluKernel, FusedWithConv1x1TakesOnlyWhatItSupports) {
   EXPECT_FALSE(norm_relu_conv1x1_supported(x, torch::randn({6, 5, 1, 1})));  // channels
   EXPECT_FALSE(norm_relu_conv1x1_supported(x, torch::randn({6, 4, 1, 1}, torch::kDouble)));
   EXPECT_FALSE(norm_relu_conv1x1_supported(x.to(torch::kHalf), torch::randn({6, 4, 1, 1})));
+  EXPECT_TRUE(norm_relu_conv1x1_supported(x.to(torch::kBFloat16),
+                                          torch::randn({6, 4, 1, 1}, torch::kBFloat16)));
+  EXPECT_TRUE(
+      norm_relu_conv1x1_supported(x.to(torch::kHalf), torch::randn({6, 4, 1, 1}, torch::kHalf)));
   EXPECT_FALSE(norm_relu_conv1x1_supported(x.transpose(2, 3), torch::randn({6, 4, 1, 1})));
 }
+
+// 16-bit data (the stages' buffers under amp: bfloat16 or float16) with float32 per-channel
+// parameters: the CPU kernels read it into float32, form sums in double, and round each stored
+// result to 16 bits once. Against the reference in double on the same (exactly representable)
+// values: statistics to double rounding; every stored result within one rounding to the dtype
+// (eps/2 of the tensor's scale) plus float32 arithmetic, held to eps; the fused kernel's GEMMs
+// read the BN-ReLU rounded to 16 bits (eps/2 per product, sums of both signs), held to 2 eps.
+struct HalfCase {
+  torch::Dtype dtype;
+  bool training, accumulate;
+  std::string name() const {
+    return std::string(dtype == torch::kBFloat16 ? "bf16" : "f16") +
+           (training ? "_train" : "_eval") + (accumulate ? "_accumulate" : "_write");
+  }
+  double eps() const {
+    return dtype == torch::kBFloat16
+               ? static_cast<double>(std::numeric_limits<c10::BFloat16>::epsilon())
+               : static_cast<double>(std::numeric_limits<c10::Half>::epsilon());
+  }
+};
+
+void PrintTo(const HalfCase& c, std::ostream* os) {
+  *os << c.name();
+}
+
+std::vector<HalfCase> half_cases() {
+  std::vector<HalfCase> all;
+  for (torch::Dtype dtype : {torch::kBFloat16, torch::kHalf}) {
+    for (bool training : {true, false}) {
+      for (bool accumulate : {false, true}) all.push_back({dtype, training, accumulate});
+    }
+  }
+  return all;
+}
+
+class HalfKernel : public ::testing::TestWithParam<HalfCase> {};
+
+TEST_P(HalfKernel, BnReluReadsAndWrites16BitData) {
+  const HalfCase k = GetParam();
+  torch::manual_seed(21);
+  const int64_t n = 3, c = 11, h = 7, w = 5, extra = 4;
+  const torch::Tensor buffer = (torch::randn({n, c + extra, h, w}) * 2 + 0.3).to(k.dtype);
+  const torch::Tensor x = buffer.narrow(1, 0, c);  // a channel prefix, strided batch
+  const torch::Tensor gamma = torch::rand({c}) + 0.5, beta = torch::randn({c}) * 0.2;
+  auto [batch_mean, batch_var] = channel_mean_var(x);
+  auto [ref_mean, ref_var] = reference::channel_mean_var(x.to(torch::kDouble));
+  EXPECT_TRUE(testing::tensors_close("mean", batch_mean, ref_mean, 1e-12));
+  EXPECT_TRUE(testing::tensors_close("var", batch_var, ref_var, 1e-12));
+  const torch::Tensor mean = k.training ? batch_mean.to(torch::kFloat) : torch::randn({c}) * 0.1;
+  const torch::Tensor invstd =
+      k.training ? (batch_var + 1e-5).rsqrt().to(torch::kFloat) : (torch::rand({c}) + 0.5).rsqrt();
+  auto d = [](const torch::Tensor& t) { return t.to(torch::kDouble); };
+
+  torch::Tensor out = torch::empty({n, c, h, w}, k.dtype);
+  bn_relu_forward(x, mean, gamma * invstd, beta, out);
+  torch::Tensor ref_out = torch::empty({n, c, h, w}, torch::kDouble);
+  reference::bn_relu_forward(d(x), d(mean), d(gamma * invstd), d(beta), ref_out);
+  EXPECT_TRUE(testing::tensors_close("forward", out, ref_out, k.eps()));
+
+  const torch::Tensor grad_y = torch::randn({n, c, h, w}).to(k.dtype);
+  const torch::Tensor initial = torch::randn_like(buffer);
+  torch::Tensor grad_buffer = initial.clone();
+  torch::Tensor grad_x = grad_buffer.narrow(1, 0, c);
+  auto [grad_gamma, grad_beta] =
+      bn_relu_backward(grad_y, x, mean, invstd, gamma, beta, k.training, grad_x, k.accumulate);
+  torch::Tensor ref_grad = d(initial).narrow(1, 0, c).clone();
+  auto [ref_gamma, ref_beta] = reference::bn_relu_backward(
+      d(grad_y), d(x), d(mean), d(invstd), d(gamma), d(beta), k.training, ref_grad, k.accumulate);
+  EXPECT_EQ(grad_gamma.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(testing::tensors_close("grad_x", grad_x, ref_grad, k.eps()));
+  EXPECT_TRUE(testing::tensors_close("grad_gamma", grad_gamma, ref_gamma, 1e-5));
+  EXPECT_TRUE(testing::tensors_close("grad_beta", grad_beta, ref_beta, 1e-5));
+  EXPECT_TRUE(testing::tensors_identical("channels past the prefix are untouched",
+                                         grad_buffer.narrow(1, c, extra),
+                                         initial.narrow(1, c, extra)));
+}
+
+TEST_P(HalfKernel, FusedWithConv1x1FeedsTheGemmsIn16Bit) {
+  const HalfCase k = GetParam();
+  torch::manual_seed(23);
+  const torch::Tensor buffer = (torch::randn({4, 29, 6, 6}) * 2 + 0.3).to(k.dtype);
+  check_fused_conv1x1(buffer, /*c=*/24, /*b=*/8, k.training, k.accumulate, 2 * k.eps());
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, HalfKernel, ::testing::ValuesIn(half_cases()),
+                         [](const auto& info) { return info.param.name(); });
 
 TEST(ParallelLoops, RunOnTheThreadsAsked) {
   // The library's kernels parallelise with at::parallel_for, a header template that runs

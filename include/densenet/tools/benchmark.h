@@ -61,6 +61,8 @@ BenchmarkResult benchmark_training_step(const DenseNetOptions& model, int64_t ba
 int64_t measure_step_rss(const DenseNetOptions& model, int64_t batch,
                          const BenchmarkOptions& options);
 
+/// The best of five size x size float32 matrix products, in GFLOP/s: on the CPU through oneDNN
+/// (the GEMMs of the stages' kernels), on CUDA through at::mm (cuBLAS).
 double measure_sgemm_gflops(int64_t size, torch::Device device);
 
 /// The largest batch whose training step fits in `cap_bytes` of tracked CPU tensor memory

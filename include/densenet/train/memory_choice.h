@@ -6,7 +6,10 @@
 
 #include <c10/core/DeviceType.h>
 
+#include <c10/core/ScalarType.h>
+
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,9 +32,10 @@ std::vector<MemoryMode> memory_modes_by_speed(c10::DeviceType device);
 /// The fastest mode, then the fewest batch splits (1, 2, 4, ... up to the batch size), whose
 /// predicted_step_bytes fits `budget_bytes`: fewer splits are tried first because a smaller
 /// piece costs more time than a slower mode. Throws c10::Error with the smallest need when
-/// nothing fits.
+/// nothing fits. `amp`: the autocast dtype (nullopt for none), which sets the activations' size.
 MemoryChoice choose_memory(const ArchitecturePlan& plan, int64_t batch_size, int64_t budget_bytes,
-                           c10::DeviceType device, int64_t optimizer_copies);
+                           c10::DeviceType device, int64_t optimizer_copies,
+                           std::optional<c10::ScalarType> amp = std::nullopt);
 
 /// 80% of the memory this process can still take (available_memory: MemAvailable or a cgroup
 /// limit, whichever is smaller): what `memory: auto` uses without a memory-budget. Throws
