@@ -67,7 +67,17 @@ TensorBoardWriter::TensorBoardWriter(const std::string& run_dir)
 }
 
 TensorBoardWriter::~TensorBoardWriter() {
-  if (file_ != nullptr) std::fclose(file_);
+  if (file_ != nullptr) std::fclose(file_);  // errors unreported: close() first for them
+}
+
+void TensorBoardWriter::close() {
+  TORCH_CHECK(file_ != nullptr, "the TensorBoard event file '", path_, "' is closed already");
+  // fclose writes what the buffer still holds: on a full disk this is where that fails.
+  const bool closed = std::fclose(file_) == 0;
+  const int error = errno;
+  file_ = nullptr;  // closed even when it failed: no second fclose
+  TORCH_CHECK(closed, "cannot write the TensorBoard event file '", path_,
+              "': ", std::strerror(error));
 }
 
 void TensorBoardWriter::add_scalar(const std::string& tag, double value, int64_t step,

@@ -19,6 +19,19 @@ TensorBoardLogger::TensorBoardLogger(TensorBoardLoggerOptions options, std::ostr
   }
 }
 
+// The events still buffered go to disk here, where a failure can still be told (the writer's
+// own destructor cannot): the run is ending, and on a full disk they are its last events.
+TensorBoardLogger::~TensorBoardLogger() {
+  if (!writer_) return;
+  try {
+    writer_->close();
+  } catch (const c10::Error& error) {
+    warnings_ << "warning: the last TensorBoard events were not written (metrics.csv has every "
+                 "epoch): "
+              << error.what_without_backtrace() << "\n";
+  }
+}
+
 // Runs `write` unless an earlier write failed; the first failure warns once and closes the
 // file (see the class comment for why training goes on).
 template <typename Write>
@@ -94,6 +107,12 @@ void TensorBoardLogger::epoch(const EpochRecord& record) {
     scalar(eval + "_loss", record.eval_loss, at, t);
     scalar(eval + "_top1", record.eval_top1, at, t);
     scalar(eval + "_top5", record.eval_top5, at, t);
+  }
+  if (!std::isnan(record.ema_eval_loss)) {  // model-ema: metrics.csv's ema_eval_* columns
+    const std::string ema = "epoch/ema_" + options_.eval_name;
+    scalar(ema + "_loss", record.ema_eval_loss, at, t);
+    scalar(ema + "_top1", record.ema_eval_top1, at, t);
+    scalar(ema + "_top5", record.ema_eval_top5, at, t);
   }
   scalar("epoch/lr", record.lr, at, t);
   scalar("epoch/images_per_second", record.images_per_second, at, t);

@@ -444,6 +444,9 @@ double finish_epoch(TrainingRun& run) {
   state.next_batch = 0;
   state.partial = EpochSums{};
   print_epoch(run, record);
+  // The epoch's train/ points go to disk first: a checkpoint write that fails (a full disk)
+  // ends the run, and they would go with it. (Steps past the checkpoint are purged on resume.)
+  if (run.tensorboard) run.tensorboard->flush();
   save(run, state.epoch, is_best, is_best_ema);
   // After the checkpoint: an epoch's point in TensorBoard always has its checkpoint on disk.
   if (run.tensorboard) run.tensorboard->epoch(record);
@@ -568,8 +571,8 @@ RunSummary Trainer::run(const std::function<void(int64_t)>& after_step) {
   double last_top1 = 0;
   while (run.state.epoch < run.config().epochs) {
     if (!train_one_epoch(run, after_step)) {
+      if (run.tensorboard) run.tensorboard->flush();  // before a checkpoint that may fail
       save(run, std::nullopt, false);
-      if (run.tensorboard) run.tensorboard->flush();
       detail::print_stopped(run);
       RunSummary summary = summary_of(run);
       summary.interrupted = true;

@@ -6,13 +6,16 @@ Run by tests/train/tensorboard_cli.sh with the tools venv's python (scripts/tool
 pip's tensorboard). Checks that:
   - every event file is TFRecords whose CRCs TensorBoard's record reader accepts, starting with
     the file_version "brain.Event:2" event (only an interrupted file may end in a partial record);
-  - EventAccumulator (TensorBoard's loader, with its purge of orphaned events) shows every epoch
-    tag once per epoch of metrics.csv, at step = epoch, equal to metrics.csv's value as float32;
+  - EventAccumulator (TensorBoard's loader, with its purge of orphaned events) shows the epoch
+    tag of every metrics.csv column that has one (COLUMN_TAGS; the EMA's with model-ema), and no
+    other, once per epoch of metrics.csv, at step = epoch, equal to its value as float32;
   - the train/ tags have one point at each global step that is a multiple of L or ends an epoch
     (plus --stop-step: where a Ctrl-C stopped the run), each step once;
   - --whole-epoch: with L above the epoch's steps, train/loss and train/top1 at an epoch's last
     step equal the epoch's means;
-  - --orphans: the interrupted run left events after its checkpoint (so the purge was needed).
+  - --orphans: the interrupted run left events after its checkpoint (so the purge was needed);
+  - --last-epoch-unsaved: metrics.csv's last epoch has its train/ points but, its checkpoint
+    write having failed, no epoch/ points.
 Prints one line per check; exits 1 with the first difference.
 """
 import argparse
@@ -70,31 +73,58 @@ def check_files(run_dir, interrupted):
     return files
 
 
-def epoch_tags(eval_name, loss_scaling):
-    tags = {"epoch/train_loss": "train_loss", "epoch/train_top1": "train_top1",
-            "epoch/%s_loss" % eval_name: "eval_loss", "epoch/%s_top1" % eval_name: "eval_top1",
-            "epoch/%s_top5" % eval_name: "eval_top5", "epoch/lr": "lr",
-            "epoch/images_per_second": "images_per_second",
-            "epoch/data_wait_share": "data_wait_share"}
-    if loss_scaling:
-        tags.update({"epoch/loss_scale": "loss_scale", "epoch/skipped_steps": "skipped_steps"})
+# metrics.csv's columns -> their epoch/ tag ("<eval>": test or validation); None: no tag. Every
+# column must be here, so that a new one is checked (or says why not) rather than forgotten.
+COLUMN_TAGS = {
+    "epoch": None, "epoch_seconds": None, "eval_seconds": None, "elapsed_seconds": None,
+    "lr": "epoch/lr", "train_loss": "epoch/train_loss", "train_top1": "epoch/train_top1",
+    "eval_loss": "epoch/<eval>_loss", "eval_top1": "epoch/<eval>_top1",
+    "eval_top5": "epoch/<eval>_top5", "images_per_second": "epoch/images_per_second",
+    "data_wait_share": "epoch/data_wait_share",
+    "comm_wait_share": "epoch/comm_wait_share",  # data-parallel runs only
+    "skipped_steps": "epoch/skipped_steps", "loss_scale": "epoch/loss_scale",  # loss scaling only
+    "ema_eval_loss": "epoch/ema_<eval>_loss", "ema_eval_top1": "epoch/ema_<eval>_top1",
+    "ema_eval_top5": "epoch/ema_<eval>_top5",  # model-ema only
+}
+
+
+def epoch_tags(columns, rows, args):
+    """tag -> metrics.csv column, for every column whose tag this run writes."""
+    unknown = [c for c in columns if c not in COLUMN_TAGS]
+    if unknown:
+        fail("metrics.csv columns %s are not in COLUMN_TAGS: say which tag each has" % unknown)
+    writes = {"comm_wait_share": False,  # no data-parallel runs here
+              "skipped_steps": args.loss_scaling, "loss_scale": args.loss_scaling}
+    ema = any(row["ema_eval_loss"] != "" for row in rows)
+    tags = {}
+    for column in columns:
+        tag = COLUMN_TAGS[column]
+        if tag is None or not writes.get(column, True) or (column.startswith("ema_") and not ema):
+            continue
+        tags[tag.replace("<eval>", args.eval_name)] = column
     return tags
 
 
-def check_epochs(accumulator, rows, args):
-    epochs = [int(row["epoch"]) for row in rows]
-    for tag, column in epoch_tags(args.eval_name, args.loss_scaling).items():
+def check_epochs(accumulator, columns, rows, args):
+    # --last-epoch-unsaved: the last epoch's checkpoint failed, so it has no epoch/ points.
+    saved = rows[:-1] if args.last_epoch_unsaved else rows
+    epochs = [int(row["epoch"]) for row in saved]
+    tags = epoch_tags(columns, rows, args)
+    written = sorted(t for t in accumulator.Tags()["scalars"] if t.startswith("epoch/"))
+    if written != sorted(tags):
+        fail("epoch tags %s, expected those of metrics.csv's columns: %s" % (written, sorted(tags)))
+    for tag, column in tags.items():
         points = accumulator.Scalars(tag)
         steps = [p.step for p in points]
         if steps != epochs:
-            fail("%s at steps %s, metrics.csv has epochs %s" % (tag, steps, epochs))
-        for point, row in zip(points, rows):
+            fail("%s at steps %s, metrics.csv has epochs %s with a checkpoint" % (tag, steps, epochs))
+        for point, row in zip(points, saved):
             expected = float32(float(row[column]))
             if point.value != expected:
                 fail("%s epoch %d: %r, metrics.csv %s (float32 %r)"
                      % (tag, point.step, point.value, row[column], expected))
-    print("ok: %d epoch tags x epochs %s equal metrics.csv (float32)"
-          % (len(epoch_tags(args.eval_name, args.loss_scaling)), epochs))
+    print("ok: %d epoch tags (%s) x epochs %s equal metrics.csv (float32)"
+          % (len(tags), ", ".join(sorted(tags)), epochs))
 
 
 def check_steps(accumulator, rows, args):
@@ -154,18 +184,21 @@ def main():
     parser.add_argument("--whole-epoch", action="store_true")
     parser.add_argument("--stop-step", type=int, action="append", default=[])
     parser.add_argument("--orphans", action="store_true")
+    parser.add_argument("--last-epoch-unsaved", action="store_true")
     args = parser.parse_args()
 
     files = check_files(args.run_dir, interrupted=args.orphans)
     if args.orphans:
         check_orphans(files)
     with open(os.path.join(args.run_dir, "metrics.csv")) as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        columns = reader.fieldnames
     # size_guidance 0: keep every point (the default samples 10,000 per tag).
     accumulator = event_accumulator.EventAccumulator(
         args.run_dir, size_guidance={event_accumulator.SCALARS: 0})
     accumulator.Reload()
-    check_epochs(accumulator, rows, args)
+    check_epochs(accumulator, columns, rows, args)
     check_steps(accumulator, rows, args)
 
 

@@ -27,8 +27,9 @@ case $case_name in
     train_ok --epochs 2 --log-interval 3 --amp bf16 --loss-scale dynamic --output-dir "$work/run"
     [ "$(events "$work/run")" -eq 1 ] || fail "expected one event file: $(ls "$work/run")"
     check "$work/run" --steps-per-epoch 4 --log-interval 3 --loss-scaling
-    # One point per epoch, each the mean of the whole epoch; a validation split names the tags.
-    train_ok --epochs 2 --log-interval 1000 --valid-size 32 --output-dir "$work/whole"
+    # One point per epoch, each the mean of the whole epoch; a validation split names the tags;
+    # model-ema adds epoch/ema_validation_*.
+    train_ok --epochs 2 --log-interval 1000 --valid-size 32 --model-ema --output-dir "$work/whole"
     check "$work/whole" --steps-per-epoch 4 --log-interval 1000 --eval-name validation --whole-epoch
     ;;
   resume)
@@ -102,5 +103,30 @@ case $case_name in
     grep -q "^epoch 2/2 " "$work/out" || fail "the run did not finish: $(tail -3 "$work/out")"
     [ "$(wc -l < "$work/run/metrics.csv")" -eq 3 ] || fail "metrics.csv: $(cat "$work/run/metrics.csv")"
     echo "ok: $(grep TensorBoard "$work/out")" ;;
+  checkpoint_fails)
+    # A checkpoint write that fails (a full disk; here a file-size limit, as train_cli.sh's
+    # disk_full) must not take the points of the steps before it along: they are flushed before
+    # the checkpoint. Epoch 2 (steps 5-8, points at 6 and 8) is logged but never saved, so it
+    # has train/ points and no epoch/ points.
+    train_ok --epochs 1 --log-interval 3 --output-dir "$work/run"
+    # Just under a checkpoint: the other files (curves.png) stay under it.
+    size_kib=$(( $(stat -c %s "$work/run/last.pth") / 1024 - 4 ))
+    cp -r "$work/run" "$work/killed"
+    # SIGXFSZ at its default: the process dies in the write, as nothing after it runs (no
+    # destructor writes what a buffer still holds).
+    bash -c "trap - XFSZ; ulimit -f $size_kib; exec \"\$0\" \"\$@\"" \
+      "$densenet" train "${tiny[@]}" --epochs 2 --log-interval 3 --resume "$work/killed" >"$work/out" 2>&1
+    status=$?
+    [ $status -eq $((128 + 25)) ] || fail "not killed by SIGXFSZ in the checkpoint write: status $status: $(tail -3 "$work/out")"
+    check "$work/killed" --steps-per-epoch 4 --log-interval 3 --last-epoch-unsaved
+    # SIGXFSZ ignored: the write fails with EFBIG (a full disk: ENOSPC), the run stops with the
+    # checkpoint's one error line, status 1, and no TensorBoard warning (its writes succeeded).
+    bash -c "trap '' XFSZ; ulimit -f $size_kib; exec \"\$0\" \"\$@\"" \
+      "$densenet" train "${tiny[@]}" --epochs 2 --log-interval 3 --resume "$work/run" >"$work/out" 2>&1
+    status=$?
+    [ $status -eq 1 ] || fail "status $status: $(tail -3 "$work/out")"
+    grep -q "could not write a checkpoint (the previous one is intact)" "$work/out" || fail "$(tail -3 "$work/out")"
+    grep -q "TensorBoard" "$work/out" && fail "a TensorBoard warning: $(grep TensorBoard "$work/out")"
+    check "$work/run" --steps-per-epoch 4 --log-interval 3 --last-epoch-unsaved ;;
   *) fail "unknown case" ;;
 esac

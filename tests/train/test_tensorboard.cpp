@@ -183,6 +183,33 @@ TEST(TensorBoard, LoggerPointsAreIntervalMeansAtMultiplesOfLogIntervalAndEpochEn
   EXPECT_EQ(tags["epoch/test_loss"], (Points{{1, 0.25f}}));
   EXPECT_EQ(tags["epoch/test_top5"], (Points{{1, 90.0f}}));
   EXPECT_EQ(tags.count("epoch/loss_scale"), 0u);
+  EXPECT_EQ(tags.count("epoch/ema_test_loss"), 0u);  // no model-ema
+  fs::remove_all(dir);
+}
+
+TEST(TensorBoard, LoggerWritesTheEmaEvaluationUnderTheEvalName) {
+  const fs::path dir = fresh_dir("ema");
+  std::ostringstream warnings;
+  {
+    TensorBoardLoggerOptions options = options_for(dir, 1);
+    options.eval_name = "validation";
+    TensorBoardLogger logger(options, warnings);
+    EpochRecord record;
+    record.epoch = 1;
+    record.eval_loss = 0.5;
+    record.ema_eval_loss = 0.25;
+    record.ema_eval_top1 = 70;
+    record.ema_eval_top5 = 95;
+    logger.epoch(record);
+  }
+  EXPECT_EQ(warnings.str(), "");
+  auto tags = scalars(read_events(event_files(dir).at(0)));
+  using Points = std::vector<std::pair<int64_t, float>>;
+  EXPECT_EQ(tags["epoch/validation_loss"], (Points{{1, 0.5f}}));
+  EXPECT_EQ(tags["epoch/ema_validation_loss"], (Points{{1, 0.25f}}));
+  EXPECT_EQ(tags["epoch/ema_validation_top1"], (Points{{1, 70.0f}}));
+  EXPECT_EQ(tags["epoch/ema_validation_top5"], (Points{{1, 95.0f}}));
+  EXPECT_EQ(tags.count("epoch/ema_test_loss"), 0u);
   fs::remove_all(dir);
 }
 
@@ -235,6 +262,37 @@ TEST(TensorBoard, LoggerWarnsOnceAndStopsWritingWhenAWriteFails) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("File too large"), std::string::npos) << text;
+  fs::remove_all(dir);
+}
+
+// A full disk found only when the buffered events are written at the end (a run that a failed
+// checkpoint stops, before any flush): one warning all the same, not a silently empty file.
+TEST(TensorBoard, LoggerWarnsOnceWhenItsBufferedEventsCannotBeWrittenAtTheEnd) {
+  const fs::path dir = fresh_dir("full_at_close");
+  std::ostringstream warnings;
+  struct rlimit before {};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &before), 0);
+  const auto previous_handler = signal(SIGXFSZ, SIG_IGN);
+  {
+    TensorBoardLogger logger(options_for(dir, 1), warnings);
+    // A few points, well within the stdio buffer: every write succeeds.
+    for (int64_t g = 1; g <= 3; ++g) logger.step(step_at(g, static_cast<double>(g)));
+    // The file may no longer grow (EFBIG, as a full disk gives ENOSPC) when they go to disk.
+    struct rlimit none = before;
+    none.rlim_cur = 0;
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &none), 0);
+    EXPECT_EQ(warnings.str(), "");
+  }
+  setrlimit(RLIMIT_FSIZE, &before);
+  signal(SIGXFSZ, previous_handler);
+  const std::string text = warnings.str();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  EXPECT_NE(text.find("warning: the last TensorBoard events were not written (metrics.csv has "
+                      "every epoch): cannot write the TensorBoard event file '"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("File too large"), std::string::npos) << text;
+  EXPECT_EQ(fs::file_size(event_files(dir).at(0)), 0u);  // nothing was written, as it said
   fs::remove_all(dir);
 }
 

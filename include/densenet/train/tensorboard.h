@@ -34,7 +34,7 @@ class TensorBoardWriter {
   /// Creates a new event file in `run_dir` (an existing directory; a file is never
   /// overwritten) and writes the file_version event. Throws c10::Error when it cannot.
   explicit TensorBoardWriter(const std::string& run_dir);
-  ~TensorBoardWriter();  // flushes and closes; errors are not reported here (flush() first)
+  ~TensorBoardWriter();  // flushes and closes unless close() did; errors are not reported here
   TensorBoardWriter(const TensorBoardWriter&) = delete;
   TensorBoardWriter& operator=(const TensorBoardWriter&) = delete;
 
@@ -52,6 +52,10 @@ class TensorBoardWriter {
 
   /// Writes the buffered events to the file. Throws c10::Error when the system refuses them.
   void flush();
+
+  /// Writes the buffered events and closes the file; nothing may be written after it. Throws
+  /// c10::Error when the system refuses the events (the file is closed all the same).
+  void close();
 
   const std::string& path() const { return path_; }
 

@@ -39,19 +39,28 @@ struct StepScalars {
 ///    wall clock; share in [0, 1]), train/lr (of the point's step), train/loss_scale (after it);
 ///  - per epoch, at step = epoch (1-based), the columns of metrics.csv: epoch/train_loss,
 ///    epoch/train_top1, epoch/<eval>_loss, epoch/<eval>_top1, epoch/<eval>_top5, epoch/lr,
-///    epoch/images_per_second, epoch/data_wait_share, and under loss scaling epoch/loss_scale
-///    and epoch/skipped_steps, in data-parallel runs epoch/comm_wait_share.
+///    epoch/images_per_second, epoch/data_wait_share, with model-ema epoch/ema_<eval>_loss,
+///    epoch/ema_<eval>_top1, epoch/ema_<eval>_top5 (metrics.csv's ema_eval_*), under loss
+///    scaling epoch/loss_scale and epoch/skipped_steps, in data-parallel runs
+///    epoch/comm_wait_share. <eval> is options.eval_name ("test" or "validation").
 /// Points every log_interval steps rather than every step: the cadence of the plain progress
 /// lines, and an ImageNet run (450,000 steps) stays a few MB, while each point still averages
 /// every image since the previous one, so no step goes unseen.
 ///
-/// A failed write (a full disk) does not stop training, since metrics.csv holds every epoch and
-/// a full disk stops the run at its next checkpoint anyway: it prints one warning line to
-/// `warnings` and writes no further events in this process.
+/// Events reach the disk at each epoch's end, at flush() (the trainer calls it before every
+/// checkpoint, so a checkpoint write that fails on a full disk does not take the points of the
+/// steps before it along) and when the logger is destroyed; in between they wait in a stdio
+/// buffer. A failed write, flush or close (a full disk) does not stop training, since
+/// metrics.csv holds every epoch and a full disk stops the run at its next checkpoint anyway: it
+/// prints one warning line to `warnings` and writes no further events in this process.
 class TensorBoardLogger {
  public:
   /// Opens a new event file in options.run_dir (or warns, see above).
   TensorBoardLogger(TensorBoardLoggerOptions options, std::ostream& warnings);
+  /// Closes the event file: the events still buffered are written, or one warning says why not.
+  ~TensorBoardLogger();
+  TensorBoardLogger(const TensorBoardLogger&) = delete;
+  TensorBoardLogger& operator=(const TensorBoardLogger&) = delete;
 
   /// A resumed run, at its checkpoint: `global_step` steps done, of which the current epoch's
   /// took epoch_seconds (epoch_wait_seconds waiting for data). Writes SessionLog START at
@@ -66,7 +75,7 @@ class TensorBoardLogger {
   /// thus always has its checkpoint): the open interval's point, the epoch scalars, a flush.
   void epoch(const EpochRecord& record);
 
-  /// At a stop (Ctrl-C): the open interval's point and a flush.
+  /// Before a checkpoint, and at a stop (Ctrl-C): the open interval's point and a flush.
   void flush();
 
   /// False once a write failed (or the file could not be created).
