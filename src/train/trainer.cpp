@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <iostream>
 #include <limits>
 #include <mutex>
 
@@ -231,11 +232,15 @@ bool skip_empty_step(TrainingRun& run, const data::Batch& batch) {
       torch::tensor({batch.labels.size(0) == 0 ? 1.0 : 0.0}, torch::kFloat64);
   run.group->allreduce(empty, distributed::Reduction::max, "the check for empty batches");
   if (empty.item<double>() == 0) return false;
-  print(*run.out,
+  // Warnings go to stderr (rank 0's), beside the loader's, not into the epoch lines.
+  if (run.writes()) {
+    print(
+        std::cerr,
         "warning: epoch %lld step %lld skipped on every rank: a rank had no readable image in its "
         "part of the batch\n",
         static_cast<long long>(run.state.epoch + 1),
         static_cast<long long>(run.state.next_batch + 1));
+  }
   ++run.state.next_batch;
   return true;
 }
@@ -428,7 +433,7 @@ void log_epoch(TrainingRun& run, const EpochRecord& record) {
                          run.config().dataset + " " + run.config().arch);
   } catch (const c10::Error& error) {
     // A picture is not worth stopping a run for: the numbers are in metrics.csv.
-    print(*run.out, "warning: curves.png not updated: %s\n", error.what_without_backtrace());
+    print(std::cerr, "warning: curves.png not updated: %s\n", error.what_without_backtrace());
   }
 }
 
