@@ -452,7 +452,8 @@ void add_run_keys(KeyList& keys) {
                    "collective): a rank lost, hung or cut off ends the run within dist-timeout "
                    "+ 15 s",
                    c.dist_timeout = read_real(key, node), real_node(c.dist_timeout))
-          .above(0, "seconds")
+          // Bounded: it becomes integer milliseconds (1e300 s would overflow int64).
+          .in(interval(0, 1e7, true, false, "seconds (1e7: about 116 days)"))
           .may_change_on_resume());
   add(DENSENET_KEY("dist-bucket-size", "size",
                    "bytes of gradients all-reduced together in a data-parallel run, e.g. 25MiB",

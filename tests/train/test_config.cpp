@@ -345,6 +345,8 @@ TEST(TrainConfig, NewUsersMistakesNameTheKey) {
                           "config key '" + std::string(key) + "': expected a non-empty list");
   }
   EXPECT_EQ(config_value(TrainConfig{}, "dist-timeout"), "600");
+  // It becomes integer milliseconds: 1e300 s overflowed int64.
+  EXPECT_ERROR_CONTAINS(invalid("dist-timeout: 1e300\n"), "'dist-timeout' must be in (0, 1e+07]");
 }
 
 // The table says each key's role: the keys that may change on resume, the ones eval takes, the
