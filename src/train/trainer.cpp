@@ -433,7 +433,8 @@ void log_epoch(TrainingRun& run, const EpochRecord& record) {
                          run.config().dataset + " " + run.config().arch);
   } catch (const c10::Error& error) {
     // A picture is not worth stopping a run for: the numbers are in metrics.csv.
-    print(std::cerr, "warning: curves.png not updated: %s\n", error.what_without_backtrace());
+    // On stdout: on a full disk the checkpoint's error follows, the one line on stderr.
+    print(*run.out, "warning: curves.png not updated: %s\n", error.what_without_backtrace());
   }
 }
 
