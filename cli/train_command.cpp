@@ -247,7 +247,8 @@ void add_train_command(CLI::App& app) {
   command->footer(
       std::string(
           "Writes to the run directory: config.yaml, classes.txt, metrics.csv, metrics.jsonl,\n"
-          "curves.png, last.pth (every epoch, atomically), best.pth, checkpoint-NNN.pth.\n"
+          "curves.png, last.pth (every epoch, atomically), best.pth, best_ema.pth (model-ema),\n"
+          "checkpoint-NNN.pth (save-interval), events.out.tfevents.* (TensorBoard).\n"
           "Ctrl-C writes a checkpoint at the next step and prints how to resume (--resume "
           "DIR).\n"
           "Data-parallel: --nproc-per-node N starts N ranks (or run under torchrun --no_python),\n"

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -172,16 +173,21 @@ bool reset_process_peak_rss() {
 }
 
 int64_t parse_byte_size(const std::string& text) {
-  std::istringstream stream(text);
-  double number = 0;
-  stream >> number;
-  std::string unit;
-  stream >> unit;
-  std::string rest;
-  stream >> rest;
-  TORCH_CHECK(!stream.bad() && std::isfinite(number) && number >= 0 && rest.empty() &&
-                  !text.empty() &&
-                  (std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '.'),
+  // strtod, not a stream's >> double: the stream fails on "16EiB" (it reads "16E" as an
+  // exponent without digits) and leaves 0, which would pass for a size.
+  const bool starts_as_number =
+      !text.empty() && (std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '.');
+  char* end = nullptr;
+  const double number = starts_as_number ? std::strtod(text.c_str(), &end) : 0.0;
+  const std::string digits =
+      starts_as_number ? std::string(text.c_str(), static_cast<size_t>(end - text.c_str()))
+                       : std::string();
+  std::string unit = starts_as_number ? std::string(end) : std::string();
+  unit.erase(0, unit.find_first_not_of(" \t"));
+  unit.erase(unit.find_last_not_of(" \t") + 1);
+  TORCH_CHECK(!digits.empty() && digits.find_first_of("xX") == std::string::npos &&
+                  std::isfinite(number) && number >= 0 &&
+                  unit.find_first_of(" \t") == std::string::npos,
               "cannot read '", text, "' as a size: use e.g. 4GiB, 512MiB, 1.5G or a byte count");
   double scale = 1;
   if (unit.empty() || unit == "B") {
@@ -196,6 +202,8 @@ int64_t parse_byte_size(const std::string& text) {
     scale = 1024.0 * 1024 * 1024 * 1024;
   } else if (unit == "P" || unit == "PiB") {
     scale = 1024.0 * 1024 * 1024 * 1024 * 1024;
+  } else if (unit == "E" || unit == "EiB") {  // read, to be refused as too large below
+    scale = 1024.0 * 1024 * 1024 * 1024 * 1024 * 1024;
   } else if (unit == "KB") {
     scale = 1e3;
   } else if (unit == "MB") {
@@ -204,10 +212,11 @@ int64_t parse_byte_size(const std::string& text) {
     scale = 1e9;
   } else {
     TORCH_CHECK(false, "unknown size unit '", unit, "' in '", text,
-                "': use B, KiB, MiB, GiB, TiB, PiB (or K, M, G, T, P), KB, MB, GB");
+                "': use B, KiB, MiB, GiB, TiB, PiB, EiB (or K, M, G, T, P, E), KB, MB, GB");
   }
   // 2^62 bytes (4 EiB) is beyond any machine and keeps sums of sizes from overflowing.
-  TORCH_CHECK(number * scale <= 4.6e18, "size '", text, "' is too large: at most 4 EiB");
+  TORCH_CHECK(number * scale <= 4611686018427387904.0, "size '", text,
+              "' is too large: at most 4 EiB");
   return static_cast<int64_t>(number * scale);
 }
 

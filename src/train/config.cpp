@@ -120,6 +120,13 @@ std::vector<std::string> load_config_text(TrainConfig& config, const std::string
                     "' must be a YAML mapping of config keys to values (e.g. 'epochs: 10'), not a ",
                     root.IsSequence() ? "list" : "single value");
   for (const auto& item : root) {
+    // A complex key ("? [a]"): as<std::string> would throw yaml-cpp's bare "bad conversion".
+    TORCH_CHECK_VALUE(item.first.IsScalar(), "'", source, "': a config key must be a name such as ",
+                      "'epochs', got ",
+                      item.first.IsSequence() ? "a list"
+                      : item.first.IsMap()    ? "a mapping"
+                                              : "an empty key",
+                      " at line ", item.first.Mark().line + 1);
     const std::string key = item.first.as<std::string>();
     try {
       const KeyAccess& access = find_key(key);
@@ -334,9 +341,12 @@ void check_schedule(const TrainConfig& c) {
   require(c.num_batch_splits >= 1 && c.num_batch_splits <= c.batch_size, "num-batch-splits",
           "must be in [1, batch-size=" + text_of(static_cast<double>(c.batch_size)) + "]",
           text_of(static_cast<double>(c.num_batch_splits)));
+  // Absolute epochs (fractions allowed: 1.5 drops lr mid-epoch 2), not fractions of the run:
+  // 0.5,0.75 would drop lr twice within epoch 1.
   for (const double milestone : c.milestones) {
-    require(milestone > 0 && milestone <= static_cast<double>(c.epochs), "milestones",
-            "must lie in (0, epochs=" + text_of(static_cast<double>(c.epochs)) + "]",
+    require(milestone >= 1 && milestone <= static_cast<double>(c.epochs), "milestones",
+            "must be epochs in [1, epochs=" + text_of(static_cast<double>(c.epochs)) +
+                "], e.g. 30,60 (absolute epochs, not fractions of the run)",
             text_of(milestone));
   }
   require(std::adjacent_find(c.milestones.begin(), c.milestones.end(),
@@ -347,6 +357,11 @@ void check_schedule(const TrainConfig& c) {
           config_value(c, "milestones"));
   require(c.warmup_epochs >= 0 && c.warmup_epochs < static_cast<double>(c.epochs), "warmup-epochs",
           "must be in [0, epochs)", text_of(c.warmup_epochs));
+  // Schedule refuses it too (a c10::Error, status 1): here it is the usage mistake it is.
+  require(c.lr_type != "triangle" || c.warmup_epochs == 0, "warmup-epochs",
+          "must be 0 with lr-type triangle (its cycles start at min(1e-3, lr)): set it to 0 or "
+          "use another lr-type",
+          text_of(c.warmup_epochs));
   require(!c.nesterov || c.optimizer != "sgd" || c.momentum > 0, "nesterov",
           "needs momentum > 0 (set momentum or nesterov: false)", "true");
 }

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <sstream>
 
 namespace densenet::train::detail {
@@ -71,12 +72,13 @@ bool read_bool(const std::string& key, const YAML::Node& node) {
   return scalar_as<bool>(key, node, "true or false");
 }
 int64_t read_size(const std::string& key, const YAML::Node& node) {
-  if (!node.IsScalar()) bad_value(key, "a size such as 4GiB, 512MiB or a byte count", node);
+  const char* const expected = "a size such as 4GiB, 512MiB or a byte count, at most 4EiB";
+  if (!node.IsScalar()) bad_value(key, expected, node);
   if (node.Scalar() == "0") return 0;
   try {
     return parse_byte_size(node.Scalar());
   } catch (const c10::Error&) {
-    bad_value(key, "a size such as 4GiB, 512MiB or a byte count", node);
+    bad_value(key, expected, node);
   }
 }
 std::string read_string(const std::string& key, const YAML::Node& node) {
@@ -95,6 +97,9 @@ std::vector<T> read_list(const std::string& key, const std::string& type, const 
   if (node.IsScalar())
     return read_list<T>(key, type, bare_list_node(key, type, node.Scalar()), read);
   if (!node.IsSequence()) bad_value(key, "a list such as [6, 12, 24, 16] or 6,12,24,16", node);
+  // [] is what --block-config "" is: a mistake, not "the default" (leave the key out for that).
+  if (node.size() == 0)
+    bad_value(key, "a non-empty list (leave the key out for its default)", node);
   std::vector<T> values;
   for (const auto& element : node) values.push_back(read(key, element));
   return values;
@@ -103,6 +108,11 @@ std::vector<T> read_list(const std::string& key, const std::string& type, const 
 // The shortest text that reads back as the same double (0.1, not yaml-cpp's 0.10000000000000001).
 YAML::Node real_node(double value) {
   char text[32];
+  // A whole number as such: 600, not %g's 6e+02.
+  if (value == std::floor(value) && std::fabs(value) < 1e15) {
+    std::snprintf(text, sizeof(text), "%.0f", value);
+    return YAML::Node(std::string(text));
+  }
   for (int precision = 1; precision <= 17; ++precision) {
     std::snprintf(text, sizeof(text), "%.*g", precision, value);
     if (std::strtod(text, nullptr) == value) break;
@@ -135,10 +145,10 @@ YAML::Node bare_list_node(const std::string& key, const std::string& type,
                           const std::string& text) {
   const bool empty_item = text.empty() || text.front() == ',' || text.back() == ',' ||
                           text.find(",,") != std::string::npos;
-  TORCH_CHECK_VALUE(!empty_item, "config key '", key, "': expected a comma-separated ",
-                    type == "int list" ? "list of integers such as 6,12,24,16"
-                                       : "list of numbers such as 0.5,0.75",
-                    ", got '", text, "' (an empty item)");
+  TORCH_CHECK_VALUE(
+      !empty_item, "config key '", key, "': expected a comma-separated ",
+      type == "int list" ? "list of integers such as 6,12,24,16" : "list of numbers such as 30,60",
+      ", got '", text, "' (an empty item)");
   try {
     return YAML::Load("[" + text + "]");
   } catch (const YAML::Exception&) {
@@ -185,6 +195,14 @@ ValueRange interval(double min, double max, bool min_open = false, bool max_open
   return range;
 }
 
+// A value handed to a float32 tensor: at most float's largest (3.40282e+38).
+ValueRange float32_above(double min) {
+  return interval(min, std::numeric_limits<float>::max(), true);
+}
+ValueRange float32_at_least(double min, std::string note = "") {
+  return interval(min, std::numeric_limits<float>::max(), false, false, std::move(note));
+}
+
 // The table in four parts, in the order config.yaml lists them.
 using KeyList = std::vector<KeyAccess>;
 
@@ -210,10 +228,13 @@ void add_data_keys(KeyList& keys) {
                    c.valid_size = read_int(key, node), c.valid_size)
           .at_least(0)
           .for_eval());
-  add(DENSENET_KEY("max-train-samples", "int", "use only this many training images (0: all)",
+  add(DENSENET_KEY("max-train-samples", "int",
+                   "use only this many training images (0: all): the first ones, or "
+                   "evenly spaced ones of an image folder (which lists them class by class)",
                    c.max_train_samples = read_int(key, node), c.max_train_samples)
           .at_least(0, "(0: all)"));
-  add(DENSENET_KEY("max-eval-samples", "int", "evaluate on only this many images (0: all)",
+  add(DENSENET_KEY("max-eval-samples", "int",
+                   "evaluate on only this many images (0: all; as max-train-samples)",
                    c.max_eval_samples = read_int(key, node), c.max_eval_samples)
           .at_least(0, "(0: all)")
           .for_eval()
@@ -241,10 +262,14 @@ void add_data_keys(KeyList& keys) {
                    "ColorJitter brightness/contrast/saturation factor for image folders (0: off)",
                    c.color_jitter = read_real(key, node), real_node(c.color_jitter))
           .in(interval(0, 1, false, true)));
+  // At most 1: the largest ImageNet RGB eigenvalue is 0.2175, so alpha std 1 already shifts a
+  // [0, 1] pixel by 0.22 per standard deviation, ten times the 0.1 of AlexNet, fb.resnet.torch
+  // and torchvision's references; more only washes the images out (and diverges training).
   add(DENSENET_KEY("lighting", "real",
-                   "AlexNet PCA lighting alpha std for image folders, e.g. 0.1 (0: off)",
+                   "AlexNet PCA lighting alpha std for image folders, e.g. 0.1 as AlexNet and "
+                   "fb.resnet.torch (0: off; at most 1, ten times that)",
                    c.lighting = read_real(key, node), real_node(c.lighting))
-          .at_least(0));
+          .in(interval(0, 1)));
 }
 
 void add_model_keys(KeyList& keys) {
@@ -309,14 +334,20 @@ void add_optimisation_keys(KeyList& keys) {
                    c.epochs)
           .in(interval(1, 100000))
           .may_change_on_resume());
+  // lr, weight-decay and clip become float32 tensors (the optimiser's, the clip's): above
+  // float's largest they cannot be converted.
   add(DENSENET_KEY("lr", "real", "peak learning rate", c.lr = read_real(key, node), real_node(c.lr))
-          .above(0));
-  add(DENSENET_KEY("lr-type", "string", "learning-rate schedule",
+          .in(float32_above(0)));
+  add(DENSENET_KEY("lr-type", "string",
+                   "learning-rate schedule: multistep divides lr by 10 at each of milestones; "
+                   "step divides it by 10 every 30 epochs (the original's ImageNet schedule, "
+                   "fixed); cosine anneals to 0; triangle is the original's 4 cycles",
                    c.lr_type = read_string(key, node), c.lr_type)
           .one_of({"multistep", "cosine", "triangle", "step"}));
   add(DENSENET_KEY(
       "milestones", "real list",
-      "epochs where multistep divides the lr by 10 (default: 0.5, 0.75 of epochs)",
+      "epochs (absolute, from 1) at which multistep divides lr by 10, e.g. 30,60 (default: "
+      "50% and 75% of epochs)",
       c.milestones = read_list<double>(key, "real list", node, read_real),
       c.milestones.empty() ? YAML::Node(YAML::NodeType::Null) : list_node(c.milestones)));
   add(DENSENET_KEY("warmup-epochs", "real", "linear warm-up length in epochs",
@@ -331,14 +362,14 @@ void add_optimisation_keys(KeyList& keys) {
                    c.nesterov));
   add(DENSENET_KEY("weight-decay", "real", "L2 (SGD) or decoupled (AdamW) weight decay",
                    c.weight_decay = read_real(key, node), real_node(c.weight_decay))
-          .at_least(0));
+          .in(float32_at_least(0)));
   add(DENSENET_KEY("no-weight-decay-on-norm", "bool",
                    "no weight decay on batch-norm parameters and biases",
                    c.no_weight_decay_on_norm = read_bool(key, node), c.no_weight_decay_on_norm));
   add(DENSENET_KEY("clip", "real",
                    "clip the gradient norm to this (0: off); after unscaling under loss-scale",
                    c.clip = read_real(key, node), real_node(c.clip))
-          .at_least(0, "(0: off)"));
+          .in(float32_at_least(0, "(0: off)")));
   add(DENSENET_KEY("amp", "string", "mixed precision (autocast) with float32 weights",
                    c.amp = read_string(key, node), c.amp)
           .one_of({"none", "fp16", "bf16"}));
@@ -392,7 +423,9 @@ void add_run_keys(KeyList& keys) {
                    "run directory (default: runs/<dataset>-<arch>-<date>-<time>)",
                    c.output_dir = read_string(key, node), c.output_dir)
           .may_change_on_resume());
-  add(DENSENET_KEY("save-interval", "int", "epochs between numbered checkpoints",
+  add(DENSENET_KEY("save-interval", "int",
+                   "epochs between numbered checkpoints checkpoint-NNN.pth (0: none; last.pth "
+                   "is written every epoch regardless)",
                    c.save_interval = read_int(key, node), c.save_interval)
           .at_least(0, "(0: no numbered checkpoints)")
           .may_change_on_resume());
@@ -419,7 +452,8 @@ void add_run_keys(KeyList& keys) {
                    "collective): a rank lost, hung or cut off ends the run within dist-timeout "
                    "+ 15 s",
                    c.dist_timeout = read_real(key, node), real_node(c.dist_timeout))
-          .above(0, "seconds")
+          // Bounded: it becomes integer milliseconds (1e300 s would overflow int64).
+          .in(interval(0, 1e7, true, false, "seconds (1e7: about 116 days)"))
           .may_change_on_resume());
   add(DENSENET_KEY("dist-bucket-size", "size",
                    "bytes of gradients all-reduced together in a data-parallel run, e.g. 25MiB",

@@ -33,19 +33,24 @@ EvalResult evaluate(DenseNet& model, data::DataLoader& loader, const torch::Devi
     top5 += correct[1];
     result.images += labels.size(0);
   }
+  int64_t skipped = loader.epoch_stats().skipped;
   if (group != nullptr) {
     // Sums in float64: counts stay exact far beyond any evaluation set.
     const torch::Tensor sums =
         torch::tensor({loss_sum, static_cast<double>(top1), static_cast<double>(top5),
-                       static_cast<double>(result.images)},
+                       static_cast<double>(result.images), static_cast<double>(skipped)},
                       torch::kFloat64);
     group->allreduce(sums, distributed::Reduction::sum, "the all-reduce of the evaluation sums");
     loss_sum = sums[0].item<double>();
     top1 = static_cast<int64_t>(sums[1].item<double>());
     top5 = static_cast<int64_t>(sums[2].item<double>());
     result.images = static_cast<int64_t>(sums[3].item<double>());
+    skipped = static_cast<int64_t>(sums[4].item<double>());
   }
-  TORCH_CHECK(result.images > 0, "the evaluation set is empty");
+  // "Empty" would hide the cause when every image was there but none could be read.
+  TORCH_CHECK(result.images > 0 || skipped > 0, "the evaluation set is empty");
+  TORCH_CHECK(result.images > 0, "the evaluation set has ", skipped,
+              " images, all unreadable (skipped; see the warnings above)");
   const double n = static_cast<double>(result.images);
   result.loss = loss_sum / n;
   result.top1 = 100.0 * static_cast<double>(top1) / n;

@@ -4,11 +4,20 @@
 #include "densenet/train/progress.h"
 
 #include "train/print.h"
+#include "train/run_directory.h"
 #include "train/training_run.h"
 
+#include <filesystem>
 #include <sstream>
 
 namespace densenet::train::detail {
+
+std::string TrainingRun::run_dir() const {
+  if (writes_run_dir || plan.resume_path.empty()) return config().output_dir;
+  const std::filesystem::path directory = std::filesystem::path(plan.resume_path).parent_path();
+  return directory.empty() ? "." : directory.string();
+}
+
 namespace {
 
 void print_data_and_model(TrainingRun& run) {
@@ -154,10 +163,15 @@ void print_stopped(TrainingRun& run) {
 }
 
 void print_nothing_to_do(TrainingRun& run) {
+  // A new output-dir is not created: it would hold a run without a checkpoint.
+  const std::string& output_dir = run.config().output_dir;
+  const std::string not_created = is_resumed_run(output_dir, run.plan.resume_path)
+                                      ? std::string()
+                                      : "; output-dir " + output_dir + " is not created";
   print(*run.out,
         "the run has already trained its %s: nothing to do (give --epochs N with a larger N to "
-        "train further)\n",
-        counted(run.state.epoch, "epoch").c_str());
+        "train further)%s\n",
+        counted(run.state.epoch, "epoch").c_str(), not_created.c_str());
 }
 
 void print_done(TrainingRun& run) {
@@ -176,8 +190,7 @@ void print_done(TrainingRun& run) {
   }
   print(*run.out, "done: best %s top-1 %.2f%% at epoch %lld%s; run directory %s\n",
         run.data.eval_name.c_str(), run.state.best_top1,
-        static_cast<long long>(run.state.best_epoch), ema.str().c_str(),
-        run.config().output_dir.c_str());
+        static_cast<long long>(run.state.best_epoch), ema.str().c_str(), run.run_dir().c_str());
 }
 
 }  // namespace densenet::train::detail

@@ -19,11 +19,22 @@ namespace densenet::train::detail {
 namespace {
 
 // The first `count` samples of a dataset (max-train-samples, max-eval-samples).
-std::shared_ptr<data::Dataset> first(std::shared_ptr<data::Dataset> dataset, int64_t count) {
-  if (count <= 0 || count >= dataset->size()) return dataset;
+// `count` images of a dataset. An image folder lists its images class by class (torchvision's
+// make_dataset order), so its first images would all be of the first classes: it gives evenly
+// spaced ones, which cover its classes in proportion, as a torchvision user would expect of a
+// subset (no file is read to find the labels). MNIST and CIFAR files are in no class order:
+// they give their first images, as Subset(range(count)) would.
+std::shared_ptr<data::Dataset> some(std::shared_ptr<data::Dataset> dataset, int64_t count,
+                                    bool evenly_spaced) {
+  const int64_t size = dataset->size();
+  if (count <= 0 || count >= size) return dataset;
   std::vector<int64_t> indices(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) indices[static_cast<size_t>(i)] = i;
-  const std::string description = dataset->describe() + ", first " + std::to_string(count);
+  for (int64_t i = 0; i < count; ++i) {
+    indices[static_cast<size_t>(i)] = evenly_spaced ? i * size / count : i;
+  }
+  const std::string description =
+      dataset->describe() + (evenly_spaced ? ", " + std::to_string(count) + " evenly spaced"
+                                           : ", first " + std::to_string(count));
   return data::subset(std::move(dataset), std::move(indices), description);
 }
 
@@ -155,8 +166,9 @@ RunData open_data(const TrainConfig& config, bool need_train,
     setup.eval_set = data::open_dataset(options, data::Split::Test);
     setup.eval_name = "test";
   }
-  if (setup.train_set) setup.train_set = first(setup.train_set, config.max_train_samples);
-  setup.eval_set = first(setup.eval_set, config.max_eval_samples);
+  const bool by_class = config.dataset == "imagefolder";
+  if (setup.train_set) setup.train_set = some(setup.train_set, config.max_train_samples, by_class);
+  setup.eval_set = some(setup.eval_set, config.max_eval_samples, by_class);
   TORCH_CHECK(setup.eval_set->size() > 0, "the ", setup.eval_name, " set is empty");
   setup.input_size = config.input_size;
   if (setup.input_size == 0) {

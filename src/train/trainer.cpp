@@ -21,6 +21,8 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <iostream>
+#include <limits>
 #include <mutex>
 
 namespace densenet::train {
@@ -128,6 +130,16 @@ void restore(TrainingRun& run, TrainingState saved) {
               run.train_loader->batches_per_epoch(), " (was the dataset changed?)");
 }
 
+// What a diverged run may try: lower lr, and warm-up or clipping where the run has none.
+std::string divergence_advice(const TrainConfig& config) {
+  const bool warmup = config.warmup_epochs == 0 && config.lr_type != "triangle";
+  const bool clip = config.clip == 0;
+  if (warmup && clip) return "Lower lr, or add warmup-epochs or clip";
+  if (warmup) return "Lower lr, or add warmup-epochs";
+  if (clip) return "Lower lr, or add clip";
+  return "Lower lr";
+}
+
 // Weights that overflowed are neither evaluated, logged nor saved.
 void check_finite_weights(const TrainingRun& run) {
   const TrainingState& state = run.state;
@@ -135,7 +147,7 @@ void check_finite_weights(const TrainingRun& run) {
     TORCH_CHECK(torch::isfinite(named.value()).all().item<bool>(), "parameter ", named.key(),
                 " is no longer finite after global step ", state.global_step, " (epoch ",
                 state.next_batch == 0 ? state.epoch : state.epoch + 1, "): nothing was saved; ",
-                last_good(run), ". Lower lr, or add warmup-epochs or clip");
+                last_good(run), ". ", divergence_advice(run.config()));
   }
 }
 
@@ -220,11 +232,15 @@ bool skip_empty_step(TrainingRun& run, const data::Batch& batch) {
       torch::tensor({batch.labels.size(0) == 0 ? 1.0 : 0.0}, torch::kFloat64);
   run.group->allreduce(empty, distributed::Reduction::max, "the check for empty batches");
   if (empty.item<double>() == 0) return false;
-  print(*run.out,
+  // Warnings go to stderr (rank 0's), beside the loader's, not into the epoch lines.
+  if (run.writes()) {
+    print(
+        std::cerr,
         "warning: epoch %lld step %lld skipped on every rank: a rank had no readable image in its "
         "part of the batch\n",
         static_cast<long long>(run.state.epoch + 1),
         static_cast<long long>(run.state.next_batch + 1));
+  }
   ++run.state.next_batch;
   return true;
 }
@@ -255,7 +271,21 @@ void check_finite_loss(const TrainingRun& run, const BatchResult& result) {
               std::isnan(result.loss_sum) ? "nan" : (result.loss_sum > 0 ? "inf" : "-inf"),
               " at epoch ", state.epoch + 1, ", step ", state.next_batch + 1, " (global step ",
               state.global_step + 1, "): training stopped before the update; ", last_good(run),
-              ". Lower lr, or add warmup-epochs or clip");
+              ". ", divergence_advice(run.config()));
+}
+
+// A loss scale below float's smallest normal has underflowed: the scaled loss is 0 or
+// denormal, its gradients carry nothing, and every step from here is skipped.
+void check_loss_scale(const TrainingRun& run) {
+  const TrainingState& state = run.state;
+  const double scale = run.optimization.scaler->scale_value();
+  TORCH_CHECK(scale >= std::numeric_limits<float>::min(), "the loss scale fell to ", scale,
+              " (below float's smallest normal, ", std::numeric_limits<float>::min(), ") at epoch ",
+              state.epoch + 1, ", step ", state.next_batch + 1, " after ",
+              state.partial.skipped_steps,
+              " skipped steps this epoch: the gradients are inf/NaN at any scale, the run has "
+              "diverged; nothing was saved; ",
+              last_good(run), ". ", divergence_advice(run.config()));
 }
 
 // data -> forward -> loss -> backward (per split) -> (all-reduce) -> clip -> step. Returns the
@@ -280,6 +310,7 @@ StepScalars train_step(TrainingRun& run, const data::Batch& batch) {
   // inf/NaN, and all skip or all step.
   if (!step_optimizer(*opt.optimizer, run.config().clip, opt.scaler.get())) {
     ++state.partial.skipped_steps;
+    check_loss_scale(run);
   }
   ++state.global_step;
   // After every step, skipped or not, as timm's train.py (its num_updates counts both).
@@ -390,7 +421,7 @@ EpochRecord epoch_record(const TrainingRun& run, const EvalResult& eval) {
 void check_finite_evaluation(const TrainingRun& run, const EvalResult& eval) {
   TORCH_CHECK(std::isfinite(eval.loss), "the ", run.data.eval_name, " loss is ", eval.loss,
               " after epoch ", run.state.epoch + 1, ": the weights diverged; nothing was saved; ",
-              last_good(run), ". Lower lr, or add warmup-epochs or clip");
+              last_good(run), ". ", divergence_advice(run.config()));
 }
 
 void log_epoch(TrainingRun& run, const EpochRecord& record) {
@@ -402,6 +433,7 @@ void log_epoch(TrainingRun& run, const EpochRecord& record) {
                          run.config().dataset + " " + run.config().arch);
   } catch (const c10::Error& error) {
     // A picture is not worth stopping a run for: the numbers are in metrics.csv.
+    // On stdout: on a full disk the checkpoint's error follows, the one line on stderr.
     print(*run.out, "warning: curves.png not updated: %s\n", error.what_without_backtrace());
   }
 }
@@ -425,9 +457,28 @@ bool improves(double top1, int64_t epoch, double& best, int64_t& best_epoch) {
   return true;
 }
 
+// An epoch that trained on nothing (every image unreadable) or never updated the weights
+// (every step skipped for inf/NaN gradients under the loss scale) ends the run: it would
+// otherwise pass for a trained epoch, and its evaluation might even save a best.pth.
+void check_epoch_trained(const TrainingRun& run) {
+  const EpochSums& sums = run.state.partial;
+  const int64_t epoch = run.state.epoch + 1;
+  TORCH_CHECK(sums.images > 0, "epoch ", epoch,
+              " had no readable training image: ", run.train_loader->epoch_stats().skipped,
+              " were skipped as unreadable (see the warnings above); nothing was saved; ",
+              last_good(run));
+  if (!run.optimization.scaler || sums.skipped_steps < run.state.next_batch) return;
+  TORCH_CHECK(false, "epoch ", epoch, ": all ", sums.skipped_steps,
+              " optimiser steps were skipped for inf/NaN gradients (loss scale now ",
+              run.optimization.scaler->scale_value(),
+              "): the run has diverged; nothing was saved; ", last_good(run), ". ",
+              divergence_advice(run.config()));
+}
+
 // evaluate -> record -> log -> checkpoint. The epoch's line is printed before the checkpoint is
 // written, so that a failed write (a full disk) does not hide how the epoch went.
 double finish_epoch(TrainingRun& run) {
+  check_epoch_trained(run);
   check_finite_weights(run);
   const EvalResult eval =
       evaluate(run.model.model, *run.eval_loader, run.device, run.state.epoch, run.group.get());
@@ -456,7 +507,7 @@ double finish_epoch(TrainingRun& run) {
 // How the run stands; best_top1 is NaN unless it trained to the end.
 RunSummary summary_of(const TrainingRun& run) {
   RunSummary summary;
-  summary.run_dir = run.config().output_dir;
+  summary.run_dir = run.run_dir();
   summary.epochs_completed = run.state.epoch;
   summary.global_step = run.state.global_step;
   summary.best_top1 = std::nan("");

@@ -64,6 +64,9 @@ struct TrainingRun {
   double elapsed_before = 0;  // seconds trained before this process (resumed runs)
   Clock::time_point process_start = Clock::now();
   double elapsed() const { return elapsed_before + seconds_since(process_start); }
+  /// Where the run is: output-dir, or, for a resumed run that wrote nothing (no epoch left to
+  /// train, or test-only), the directory of the checkpoint it resumed.
+  std::string run_dir() const;
 };
 
 /// The start-up summary: run directory, data, model, memory, training, amp and data-parallel

@@ -47,6 +47,13 @@ TEST(MemoryTracker, ByteSizes) {
   EXPECT_ERROR_CONTAINS(parse_byte_size("lots"), "cannot read 'lots' as a size");
   EXPECT_ERROR_CONTAINS(parse_byte_size("4TB"), "unknown size unit 'TB'");
   EXPECT_ERROR_CONTAINS(parse_byte_size("-4G"), "cannot read '-4G' as a size");
+  // A stream's >> double read "16EiB" and "8EiB" as 0 (the free memory's share, silently).
+  EXPECT_ERROR_CONTAINS(parse_byte_size("16EiB"), "'16EiB' is too large: at most 4 EiB");
+  EXPECT_ERROR_CONTAINS(parse_byte_size("8EiB"), "'8EiB' is too large");
+  EXPECT_ERROR_CONTAINS(parse_byte_size("1e30"), "'1e30' is too large");
+  EXPECT_ERROR_CONTAINS(parse_byte_size("0x10"), "cannot read '0x10' as a size");
+  EXPECT_EQ(parse_byte_size("1e3"), 1000);
+  EXPECT_EQ(parse_byte_size("2 GiB "), 2LL << 30);
   EXPECT_EQ(format_bytes(1536), "1.50 KiB");
 }
 

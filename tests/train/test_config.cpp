@@ -97,7 +97,7 @@ TEST(TrainConfig, ValidateNamesTheKeyAndTheRange) {
   EXPECT_ERROR_CONTAINS(invalid("batch-size", "0"), "'batch-size' must be >= 1, got 0");
   EXPECT_ERROR_CONTAINS(invalid("num-batch-splits", "100"),
                         "'num-batch-splits' must be in [1, batch-size=64], got 100");
-  EXPECT_ERROR_CONTAINS(invalid("lr", "-1"), "'lr' must be > 0, got -1");
+  EXPECT_ERROR_CONTAINS(invalid("lr", "-1"), "'lr' must be in (0, 3.40282e+38], got -1");
   EXPECT_ERROR_CONTAINS(invalid("milestones", "5,3"), "'milestones' must be increasing");
   EXPECT_ERROR_CONTAINS(invalid("milestones", "2,2"), "'milestones' must be increasing");
   // Leading zeros are decimal, not YAML 1.1's octal.
@@ -114,8 +114,9 @@ TEST(TrainConfig, ValidateNamesTheKeyAndTheRange) {
                           "such as 6,12,24,16, got '" +
                               std::string(text) + "' (an empty item)");
   }
-  EXPECT_ERROR_CONTAINS(invalid("milestones", "3,"), "list of numbers such as 0.5,0.75, got '3,'");
-  EXPECT_ERROR_CONTAINS(invalid("milestones", "50"), "'milestones' must lie in (0, epochs=6]");
+  EXPECT_ERROR_CONTAINS(invalid("milestones", "3,"), "list of numbers such as 30,60, got '3,'");
+  EXPECT_ERROR_CONTAINS(invalid("milestones", "50"),
+                        "'milestones' must be epochs in [1, epochs=6]");
   EXPECT_ERROR_CONTAINS(invalid("hflip", "1.5"), "'hflip' must be in [0, 1], got 1.5");
   EXPECT_ERROR_CONTAINS(invalid("crop-padding", "-1"), "'crop-padding' must be in [0, 64], got -1");
   EXPECT_ERROR_CONTAINS(invalid("label-smoothing", "1"), "'label-smoothing' must be in [0, 1)");
@@ -299,6 +300,53 @@ TEST(TrainConfig, YamlListsTakeTheFlagsBareForm) {
   EXPECT_ERROR_CONTAINS(load_config_text(config, "block-config: 6,,12\n", "gap.yaml"),
                         "gap.yaml: config key 'block-config': expected a comma-separated list of "
                         "integers such as 6,12,24,16, got '6,,12' (an empty item)");
+}
+
+// A new user's mistakes (trial report): each a c10::ValueError (exit 2) naming the key or file.
+TEST(TrainConfig, NewUsersMistakesNameTheKey) {
+  const auto invalid = [](const std::string& yaml) {
+    TrainConfig config;
+    load_config_text(config, yaml, "user.yaml");
+    validate(config);
+  };
+  // A stream read "16EiB" and "8EiB" as 0 (80% of the free memory).
+  for (const char* size : {"16EiB", "8EiB", "5EiB"}) {
+    EXPECT_THROW(invalid(std::string("memory: auto\nmemory-budget: ") + size + "\n"),
+                 c10::ValueError);
+    EXPECT_ERROR_CONTAINS(invalid(std::string("memory: auto\nmemory-budget: ") + size + "\n"),
+                          "config key 'memory-budget': expected a size such as 4GiB, 512MiB or a "
+                          "byte count, at most 4EiB, got '" +
+                              std::string(size) + "'");
+  }
+  // lr, weight-decay and clip go into float32 tensors: 1e300 was LibTorch's overflow error.
+  for (const char* key : {"lr", "weight-decay", "clip"}) {
+    EXPECT_THROW(invalid(std::string(key) + ": 1e300\n"), c10::ValueError);
+    EXPECT_ERROR_CONTAINS(invalid(std::string(key) + ": 1e300\n"),
+                          "'" + std::string(key) + "' must be in ");
+  }
+  EXPECT_NO_THROW(invalid("lr: 1e30\nclip: 1e38\n"));
+  EXPECT_ERROR_CONTAINS(invalid("dataset: imagefolder\ndata: /d\nlighting: 1e300\n"),
+                        "'lighting' must be in [0, 1]");
+  EXPECT_NO_THROW(invalid("dataset: imagefolder\ndata: /d\nlighting: 0.1\n"));
+  // A complex key was yaml-cpp's bare "bad conversion", a c10::Error-less std::exception.
+  EXPECT_THROW(invalid("? [a]\n: 1\n"), c10::ValueError);
+  EXPECT_ERROR_CONTAINS(invalid("? [a]\n: 1\n"),
+                        "'user.yaml': a config key must be a name such as 'epochs', got a list");
+  EXPECT_ERROR_CONTAINS(invalid("? {a: 1}\n: 1\n"), "got a mapping");
+  // Found by Schedule as a c10::Error (exit 1) before.
+  EXPECT_THROW(invalid("lr-type: triangle\nwarmup-epochs: 0.5\n"), c10::ValueError);
+  // Milestones are absolute epochs: 0.5,0.75 would drop lr twice within epoch 1.
+  EXPECT_ERROR_CONTAINS(invalid("lr-type: multistep\nmilestones: [0.5, 0.75]\n"),
+                        "'milestones' must be epochs in [1, epochs=6], e.g. 30,60");
+  EXPECT_NO_THROW(invalid("lr-type: multistep\nmilestones: [1, 4.5]\n"));
+  // [] is --block-config "": a mistake, not the preset's default.
+  for (const char* key : {"block-config", "milestones"}) {
+    EXPECT_ERROR_CONTAINS(invalid(std::string(key) + ": []\n"),
+                          "config key '" + std::string(key) + "': expected a non-empty list");
+  }
+  EXPECT_EQ(config_value(TrainConfig{}, "dist-timeout"), "600");
+  // It becomes integer milliseconds: 1e300 s overflowed int64.
+  EXPECT_ERROR_CONTAINS(invalid("dist-timeout: 1e300\n"), "'dist-timeout' must be in (0, 1e+07]");
 }
 
 // The table says each key's role: the keys that may change on resume, the ones eval takes, the

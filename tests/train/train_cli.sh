@@ -227,6 +227,10 @@ PY
       fail "nothing to do: $(cat "$work/out")"
     grep -q "nothing to do" "$work/out" || fail "no 'nothing to do': $(cat "$work/out")"
     [ ! -e "$work/b" ] || fail "nothing to do, yet $(ls "$work/b") written"
+    # Trial report: the closing line named the output-dir it did not create.
+    grep -q "run directory $work/b" "$work/out" && fail "names $work/b, never created: $(cat "$work/out")"
+    grep -q "output-dir $work/b is not created" "$work/out" || fail "not said: $(cat "$work/out")"
+    grep -q "^done: .*; run directory $work/a$" "$work/out" || fail "done line: $(cat "$work/out")"
     "$densenet" train --resume "$work/a" --epochs 2 --output-dir "$work/c" >/dev/null 2>"$work/stderr" ||
       fail "resume elsewhere: $(cat "$work/stderr")"
     /usr/bin/python3 -c "import torch,sys; torch.load(sys.argv[1], weights_only=True)" "$work/c/best.pth" ||
@@ -498,5 +502,106 @@ PY
     expect "no memory mode fits batch 16 in 51.20 KiB" \
       env DENSENET_CGROUP_ROOT="$work/cgroup" "$densenet" train "${tiny[@]}" --memory auto \
       --epochs 1 --output-dir "$work/run2" ;;
+  unreadable_train_images)
+    # Trial report: every training image unreadable trained an epoch on nothing and ended
+    # "done" (status 0); every val image unreadable said "the evaluation set is empty".
+    /usr/bin/python3 - "$work/d" "$work/v" <<'PY' || fail "python"
+import os, sys
+from PIL import Image
+for root, garbage in ((sys.argv[1], "train"), (sys.argv[2], "val")):
+    for split in ("train", "val"):
+        folder = os.path.join(root, split, "cat")
+        os.makedirs(folder)
+        for i in range(3):
+            path = os.path.join(folder, f"{i}.jpg")
+            if split == garbage:
+                open(path, "wb").write(b"not a jpeg" * 10)
+            else:
+                Image.new("RGB", (16, 16), (40 * i, 90, 200)).save(path, "JPEG")
+PY
+    folder=(--dataset imagefolder --input-size 16 --block-config 2,2 --growth-rate 4 --epochs 2
+            --threads 1 --workers 0 --batch-size 1 --force)
+    "$densenet" train "${folder[@]}" --data "$work/d" --output-dir "$work/run" >"$work/out" 2>"$work/stderr"
+    status=$?
+    [ $status -eq 1 ] || fail "status $status, not 1: $(cat "$work/out" "$work/stderr")"
+    [ "$(grep -vc '^densenet: warning: skipping an image' "$work/stderr")" -eq 1 ] ||
+      fail "not one error line: $(cat "$work/stderr")"
+    grep -q "error: epoch 1 had no readable training image: 3 were skipped as unreadable" "$work/stderr" ||
+      fail "stderr: $(cat "$work/stderr")"
+    grep -q "^done" "$work/out" && fail "done: $(cat "$work/out")"
+    [ ! -e "$work/run/best.pth" ] || fail "a best.pth of an epoch that trained on nothing"
+    "$densenet" train "${folder[@]}" --data "$work/v" --output-dir "$work/run2" >"$work/out" 2>"$work/stderr"
+    status=$?
+    [ $status -eq 1 ] || fail "val: status $status, not 1: $(cat "$work/stderr")"
+    grep -q "error: the evaluation set has 3 images, all unreadable (skipped" "$work/stderr" ||
+      fail "val stderr: $(cat "$work/stderr")"
+    echo "ok" ;;
+  diverged_loss_scale)
+    # Trial report: under dynamic loss scaling a run whose every step was skipped ended "done".
+    diverge=(--amp bf16 --loss-scale dynamic --lr 1e30 --output-dir "$work/run")
+    expect "epoch [12]: all 4 optimiser steps were skipped for inf/NaN gradients \(loss scale now [0-9.e+-]+\): the run has diverged; nothing was saved; .* Lower lr, or add warmup-epochs or clip$" \
+      "$densenet" train "${tiny[@]}" --epochs 2 "${diverge[@]}"
+    [ "$(grep -c '^2,' "$work/run/metrics.csv")" -eq 0 ] || fail "epoch 2 logged: $(cat "$work/run/metrics.csv")"
+    # A loss scale below float's smallest normal has underflowed: stopped at once.
+    expect "the loss scale fell to [0-9.e+-]+ \(below float's smallest normal, 1.17549e-38\) at epoch 1, step [0-9]+ " \
+      "$densenet" train "${tiny[@]}" --epochs 1 "${diverge[@]}" --loss-scale-init 3e-38 --force
+    # The advice leaves out what the run has on: clip.
+    expect "\. Lower lr, or add warmup-epochs$" \
+      "$densenet" train "${tiny[@]}" --epochs 2 --lr 1e30 --clip 1 --output-dir "$work/run3" ;;
+  usage_mistakes)
+    # Trial report: each is a usage mistake, status 2, one line naming the key or the file.
+    EXPECTED_STATUS=2 expect "config key 'memory-budget': expected a size .*got '16EiB'" \
+      "$densenet" train "${tiny[@]}" --memory auto --memory-budget 16EiB --output-dir "$work/r"
+    EXPECTED_STATUS=2 expect "config key 'memory-budget': expected a size .*got '8EiB'" \
+      "$densenet" train "${tiny[@]}" --memory auto --memory-budget 8EiB --output-dir "$work/r"
+    for key in lr weight-decay clip; do
+      EXPECTED_STATUS=2 expect "config key '$key' must be in .*, got 1e\+300 \(see" \
+        "$densenet" train "${tiny[@]}" --$key 1e300 --output-dir "$work/r"
+    done
+    EXPECTED_STATUS=2 expect "config key 'lighting' must be in \[0, 1\], got 1e\+300" \
+      "$densenet" train --dataset imagefolder --data "$work" --lighting 1e300 --output-dir "$work/r"
+    printf '? [a]\n: 1\n' > "$work/complex.yaml"
+    EXPECTED_STATUS=2 expect "complex.yaml': a config key must be a name such as 'epochs', got a list" \
+      "$densenet" train --config "$work/complex.yaml"
+    EXPECTED_STATUS=2 expect "'warmup-epochs' must be 0 with lr-type triangle.* \(see 'densenet train --help'\)$" \
+      "$densenet" train "${tiny[@]}" --lr-type triangle --warmup-epochs 0.5 --output-dir "$work/r"
+    EXPECTED_STATUS=2 expect "'milestones' must be epochs in \[1, epochs=2\], e.g. 30,60" \
+      "$densenet" train "${tiny[@]}" --epochs 2 --lr-type multistep --milestones 0.5,0.75 --output-dir "$work/r"
+    printf 'block-config: []\n' > "$work/empty.yaml"
+    EXPECTED_STATUS=2 expect "empty.yaml: config key 'block-config': expected a non-empty list" \
+      "$densenet" train --config "$work/empty.yaml" ;;
+  help_texts)
+    # Trial report: the help's defaults and descriptions.
+    "$densenet" train --help > "$work/help" 2>&1 || fail "help"
+    tr -s ' \n' ' ' < "$work/help" > "$work/flat"
+    for text in "dist-timeout \+ 15 s \[default: 600\]" "best_ema.pth" "events.out.tfevents" \
+                "0: none; last.pth is written every epoch" "step divides it by 10 every 30 epochs" \
+                "e.g. 30,60 \(default: 50% and 75% of epochs\)"; do
+      grep -Eq -- "$text" "$work/flat" || fail "help lacks '$text'"
+    done
+    grep -q "0.5, 0.75 of epochs" "$work/flat" && fail "help still says 0.5, 0.75 of epochs"
+    echo "ok" ;;
+  folder_subset)
+    # Trial report: max-train-samples took an image folder's first files, all of one class.
+    /usr/bin/python3 - "$work/folder" <<'PY' || fail "python"
+import os, sys
+from PIL import Image
+for split in ("train", "val"):
+    for name in ("ant", "bee"):
+        os.makedirs(os.path.join(sys.argv[1], split, name))
+        for i in range(4):
+            Image.new("RGB", (16, 16), (40 * i, 90, 200)).save(os.path.join(sys.argv[1], split, name, f"{i}.png"))
+PY
+    # The bee images unreadable: the first 4 files (all ants) would train; evenly spaced ones
+    # take 2 bees too, whose skip warnings say so.
+    for i in 0 1 2 3; do echo garbage > "$work/folder/train/bee/$i.png"; done
+    "$densenet" train --dataset imagefolder --data "$work/folder" --input-size 16 "${tiny_model[@]}" \
+      --max-train-samples 4 --batch-size 2 --epochs 1 --output-dir "$work/run" >"$work/out" 2>"$work/stderr" ||
+      fail "train: $(cat "$work/stderr")"
+    grep -q "^data: imagefolder train (8 images, 2 classes, .*), 4 evenly spaced" "$work/out" ||
+      fail "data line: $(grep '^data' "$work/out")"
+    [ "$(grep -c 'skipping an image: .*bee' "$work/stderr")" -eq 2 ] ||
+      fail "not 2 bee images in the subset: $(cat "$work/stderr")"
+    echo "ok" ;;
   *) fail "unknown case" ;;
 esac
