@@ -140,8 +140,11 @@ int run_bench(const BenchArguments& args) {
   std::vector<int64_t> batches;
   try {
     batches = parse_int_list(args.batch);
-  } catch (const c10::Error& error) {
-    throw UsageError(std::string("--batch: ") + error.what_without_backtrace());
+  } catch (const c10::Error&) {  // its message's example is a block configuration's
+    throw UsageError(
+        "--batch: expected a batch size or a comma-separated list of them such as "
+        "32 or 16,32,64, got '" +
+        args.batch + "'");
   }
   for (const int64_t batch : batches) {
     if (batch < 1) throw UsageError("--batch: batch sizes must be >= 1, got " + args.batch);
@@ -361,7 +364,7 @@ void add_bench_command(CLI::App& app) {
   command->add_option("--batch", args->batch, "batch sizes, e.g. 64 or 32,64,128")
       ->type_name("LIST")
       ->capture_default_str();
-  command->add_option("--device", args->device, "cpu or cuda")
+  command->add_option("--device", args->device, "cpu, cuda or cuda:N")
       ->type_name("DEV")
       ->capture_default_str();
   command->add_flag("--cudnn-benchmark", args->cudnn_benchmark,

@@ -73,7 +73,14 @@ int run_convert(const ConvertArguments& args) {
   if (args.model.arch_given()) {
     // Strict: a mismatch says what the file holds and which flags fit it.
     DenseNet model(model_options_from(args.model));
-    load_densenet_weights(*model, canonical, {*input, args.model.arch, ""});
+    load_densenet_weights(*model, canonical, {*input, args.model.arch, "", true});
+  }
+  // A converter copies tensors bit for bit, so a diverged run's weights can still be converted
+  // (to inspect them elsewhere), but never silently: predict, eval and train refuse them.
+  if (const std::string bad = non_finite_summary(canonical); !bad.empty()) {
+    std::fprintf(stderr,
+                 "warning: the weights in '%s' hold non-finite values: %s; copied as they are\n",
+                 input->c_str(), bad.c_str());
   }
   const StateDict converted = from_torchvision_keys(canonical, layout);
 

@@ -2,6 +2,7 @@
 // each stage per image, so that a slow input pipeline is found before it slows training.
 
 #include "commands.h"
+#include "model_arguments.h"
 #include "usage_error.h"
 
 #include "densenet/data/dataset.h"
@@ -171,31 +172,31 @@ void add_data_command(CLI::App& app) {
       ->add_option("--input-size", args->input_size,
                    "side of the images the transform makes (default: the dataset's, 224 for "
                    "imagefolder)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_at_least(1));
   command->add_option("--batch", args->batch, "batch size (default 64)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_at_least(1));
   command
       ->add_option("--workers", args->workers, "loader threads, 0 = the calling thread (default 2)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_at_least(0));
   command->add_option("--prefetch", args->prefetch, "ready batches queued ahead (default 4)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_at_least(1));
   command->add_option("--batches", args->batches, "stop each epoch after N batches (default: all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_at_least(0));
   command->add_option("--epochs", args->epochs, "epochs to time (default 1)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_at_least(1));
   command->add_option("--seed", args->seed, "shuffling and augmentation seed (default 0)");
   command
       ->add_option("--valid-size", args->valid_size,
                    "hold out N training images (fixed by --seed) and time the rest")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_at_least(0));
   command
       ->add_option("--color-jitter", args->color_jitter,
                    "imagefolder: ColorJitter brightness = contrast = saturation = X")
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_at_least(0));
   command
       ->add_option("--lighting", args->lighting,
                    "imagefolder: AlexNet PCA lighting with this alpha std (e.g. 0.1)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_at_least(0));
   command->add_option("--synthetic-size", args->dataset.synthetic_size,
                       "synthetic: images (default 1024 train, 256 test)");
   command->add_option("--synthetic-classes", args->dataset.synthetic_classes,

@@ -70,7 +70,7 @@ void add_eval_command(CLI::App& app) {
       ->type_name("FILE")
       ->required();
   command->add_option("--batch-size", args->batch_size, "images per evaluation batch")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->check(integer_in(1, int64_t{1} << 20))
       ->capture_default_str();
   command->add_flag("--json", args->json, "print the result as one JSON object");
   add_refused_spellings(*command, args->refused);

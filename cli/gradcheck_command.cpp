@@ -211,7 +211,9 @@ void add_gradcheck_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"train", "eval", "both"}));
   command->add_option("--seed", args->seed, "random seed")->type_name("S")->capture_default_str();
-  command->add_option("--device", args->device, "cpu or cuda; TF32 is turned off for the check")
+  command
+      ->add_option("--device", args->device,
+                   "cpu, cuda or cuda:N; TF32 is turned off for the check")
       ->type_name("DEV")
       ->capture_default_str();
   command->add_flag("--no-finite-differences", args->no_finite_differences,

@@ -35,7 +35,7 @@ void add_help_command(CLI::App& app) {
     }
     const CLI::App* command = find_command(app, *topic);
     if (command == nullptr) throw UsageError("unknown command '" + *topic + "'");
-    std::cout << command->help();
+    std::cout << command->help("densenet");  // "Usage: densenet CMD", as CMD --help says
   });
 }
 

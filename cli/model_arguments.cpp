@@ -9,9 +9,12 @@
 #include "densenet/model/presets.h"
 
 #include <cmath>
+#include <optional>
 
 #include <c10/util/Exception.h>
 
+#include <cmath>
+#include <optional>
 #include <sstream>
 
 namespace densenet::cli {
@@ -50,6 +53,30 @@ CLI::Validator integer_in(int64_t low, int64_t high) {
           return "expects an integer from " + range + ", got '" + text + "'";
         }
         return value >= low && value <= high ? "" : "must be from " + range + ", got " + text;
+      },
+      "");
+}
+
+CLI::Validator integer_at_least(int64_t low) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        int64_t value = 0;
+        if (!CLI::detail::lexical_cast(text, value))
+          return "expects an integer, got '" + text + "'";
+        return value >= low ? "" : "must be at least " + std::to_string(low) + ", got " + text;
+      },
+      "");
+}
+
+CLI::Validator number_at_least(double low) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value) || std::isnan(value)) {
+          return "expects a number, got '" + text + "'";
+        }
+        return value >= low ? ""
+                            : "must be at least " + CLI::detail::to_string(low) + ", got " + text;
       },
       "");
 }
@@ -170,14 +197,24 @@ std::vector<MemoryMode> memory_modes_from(const std::string& text) {
 }
 
 torch::Device device_from(const std::string& name) {
-  if (name != "cpu" && name != "cuda") {
-    throw UsageError("--device: unknown device '" + name + "': use cpu or cuda");
+  std::optional<torch::Device> device;
+  try {
+    device = torch::Device(name);  // cpu, cuda, cuda:N, as train and eval read --device
+  } catch (const c10::Error&) {
   }
-  if (name == "cuda" && !torch::cuda::is_available()) {
-    throw UsageError(
-        "--device cuda: no CUDA device is available (or LibTorch was built without CUDA)");
+  if (!device || (!device->is_cpu() && !device->is_cuda()) ||
+      (device->is_cpu() && device->has_index())) {
+    throw UsageError("--device: unknown device '" + name + "': use cpu or cuda (cuda:N for GPU N)");
   }
-  return name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  // A device this machine lacks is no mistake in the command line (it runs elsewhere): exit 1,
+  // as train and eval do.
+  TORCH_CHECK(!device->is_cuda() || torch::cuda::is_available(), "--device ", name,
+              ": no CUDA device is available (or LibTorch was built without CUDA)");
+  TORCH_CHECK(!device->is_cuda() || !device->has_index() ||
+                  device->index() < static_cast<int64_t>(torch::cuda::device_count()),
+              "--device ", name, ": this machine has ", torch::cuda::device_count(),
+              " CUDA device(s), cuda:0 to cuda:", torch::cuda::device_count() - 1);
+  return *device;
 }
 
 std::vector<MemoryMode> parse_memory_modes(const std::string& text) {

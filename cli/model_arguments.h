@@ -73,11 +73,20 @@ DenseNetOptions model_options_from(const ModelArguments& args, bool read_memory 
 /// "--topk: expects an integer from 1 to 16777216, got 'cat.jpg'".
 CLI::Validator integer_in(int64_t low, int64_t high);
 
+/// A CLI11 check for an integer >= low ("--batch: expects an integer, got 'abc'" / "--batch:
+/// must be at least 1, got 0"): CLI::PositiveNumber and CLI::Range say "Value abc not in range"
+/// for text that is no number at all.
+CLI::Validator integer_at_least(int64_t low);
+
+/// The same for a real number >= low ("expects a number, got 'abc'").
+CLI::Validator number_at_least(double low);
+
 /// "naive,efficient" -> the modes; throws UsageError naming a bad one.
 std::vector<MemoryMode> memory_modes_from(const std::string& text);
 
-/// --device: "cpu" or "cuda", checked against what this LibTorch build can reach. Throws
-/// UsageError otherwise.
+/// --device: "cpu", "cuda" or "cuda:N", as train and eval take it. Throws UsageError for another
+/// name (exit 2); c10::Error when this machine has no such CUDA device (exit 1, as train and
+/// eval: the command line is right, the machine lacks the device).
 torch::Device device_from(const std::string& name);
 
 /// "naive,efficient" -> the modes; throws c10::Error naming a bad one.

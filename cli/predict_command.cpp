@@ -64,26 +64,57 @@ std::vector<double> parse_reals(const std::string& text, const std::string& opti
   return values;
 }
 
-// Text lines (line i names class i) or a JSON list of strings (such as torchvision's
-// imagenet_class_index-derived lists); read_file reports a directory or an unreadable file with
-// its reason.
+// The class names of a JSON labels file: a list of strings, or an object from class index to a
+// name or to ImageNet's imagenet_class_index.json pair [wordnet id, name] (the name is taken).
+// Anything else is one error naming the file.
+std::vector<std::string> json_labels(const std::string& text, const std::string& path) {
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& error) {
+    TORCH_CHECK(false, "labels file '", path, "' starts with '", text[text.find_first_of("[{")],
+                "' but is not valid JSON: ", error.what());
+  }
+  const char* expected =
+      "a JSON labels file must be a list of strings or an object {\"0\": name or [id, name], "
+      "...}";
+  std::vector<std::string> labels;
+  if (json.is_array()) {
+    for (const auto& item : json) {
+      TORCH_CHECK(item.is_string(), "labels file '", path, "': ", expected,
+                  ", found a list with a ", item.type_name());
+      labels.push_back(item.get<std::string>());
+    }
+    return labels;
+  }
+  labels.resize(json.size());
+  for (const auto& [key, value] : json.items()) {
+    size_t used = 0;
+    long long index = -1;
+    try {
+      index = std::stoll(key, &used);
+    } catch (const std::exception&) {
+    }
+    TORCH_CHECK(used == key.size() && index >= 0 && index < static_cast<long long>(json.size()),
+                "labels file '", path, "': ", expected, "; key '", key,
+                "' is not a class index from 0 to ", json.size() - 1);
+    const bool pair = value.is_array() && value.size() == 2 && value[1].is_string();
+    TORCH_CHECK(value.is_string() || pair, "labels file '", path, "': ", expected, "; class ", key,
+                " has a ", value.type_name());
+    labels[static_cast<size_t>(index)] =
+        pair ? value[1].get<std::string>() : value.get<std::string>();
+  }
+  return labels;
+}
+
+// Text lines (line i names class i), or JSON when the file starts with '[' or '{' (json_labels);
+// read_file reports a directory or an unreadable file with its reason.
 std::vector<std::string> read_labels(const std::string& path, int64_t classes) {
   const std::string text = read_file(path);
   std::vector<std::string> labels;
   const size_t first = text.find_first_not_of(" \t\r\n");
-  if (first != std::string::npos && text[first] == '[') {
-    nlohmann::json list;
-    try {
-      list = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& error) {
-      TORCH_CHECK(false, "labels file '", path,
-                  "' starts with '[' but is not valid JSON: ", error.what());
-    }
-    for (const auto& item : list) {
-      TORCH_CHECK(item.is_string(), "labels file '", path,
-                  "': a JSON labels file must be a list of strings, found ", item.type_name());
-      labels.push_back(item.get<std::string>());
-    }
+  if (first != std::string::npos && (text[first] == '[' || text[first] == '{')) {
+    labels = json_labels(text, path);
   } else {
     std::istringstream stream(text);
     std::string line;
@@ -105,7 +136,8 @@ struct PredictModel {
   std::vector<std::string> classes;  // a training checkpoint's, label order
   std::string arch;                  // the preset it is built from
   std::string dataset;               // a training checkpoint's; "" for plain weights
-  int64_t input_size = 0;            // the side it was trained at (training checkpoints)
+  int64_t input_size = 0;            // the side it runs at (training checkpoints)
+  int64_t trained_size = 0;          // the side it was trained at (training checkpoints)
 };
 
 // The model of a training checkpoint, as eval takes it: --arch and the architecture overrides
@@ -131,7 +163,8 @@ PredictModel checkpoint_model(const ModelArguments& args, train::TrainingCheckpo
     const auto it = args.overrides.find(name);
     return it == args.overrides.end() ? otherwise : std::stoll(it->second);
   };
-  model.input_size = given_integer("input-size", train::trained_input_size(config));
+  model.trained_size = train::trained_input_size(config);
+  model.input_size = given_integer("input-size", model.trained_size);
   // Channels and classes were the dataset's: the weights say them.
   int64_t channels = 0, classes = 0;
   try {
@@ -299,6 +332,12 @@ int run_predict(const PredictArguments& args) {
   const PredictModel loaded = load_model(args.model, args.weights);
   const DenseNetOptions& options = loaded.options;
   const ImageTransformOptions transform = image_transform(args, normalize, loaded);
+  if (loaded.trained_size > 0 && transform.crop > 0 && transform.crop != loaded.trained_size) {
+    // torchvision's users do evaluate at other sizes: a note, not an error.
+    std::fprintf(
+        stderr, "note: the images are cropped to %lld px, but the model was trained at %lld px\n",
+        static_cast<long long>(transform.crop), static_cast<long long>(loaded.trained_size));
+  }
   std::vector<std::string> labels;
   if (args.labels) {
     labels = read_labels(*args.labels, options.num_classes());
@@ -394,10 +433,11 @@ void add_predict_command(CLI::App& app) {
       ->type_name("LIST");
   command
       ->add_option("--labels", args->labels,
-                   "class names: text with one per line (line i names class i), or a JSON list "
-                   "(default: a training checkpoint's classes)")
+                   "class names: text with one per line (line i names class i), or JSON (a list, "
+                   "or {\"0\": name or [id, name], ...} as imagenet_class_index.json) (default: "
+                   "a training checkpoint's classes)")
       ->type_name("FILE");
-  command->add_option("--device", args->device, "cpu or cuda")
+  command->add_option("--device", args->device, "cpu, cuda or cuda:N")
       ->type_name("DEV")
       ->capture_default_str();
   command->add_flag("--json", args->json,

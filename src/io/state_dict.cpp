@@ -96,10 +96,8 @@ void load_state_dict(torch::nn::Module& module, const StateDict& state, bool str
   if (key_problems && mismatched.empty() && missing.size() == own.size()) {
     // Every key missed: a prefix on one side (a wrapper module's name) may explain all of it.
     if (const std::string prefix = explaining_prefix(state, own); !prefix.empty()) {
-      TORCH_CHECK(false, "cannot load state dict into ", module.name(),
-                  ": every key in the weights starts with '", prefix, "' (e.g. '",
-                  state.begin()->key(), "'), and without it all ", state.size(),
-                  " keys match the model; strip that prefix from the keys");
+      TORCH_CHECK(false, "cannot load state dict into ", module.name(), ": ",
+                  wrapper_prefix_hint(state, prefix));
     }
     if (const std::string prefix = explaining_prefix(own, state); !prefix.empty()) {
       TORCH_CHECK(false, "cannot load state dict into ", module.name(),
@@ -122,6 +120,65 @@ void load_state_dict(torch::nn::Module& module, const StateDict& state, bool str
   for (auto& item : own) {
     if (const torch::Tensor* given = state.find(item.key())) item.value().copy_(*given);
   }
+}
+
+std::string wrapper_prefix(const StateDict& weights, const StateDict& model,
+                           StateDict (*rename)(const StateDict&, const torch::nn::Module&),
+                           const torch::nn::Module* module) {
+  if (rename == nullptr) return explaining_prefix(weights, model);
+  // The renaming (the final norm's name) applies to the stripped keys only, so each candidate
+  // prefix is stripped, renamed, then compared.
+  if (model.is_empty() || weights.size() != model.size()) return "";
+  const std::string& anchor = model.begin()->key();
+  for (const auto& item : weights) {
+    const std::string& key = item.key();
+    if (key.size() <= anchor.size() + 1 ||
+        key.compare(key.size() - anchor.size(), anchor.size(), anchor) != 0) {
+      continue;
+    }
+    const std::string prefix = key.substr(0, key.size() - anchor.size());
+    StateDict stripped;
+    for (const auto& other : weights) {
+      if (!starts_with(other.key(), prefix) ||
+          stripped.contains(other.key().substr(prefix.size()))) {
+        return "";
+      }
+      stripped.insert(other.key().substr(prefix.size()), other.value());
+    }
+    const StateDict renamed = rename(stripped, *module);
+    bool all = true;
+    for (const auto& other : renamed) all = all && model.find(other.key()) != nullptr;
+    return all ? prefix : "";
+  }
+  return "";
+}
+
+std::string wrapper_prefix_hint(const StateDict& weights, const std::string& prefix) {
+  std::ostringstream out;
+  out << "every key in the weights starts with '" << prefix << "' (e.g. '" << weights.begin()->key()
+      << "'), and without it all " << weights.size()
+      << " keys match the model; strip that prefix from the keys";
+  return out.str();
+}
+
+std::string non_finite_summary(const StateDict& state) {
+  std::ostringstream out;
+  int64_t others = 0;
+  for (const auto& item : state) {
+    if (!item.value().is_floating_point() && !item.value().is_complex()) continue;
+    const int64_t bad = item.value().isfinite().logical_not().sum().item<int64_t>();
+    if (bad == 0) continue;
+    if (out.tellp() > 0) {
+      ++others;
+      continue;
+    }
+    out << item.key() << " has " << bad << " non-finite value" << (bad == 1 ? "" : "s")
+        << " (NaN or infinity) of " << item.value().numel();
+  }
+  if (others > 0) {
+    out << ", and " << others << " more tensor" << (others == 1 ? " has" : "s have") << " some";
+  }
+  return out.str();
 }
 
 }  // namespace densenet

@@ -2,6 +2,7 @@
 
 #include "densenet/io/weights.h"
 #include "densenet/model/infer_architecture.h"
+#include "densenet/model/presets.h"
 
 #include <c10/util/Exception.h>
 
@@ -45,16 +46,17 @@ std::string way_out(const DenseNetOptions& ours, const DenseNetOptions& theirs,
   return text;
 }
 
-// The short error for weights whose shapes are another DenseNet's; "" when they are this
-// model's architecture (then a key itself is missing or extra) or no DenseNet's at all.
-std::string architecture_mismatch(const StateDict& weights, const DenseNetOptions& ours,
+}  // namespace
+
+std::string architecture_mismatch(const StateDict& weights, const DenseNetOptions& model,
                                   const WeightsSource& source) {
-  DenseNetOptions theirs;
+  DenseNetOptions theirs, ours = model;
   try {
     theirs = infer_architecture(weights);
   } catch (const c10::Error&) {  // not a DenseNet's shapes: the key listing says what is wrong
     return "";
   }
+  if (source.fine_tuning) theirs.num_classes(ours.num_classes());
   const std::vector<ArchitectureDifference> differences = architecture_differences(theirs, ours);
   if (differences.empty()) return "";
   // Both are described from the model's preset where another needs as many overrides: the
@@ -62,6 +64,12 @@ std::string architecture_mismatch(const StateDict& weights, const DenseNetOption
   const std::string model_preset =
       nearest_preset(ours, source.arch.empty() ? nearest_preset(theirs).preset : source.arch)
           .preset;
+  if (source.fine_tuning) {
+    // Described with the preset's class count, so that neither names one: the file's is not
+    // in `weights` (its classifier was replaced) and the model's is the data's.
+    theirs.num_classes(preset_options(model_preset).num_classes());
+    ours.num_classes(theirs.num_classes());
+  }
   std::string message = "'" + source.path + "' holds " +
                         describe_architecture(theirs, model_preset) + ", not " +
                         describe_architecture(ours, model_preset);
@@ -77,13 +85,27 @@ std::string architecture_mismatch(const StateDict& weights, const DenseNetOption
   return message;
 }
 
-}  // namespace
+void check_wrapper_prefix(const DenseNetImpl& model, const StateDict& weights,
+                          const std::string& path) {
+  const std::string prefix =
+      wrapper_prefix(weights, state_dict(model), fit_final_norm_name, &model);
+  TORCH_CHECK(prefix.empty(), "the weights in '", path,
+              "' do not fit the model: ", wrapper_prefix_hint(weights, prefix));
+}
+
+void check_finite_weights(const StateDict& weights, const std::string& path) {
+  const std::string bad = non_finite_summary(weights);
+  TORCH_CHECK(bad.empty(), "the weights in '", path, "' hold non-finite values: ", bad,
+              "; they give no usable predictions (from a run that diverged?)");
+}
 
 void load_densenet_weights(DenseNetImpl& model, const StateDict& weights,
                            const WeightsSource& source) {
+  if (!source.allow_non_finite) check_finite_weights(weights, source.path);
   try {
     load_state_dict(model, fit_final_norm_name(weights, model), /*strict=*/true);
   } catch (const c10::Error& error) {
+    check_wrapper_prefix(model, weights, source.path);
     const std::string mismatch = architecture_mismatch(weights, model.options, source);
     TORCH_CHECK(mismatch.empty(), mismatch);
     TORCH_CHECK(false, "the weights in '", source.path,

@@ -77,12 +77,17 @@ DenseNetOptions preset_options(const std::string& name) {
 
 DenseNetOptions apply_overrides(DenseNetOptions options, const ModelOverrides& overrides) {
   if (overrides.growth_rate) {
-    // Checked here so that the error names the growth rate, not the stem it moves.
-    TORCH_CHECK(*overrides.growth_rate >= 1 && *overrides.growth_rate <= (int64_t{1} << 19),
-                "growth rate must be from 1 to 524288, got ", *overrides.growth_rate);
-    options.growth_rate(*overrides.growth_rate);
+    // Checked here so that the error names the growth rate, not the stem it moves. The limit is
+    // validate()'s on every channel count; a BC stem of 2k channels must be within it too.
+    constexpr int64_t kMax = DenseNetOptions::kMaxChannels;
+    const int64_t k = *overrides.growth_rate;
+    TORCH_CHECK(k >= 1 && k <= kMax, "growth rate must be from 1 to ", kMax, ", got ", k);
+    options.growth_rate(k);
     if (options.bn_size() > 0 && !overrides.num_init_features) {
-      options.num_init_features(2 * *overrides.growth_rate);
+      TORCH_CHECK(2 * k <= kMax, "growth rate ", k, " gives a BC stem of 2k = ", 2 * k,
+                  " channels, over the limit of ", kMax,
+                  ": give num-init-features too, or a growth rate of at most ", kMax / 2);
+      options.num_init_features(2 * k);
     }
   }
   if (overrides.num_init_features) options.num_init_features(*overrides.num_init_features);

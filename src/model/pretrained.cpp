@@ -43,6 +43,7 @@ PretrainedReport load_pretrained(DenseNet& model, const std::string& path,
                     "': no such file");
   const StateDict file = read_weights(path);
   const StateDict ours = state_dict(*model);
+  if (file.find("features.conv0.weight") == nullptr) check_wrapper_prefix(*model, file, path);
   TORCH_CHECK(file.find("features.conv0.weight") != nullptr, "pretrained weights in '", path,
               "' are not a DenseNet's: there is no features.conv0.weight (its first key is '",
               file.is_empty() ? std::string() : file.begin()->key(), "')");
@@ -65,7 +66,11 @@ PretrainedReport load_pretrained(DenseNet& model, const std::string& path,
       if (is_classifier(item.key())) wanted.insert(item.key(), item.value().clone());
     }
   }
-  load_densenet_weights(*model, wanted, {path, model_name, dataset});
+  // The class count is not named in a mismatch: the classifier is replaced (`wanted` holds the
+  // model's own), so the file's would be misreported and the model's is no mismatch.
+  WeightsSource source{path, model_name, dataset};
+  source.fine_tuning = true;
+  load_densenet_weights(*model, wanted, source);
   return report;
 }
 

@@ -11,6 +11,7 @@
 #include <c10/util/Exception.h>
 
 #include <cmath>
+#include <cstdio>
 
 namespace densenet::train {
 namespace {
@@ -26,6 +27,20 @@ TrainConfig evaluated_config(const TrainingCheckpoint& checkpoint, const TrainCo
   reset_training_only_keys(config);
   for (const std::string& key : given) copy_config_value(config, requested, key);
   return config;
+}
+
+// Warnings and notes on stderr (stdout is the result): checkpoint classes that the folder lacks,
+// and an input size other than the one the model was trained at (torchvision's users do
+// evaluate at other sizes, so a note, not an error).
+void warn_about_data(const TrainConfig* trained, const detail::RunData& data) {
+  const std::string missing = data::missing_classes_warning(*data.eval_set, data.eval_name);
+  if (!missing.empty()) std::fprintf(stderr, "%s\n", missing.c_str());
+  if (trained == nullptr) return;
+  const int64_t trained_size = trained_input_size(*trained);
+  if (data.input_size != trained_size) {
+    std::fprintf(stderr, "note: evaluating at %lld px, but the model was trained at %lld px\n",
+                 static_cast<long long>(data.input_size), static_cast<long long>(trained_size));
+  }
 }
 
 }  // namespace
@@ -47,6 +62,7 @@ EvalResult evaluate_weights(const TrainConfig& requested, const std::vector<std:
   const detail::RunData data = detail::open_data(
       config, /*need_train=*/false, checkpoint ? checkpoint->classes : std::vector<std::string>{},
       "checkpoint '" + weights + "'");
+  warn_about_data(checkpoint ? &checkpoint->config : nullptr, data);
   const auto classes = static_cast<int64_t>(data.eval_set->classes().size());
   DenseNetOptions options =
       model_options(config, data.eval_set->channels(), classes, data.input_size);

@@ -7,6 +7,7 @@
 #include "train/run_directory.h"
 #include "train/training_run.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <sstream>
 
@@ -30,7 +31,8 @@ void print_data_and_model(TrainingRun& run) {
   print(*run.out, "data: %s\n      %s: %s\n", run.data.train_set->describe().c_str(),
         run.data.eval_name.c_str(), run.data.eval_set->describe().c_str());
   const std::string missing = data::missing_classes_warning(*run.data.eval_set, run.data.eval_name);
-  if (!missing.empty()) print(*run.out, "%s\n", missing.c_str());
+  // A warning goes to stderr, as every warning does, so that it is seen when stdout is a log.
+  if (!missing.empty() && run.writes()) std::fprintf(stderr, "%s\n", missing.c_str());
   print(*run.out,
         "model: %s, %s %s, growth rate %lld, %s, input %lldx%lldx%lld, %lld classes, %.3f M "
         "parameters, %.3f GMAC per image\n",

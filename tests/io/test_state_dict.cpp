@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 
 namespace densenet {
 namespace {
@@ -94,6 +95,20 @@ TEST(StateDict, ConvertsDtypeOnLoad) {
   }
   EXPECT_NO_THROW(load_state_dict(*model, state));
   EXPECT_EQ(model->classifier->weight.scalar_type(), torch::kFloat32);
+}
+
+// The first tensor with a NaN or an infinity and how many; integer buffers are never counted.
+TEST(StateDict, NonFiniteSummaryNamesTheFirstTensor) {
+  DenseNet model(tiny());
+  StateDict state;
+  for (const auto& item : state_dict(*model)) state.insert(item.key(), item.value().clone());
+  EXPECT_EQ(non_finite_summary(state), "");
+  state["features.conv0.weight"].view(-1)[0] = std::numeric_limits<float>::infinity();
+  state["features.conv0.weight"].view(-1)[3] = std::numeric_limits<float>::quiet_NaN();
+  state["classifier.bias"][1] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(non_finite_summary(state),
+            "features.conv0.weight has 2 non-finite values (NaN or infinity) of 108, and 1 more "
+            "tensor has some");
 }
 
 }  // namespace

@@ -7,7 +7,8 @@
 #   subset:  train/{a,b} + val/{b}: the data line says "1 of 2 classes", one warning names a,
 #            and a model that separates a trivially separable set scores val/b as b (top-1
 #            >= 90%; labelled as a it would be ~0%); `eval` of its checkpoint on a folder with
-#            val/{b} does the same, plain weights use the folder's own classes.
+#            val/{b} does the same (and warns on stderr, as train), plain weights use the
+#            folder's own classes.
 #   unknown: val/{a,c} is refused naming c (train and eval), exit 1 like other data errors.
 set -u
 case_name=$1
@@ -51,16 +52,20 @@ case $case_name in
       fail "the data line does not give the training classes"
     printf '%s\n' "$out" | grep -Eq '^      test: imagefolder test \(8 images, 1 of 2 classes, ' ||
       fail "the data line does not say that the test split has 1 of the 2 classes"
-    printf '%s\n' "$out" | grep -Fxq \
-      'warning: the test split has no images of class a (it has 1 of the 2 training classes)' ||
-      fail "no warning naming the missing class a"
+    # Warnings go to stderr (stdout is often a log nobody reads until the run ends).
+    warning='warning: the test split has no images of class a (it has 1 of the 2 training classes)'
+    grep -Fxq "$warning" "$work/stderr" || fail "no warning on stderr naming the missing class a"
+    printf '%s\n' "$out" | grep -q "^warning:" && fail "a warning on stdout: $out"
     best=$(printf '%s\n' "$out" | sed -n 's/^done: best test top-1 \([0-9.]*\)%.*/\1/p')
     at_least_90 "$best" || fail "val/b scored top-1 '$best'%: its images are not labelled b"
     [ "$(cat "$work/run/classes.txt")" = $'a\nb' ] || fail "classes.txt: $(cat "$work/run/classes.txt")"
     # eval: the checkpoint's classes, the folder's looked up in them.
     result=$("$densenet" eval --weights "$work/run/best.pth" --dataset imagefolder \
-      --data "$work/data" --threads 1 --workers 0 2>&1) || fail "eval: $result"
+      --data "$work/data" --threads 1 --workers 0 2>"$work/stderr") ||
+      fail "eval: $result $(cat "$work/stderr")"
     echo "$result"
+    # The checkpoint's class a has no folder here: eval warns as train does.
+    grep -Fxq "$warning" "$work/stderr" || fail "eval: no warning naming class a: $(cat "$work/stderr")"
     at_least_90 "$(top1 "$result")" || fail "eval scored val/b as another class: $result"
     # Plain weights (no class list): the folder's own classes, as before.
     "$python" -c "import torch,sys; torch.save(torch.load(sys.argv[1], weights_only=True)['model'], sys.argv[2])" \

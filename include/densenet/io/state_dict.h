@@ -26,4 +26,23 @@ StateDict state_dict(const torch::nn::Module& module);
 /// wrapper module, e.g. "backbone."), the error says so in one line instead.
 void load_state_dict(torch::nn::Module& module, const StateDict& state, bool strict = true);
 
+/// The prefix that every key of `weights` carries (a wrapper module's name, e.g. "backbone.")
+/// and that, stripped, leaves `weights` with exactly the keys of `model` once `rename` is
+/// applied to the stripped state (a caller's own renaming, such as the final norm's name; none
+/// by default). "" when there is none.
+std::string wrapper_prefix(const StateDict& weights, const StateDict& model,
+                           StateDict (*rename)(const StateDict&,
+                                               const torch::nn::Module&) = nullptr,
+                           const torch::nn::Module* module = nullptr);
+
+/// The one sentence every loader gives for weights whose keys all carry `prefix`: "every key in
+/// the weights starts with 'backbone.' (e.g. 'backbone.features.conv0.weight'), and without it
+/// all 62 keys match the model; strip that prefix from the keys".
+std::string wrapper_prefix_hint(const StateDict& weights, const std::string& prefix);
+
+/// The floating-point tensors of `state` that hold a NaN or an infinity, described for an error:
+/// "features.norm0.running_var has 1 non-finite value (NaN or infinity) of 64" plus ", and 2
+/// more tensors have some" when others do; "" when every value is finite.
+std::string non_finite_summary(const StateDict& state);
+
 }  // namespace densenet

@@ -17,7 +17,30 @@ struct WeightsSource {
   /// Non-empty: the model's in-channels and num-classes are this dataset's (eval, train), not
   /// flags, so the error names the dataset for them instead of --in-channels / --num-classes.
   std::string dataset;
+  /// Accept NaN and infinite values (convert, which copies tensors bit for bit, only warns);
+  /// otherwise they are refused, as they give no usable predictions.
+  bool allow_non_finite = false;
+  /// The classifier is the model's own (fine-tuning replaces one of another class count): the
+  /// class count is neither compared nor named in the error.
+  bool fine_tuning = false;
 };
+
+/// The short error for weights whose shapes are another DenseNet's than `ours` (the first lines
+/// of load_densenet_weights' error, below); "" when they are this architecture (then a key
+/// itself is missing or extra) or no DenseNet's at all.
+std::string architecture_mismatch(const StateDict& weights, const DenseNetOptions& ours,
+                                  const WeightsSource& source);
+
+/// Throws c10::Error (one line) when every key of `weights` carries a prefix that, stripped,
+/// would make them `model`'s keys (final norm names fitted): "the weights in 'FILE' do not fit
+/// the model: every key in the weights starts with 'backbone.' ...; strip that prefix from the
+/// keys". Called by load_densenet_weights and load_pretrained, so every command says the same.
+void check_wrapper_prefix(const DenseNetImpl& model, const StateDict& weights,
+                          const std::string& path);
+
+/// Throws c10::Error (one line) naming the first tensor of `weights` that holds a NaN or an
+/// infinity and how many values (non_finite_summary).
+void check_finite_weights(const StateDict& weights, const std::string& path);
 
 /// Loads `weights` (torchvision keys: read_weights, or to_torchvision_keys of a state dict)
 /// strictly into `model`, fitting the final norm's name (fit_final_norm_name). When they do not
@@ -34,7 +57,8 @@ struct WeightsSource {
 /// overrides of the preset the weights are nearest to where that needs fewer flags ("use --arch
 /// densenet121" for weights that are another preset). When the shapes are not a DenseNet's, or are
 /// this model's (a key is missing or extra), the error is load_state_dict's short key listing
-/// instead.
+/// instead. Weights with a NaN or an infinity are refused first (check_finite_weights) unless
+/// `source.allow_non_finite`.
 void load_densenet_weights(DenseNetImpl& model, const StateDict& weights,
                            const WeightsSource& source);
 
