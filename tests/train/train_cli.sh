@@ -440,6 +440,13 @@ PY
       "$work/good/last.pth" "$work/inf.pth" || fail "python"
     EXPECTED_STATUS=1 expect "the weights in '$work/inf.pth' hold non-finite values: classifier.weight has 160 non-finite values \(NaN or infinity\) of 160; they give no usable predictions" \
       "$densenet" eval --weights "$work/inf.pth" --dataset synthetic --input-size 16 \
+      --arch densenet-bc-40 --block-config 2,2 --growth-rate 4 --threads 1
+    # Finite weights whose logits overflow (3e38, float32's largest is 3.4e38): eval's own check
+    # of the loss stops it, naming the weights.
+    /usr/bin/python3 -c "import torch,sys; d=torch.load(sys.argv[1], weights_only=True)['model']; d['classifier.weight'] = torch.full_like(d['classifier.weight'], 3e38); torch.save(d, sys.argv[2])" \
+      "$work/good/last.pth" "$work/huge.pth" || fail "python"
+    EXPECTED_STATUS=1 expect "the loss of '$work/huge.pth' on the test set is (nan|-nan|inf): the weights hold values that overflow" \
+      "$densenet" eval --weights "$work/huge.pth" --dataset synthetic --input-size 16 \
       --arch densenet-bc-40 --block-config 2,2 --growth-rate 4 --threads 1 ;;
   yaml_bare_lists)
     # Issue 21: a list key in a YAML file takes the flag's bare form the error message suggests.
