@@ -147,7 +147,10 @@ int run_bench(const BenchArguments& args) {
         args.batch + "'");
   }
   for (const int64_t batch : batches) {
-    if (batch < 1) throw UsageError("--batch: batch sizes must be >= 1, got " + args.batch);
+    if (batch < 1) {
+      throw UsageError("--batch: batch sizes must be >= 1, got " + std::to_string(batch) +
+                       (batches.size() > 1 ? " in " + args.batch : ""));
+    }
     try {
       check_batch_norm_values(plan_architecture(options), batch);
     } catch (const c10::ValueError& error) {
@@ -156,7 +159,7 @@ int run_bench(const BenchArguments& args) {
     }
   }
   const torch::Device device = device_from(args.device);
-  const std::string device_name = device.is_cuda() ? "cuda" : "cpu";
+  const std::string device_name = device.str();  // "cpu", "cuda" or "cuda:N", as given
   if (amp && !train::autocast_supported(device.type(), *amp)) {
     throw UsageError("--amp " + args.amp + " on device " + device_name +
                      ": this LibTorch (" TORCH_VERSION ") cannot autocast to " +

@@ -139,16 +139,23 @@ void print_table(const ModelArguments& args, const ArchitecturePlan& plan,
               static_cast<long long>(plan.input_size), static_cast<long long>(plan.input_size),
               with_thousands(plan.forward_macs()).c_str(), plan.forward_macs() / 1e9);
   if (amp) {
+    // The plan is the same on the CPU and on CUDA; the CPU autocast of LibTorch 1.13 has no
+    // float16, and then only a GPU can run what it describes.
+    const bool on_cpu = train::autocast_supported(c10::DeviceType::CPU, *amp);
     std::printf(
-        "\ntraining activation memory per sample under %s autocast on the CPU (16-bit "
-        "activations;\n"
-        "parameters, gradients and the input batch not included; `densenet bench --amp %s`\n"
-        "measures the same):\n",
-        amp_text.c_str(), amp_text.c_str());
+        "\ntraining activation memory per sample under %s autocast, on the CPU and on CUDA "
+        "(16-bit\nactivations; parameters, gradients and the input batch not included; "
+        "`densenet bench --amp %s%s`\nmeasures it, allocator rounding aside):\n",
+        amp_text.c_str(), amp_text.c_str(), on_cpu ? "" : " --device cuda");
+    if (!on_cpu) {
+      std::printf(
+          "(this LibTorch's CPU autocast has no %s: on the CPU, train and bench refuse it)\n",
+          amp_text.c_str());
+    }
   } else {
     std::printf(
         "\ntraining activation memory per sample (float32; parameters, gradients and the\n"
-        "input batch not included; `densenet bench` measures the same):\n");
+        "input batch not included; `densenet bench` measures it, allocator rounding aside):\n");
   }
   std::printf("  %-10s %12s %12s %s\n", "mode", "kept", "peak", "peak during stage");
   for (MemoryMode mode : {MemoryMode::kNaive, MemoryMode::kEfficient, MemoryMode::kMinimal}) {

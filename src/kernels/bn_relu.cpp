@@ -1,6 +1,7 @@
 #include "kernels/bn_relu.h"
 #include "kernels/bn_relu_cuda.h"
 #include "kernels/channel_relu.h"
+#include "kernels/sixteen_bit.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
@@ -18,9 +19,13 @@ namespace {
 
 using detail::ChannelRelu;
 using detail::compute_t;
+using detail::for_each_block;
 using detail::grain_for;
 using detail::has_contiguous_planes;
+using detail::is_sixteen_bit_v;
 using detail::kLanes;
+using detail::kSixteenBitBlock;
+using detail::plane_bn_relu;
 
 // Whether bn_relu.cu is compiled in (nvcc and a CUDA LibTorch; CMake's DENSENET_CUDA_KERNELS).
 // Without it the cuda:: kernels are declared but not defined, and are named only in discarded
@@ -63,59 +68,74 @@ DENSENET_MULTIVERSION double plane_squared_deviation(const T* x, int64_t n, doub
   return sum;
 }
 
-// Data stored as S (float, double, or 16-bit) is computed in T = compute_t<S> (channel_relu.h):
-// 16-bit values are read into float32, results rounded to 16 bits only where stored.
-template <typename S, typename T = compute_t<S>>
-DENSENET_MULTIVERSION void plane_bn_relu(const S* x, S* out, int64_t n, ChannelRelu<T> relu) {
-  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<S>(relu.value(static_cast<T>(x[i])));
-}
-
 // Sums of dz and dz * (x - mean) over one plane, dz = grad_y where the ReLU was active; lanes
-// in T, the plane's total added in double.
+// in T, each plane's (a 16-bit plane's: each block's) total added in double.
 template <typename S, typename T = compute_t<S>>
 DENSENET_MULTIVERSION void plane_backward_sums(const S* grad_y, const S* x, int64_t n,
                                                ChannelRelu<T> relu, double* sum_dz,
                                                double* sum_dz_xc) {
-  T lanes_dz[kLanes] = {};
-  T lanes_dz_xc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      const T v = static_cast<T>(x[i + j]);
-      const T g = static_cast<T>(grad_y[i + j]);  // loaded unconditionally: a select, not a branch
-      const T dz = relu.active(v) ? g : T(0);
-      lanes_dz[j] += dz;
-      lanes_dz_xc[j] += dz * (v - relu.mean);
+  if constexpr (is_sixteen_bit_v<S>) {
+    float g_block[kSixteenBitBlock], x_block[kSixteenBitBlock];
+    for_each_block(n, [&](int64_t start, int64_t len) {
+      detail::widen(grad_y + start, g_block, len);
+      detail::widen(x + start, x_block, len);
+      plane_backward_sums<float>(g_block, x_block, len, relu, sum_dz, sum_dz_xc);
+    });
+  } else {
+    T lanes_dz[kLanes] = {};
+    T lanes_dz_xc[kLanes] = {};
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) {
+        const T v = x[i + j];
+        const T g = grad_y[i + j];  // loaded unconditionally: a select, not a branch
+        const T dz = relu.active(v) ? g : T(0);
+        lanes_dz[j] += dz;
+        lanes_dz_xc[j] += dz * (v - relu.mean);
+      }
     }
+    double s1 = 0, s2 = 0;
+    for (; i < n; ++i) {
+      const T v = x[i];
+      const T dz = relu.active(v) ? grad_y[i] : T(0);
+      s1 += static_cast<double>(dz);
+      s2 += static_cast<double>(dz) * static_cast<double>(v - relu.mean);
+    }
+    for (int j = 0; j < kLanes; ++j) {
+      s1 += static_cast<double>(lanes_dz[j]);
+      s2 += static_cast<double>(lanes_dz_xc[j]);
+    }
+    *sum_dz += s1;
+    *sum_dz_xc += s2;
   }
-  double s1 = 0, s2 = 0;
-  for (; i < n; ++i) {
-    const T v = static_cast<T>(x[i]);
-    const T dz = relu.active(v) ? static_cast<T>(grad_y[i]) : T(0);
-    s1 += static_cast<double>(dz);
-    s2 += static_cast<double>(dz) * static_cast<double>(v - relu.mean);
-  }
-  for (int j = 0; j < kLanes; ++j) {
-    s1 += static_cast<double>(lanes_dz[j]);
-    s2 += static_cast<double>(lanes_dz_xc[j]);
-  }
-  *sum_dz += s1;
-  *sum_dz_xc += s2;
 }
 
-// dx = scale * dz + k1 + (x - mean) * k2, written or added to grad_x (which may be grad_y).
+// dx = scale * dz + k1 + (x - mean) * k2, written or added to grad_x (which may be grad_y); a
+// 16-bit grad_x is rounded once, after the addition.
 template <typename S, bool kAccumulate, typename T = compute_t<S>>
 DENSENET_MULTIVERSION void plane_backward_dx(const S* grad_y, const S* x, S* grad_x, int64_t n,
                                              ChannelRelu<T> relu, T k1, T k2) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T v = static_cast<T>(x[i]);
-    const T g = static_cast<T>(grad_y[i]);
-    const T dz = relu.active(v) ? g : T(0);
-    const T dx = relu.scale * dz + k1 + (v - relu.mean) * k2;
-    if constexpr (kAccumulate) {
-      grad_x[i] = static_cast<S>(static_cast<T>(grad_x[i]) + dx);  // one rounding for 16-bit
-    } else {
-      grad_x[i] = static_cast<S>(dx);
+  if constexpr (is_sixteen_bit_v<S>) {
+    float g_block[kSixteenBitBlock], x_block[kSixteenBitBlock], dx_block[kSixteenBitBlock];
+    for_each_block(n, [&](int64_t start, int64_t len) {
+      // grad_y's block is read before grad_x's is written: they may be the same memory.
+      detail::widen(grad_y + start, g_block, len);
+      detail::widen(x + start, x_block, len);
+      if constexpr (kAccumulate) detail::widen(grad_x + start, dx_block, len);
+      plane_backward_dx<float, kAccumulate>(g_block, x_block, dx_block, len, relu, k1, k2);
+      detail::narrow(dx_block, grad_x + start, len);
+    });
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const T v = x[i];
+      const T g = grad_y[i];
+      const T dz = relu.active(v) ? g : T(0);
+      const T dx = relu.scale * dz + k1 + (v - relu.mean) * k2;
+      if constexpr (kAccumulate) {
+        grad_x[i] += dx;
+      } else {
+        grad_x[i] = dx;
+      }
     }
   }
 }
@@ -367,7 +387,12 @@ namespace aten_cuda {
 // kernels (bn_relu.cu) replace them where they take the tensors and are built.
 
 std::tuple<torch::Tensor, torch::Tensor> channel_mean_var(const torch::Tensor& x) {
-  auto [var, mean] = torch::var_mean(x, {0, 2, 3}, /*unbiased=*/false);
+  // var_mean returns its input's dtype: 16-bit data (a stage under amp; these are one layer's
+  // new channels, or the block input) is read as float32 first, so that the statistics keep
+  // float32's precision rather than bfloat16's 8 significant bits.
+  const bool is_16_bit = x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kHalf;
+  auto [var, mean] =
+      torch::var_mean(is_16_bit ? x.to(torch::kFloat) : x, {0, 2, 3}, /*unbiased=*/false);
   return {mean.to(torch::kDouble), var.to(torch::kDouble)};
 }
 

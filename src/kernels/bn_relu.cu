@@ -7,6 +7,7 @@
 // plus a kernel over the C channels for the affine gradients.
 
 #include "kernels/bn_relu_cuda.h"
+#include "kernels/bn_relu_cuda_args.h"
 #include "kernels/bn_relu_cuda_grid.h"
 
 #include <ATen/Dispatch.h>
@@ -26,14 +27,17 @@ namespace densenet::kernels::cuda {
 namespace {
 
 using cuda_grid::acc_t;
+using cuda_grid::accumulation_type;
 using cuda_grid::Affine;
 using cuda_grid::BackwardArgs;
 using cuda_grid::ChannelGrads;
 using cuda_grid::ChannelWalk;
 using cuda_grid::DxTerms;
+using cuda_grid::in_accumulation_type;
 using cuda_grid::kBlocksPerSm;
 using cuda_grid::kThreads;
 using cuda_grid::Planes;
+using cuda_grid::planes_of;
 using cuda_grid::Sums;
 
 // ---------------------------------------------------------------------------------------------
@@ -151,21 +155,6 @@ void with_walk(const GridShape& s, const Launch& launch) {
   }
 }
 
-template <typename T>
-Planes<T> planes_of(const at::Tensor& t) {
-  return {static_cast<T*>(t.data_ptr()), t.stride(0), t.stride(1)};
-}
-
-/// acc_t of the data's dtype.
-at::ScalarType accumulation_type(const at::Tensor& data) {
-  return data.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
-
-/// A (C,) parameter in the accumulation type (no copy when it is already).
-at::Tensor in_accumulation_type(const at::Tensor& data, const at::Tensor& parameter) {
-  return parameter.to(accumulation_type(data)).contiguous();
-}
-
 template <bool kOutputMask>
 std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_y, const at::Tensor* y,
                                             const at::Tensor& x, const at::Tensor& mean,
@@ -180,29 +169,16 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_y, const at::
   }
   at::Tensor grad_gamma = at::empty({s.channels}, acc_options);  // written by the kernels
   at::Tensor grad_beta = at::empty({s.channels}, acc_options);
-  const at::Tensor m = in_accumulation_type(x, mean), is = in_accumulation_type(x, invstd);
-  const at::Tensor g = in_accumulation_type(x, gamma);
-  const at::Tensor b = beta != nullptr ? in_accumulation_type(x, *beta) : at::Tensor();
+  const cuda_grid::AccumulationParameters p =
+      cuda_grid::accumulation_parameters(x, mean, invstd, gamma, beta);
   at::Tensor partials = at::empty({2 * s.splits * s.channels}, x.options().dtype(at::kDouble));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "densenet_bn_relu_backward_cuda", [&] {
         using T = scalar_t;
         using A = acc_t<T>;
-        const BackwardArgs<T, A> args{
-            planes_of<const T>(grad_y),
-            planes_of<const T>(x),
-            y != nullptr ? planes_of<const T>(*y) : Planes<const T>{nullptr, 0, 0},
-            planes_of<T>(grad_x),
-            m.data_ptr<A>(),
-            is.data_ptr<A>(),
-            g.data_ptr<A>(),
-            b.defined() ? b.data_ptr<A>() : nullptr,
-            s.channels,
-            s.splits,
-            static_cast<double>(s.count),
-            training,
-            accumulate};
+        const BackwardArgs<T, A> args =
+            cuda_grid::backward_args<T, A>(grad_y, y, x, grad_x, p, s.splits, training, accumulate);
         double* sums = partials.data_ptr<double>();
         with_walk(s, [&](auto walk) {
           using Index = decltype(walk.count);

@@ -5,6 +5,8 @@
 // mask, so both take it from here, with the loop conventions they share. Internal to the
 // kernels.
 
+#include "kernels/sixteen_bit.h"
+
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <torch/types.h>
@@ -163,5 +165,25 @@ struct ChannelRelu<float> {
     return keep ? v : 0.0f;
   }
 };
+
+// out = relu(bn(x)) over a plane of n values, the one BN-ReLU loop of the CPU kernels. Data stored
+// as S (float, double, or 16-bit) is computed in T = compute_t<S>: 16-bit planes go through the
+// float32 loop a block at a time (sixteen_bit.h), with the same arithmetic and roundings as
+// element by element. Static: each kernel file that calls it gets its own AVX2 and baseline
+// clones (target_clones wants the definition in the file that uses it).
+template <typename S, typename T = compute_t<S>>
+static DENSENET_MULTIVERSION void plane_bn_relu(const S* x, S* out, int64_t n,
+                                                ChannelRelu<T> relu) {
+  if constexpr (is_sixteen_bit_v<S>) {
+    float x_block[kSixteenBitBlock], out_block[kSixteenBitBlock];
+    for_each_block(n, [&](int64_t start, int64_t len) {
+      widen(x + start, x_block, len);
+      plane_bn_relu<float>(x_block, out_block, len, relu);
+      narrow(out_block, out + start, len);
+    });
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = relu.value(x[i]);
+  }
+}
 
 }  // namespace densenet::kernels::detail

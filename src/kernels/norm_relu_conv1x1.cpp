@@ -2,6 +2,7 @@
 
 #include "kernels/channel_relu.h"
 #include "kernels/gemm.h"
+#include "kernels/sixteen_bit.h"
 #include "util/parallel.h"
 
 #include <ATen/ATen.h>
@@ -19,15 +20,12 @@ namespace {
 
 using detail::ChannelRelu;
 using detail::compute_t;
+using detail::for_each_block;
 using detail::grain_for;
+using detail::is_sixteen_bit_v;
 using detail::kLanes;
-
-// Data stored as S (float, double, or 16-bit: the stages' buffers under amp) is computed in
-// T = compute_t<S> (channel_relu.h); 16-bit results are rounded once, where stored.
-template <typename S, typename T = compute_t<S>>
-DENSENET_MULTIVERSION void plane_bn_relu(const S* x, S* out, int64_t n, ChannelRelu<T> relu) {
-  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<S>(relu.value(static_cast<T>(x[i])));
-}
+using detail::kSixteenBitBlock;
+using detail::plane_bn_relu;
 
 // Deferred batch-statistics terms of one channel, in T: offset + (x - mean) * slope.
 template <typename T>
@@ -43,43 +41,61 @@ template <typename S, bool kAccumulate, typename T = compute_t<S>>
 DENSENET_MULTIVERSION void plane_scaled_dz_and_sums(const T* da, const S* x, S* grad_x, int64_t n,
                                                     ChannelRelu<T> relu, PendingTerms<T> pending,
                                                     double* sum_dz, double* sum_dz_xc) {
-  T lanes_dz[kLanes] = {};
-  T lanes_dz_xc[kLanes] = {};
-  auto step = [&](int64_t i, T& acc_dz, T& acc_dz_xc) {
-    const T v = static_cast<T>(x[i]);
-    const T g = da[i];  // loaded unconditionally: a select, not a branch
-    const T dz = relu.active(v) ? g : T(0);
-    acc_dz += dz;
-    acc_dz_xc += dz * (v - relu.mean);
-    const T dx = relu.scale * dz + (pending.offset + (v - pending.mean) * pending.slope);
-    if constexpr (kAccumulate) {
-      grad_x[i] = static_cast<S>(static_cast<T>(grad_x[i]) + dx);  // one rounding for 16-bit
-    } else {
-      grad_x[i] = static_cast<S>(dx);
+  if constexpr (is_sixteen_bit_v<S>) {  // each block's sums added in double
+    float x_block[kSixteenBitBlock], dx_block[kSixteenBitBlock];
+    for_each_block(n, [&](int64_t start, int64_t len) {
+      detail::widen(x + start, x_block, len);
+      if constexpr (kAccumulate) detail::widen(grad_x + start, dx_block, len);
+      plane_scaled_dz_and_sums<float, kAccumulate>(da + start, x_block, dx_block, len, relu,
+                                                   pending, sum_dz, sum_dz_xc);
+      detail::narrow(dx_block, grad_x + start, len);
+    });
+  } else {
+    T lanes_dz[kLanes] = {};
+    T lanes_dz_xc[kLanes] = {};
+    auto step = [&](int64_t i, T& acc_dz, T& acc_dz_xc) {
+      const T v = x[i];
+      const T g = da[i];  // loaded unconditionally: a select, not a branch
+      const T dz = relu.active(v) ? g : T(0);
+      acc_dz += dz;
+      acc_dz_xc += dz * (v - relu.mean);
+      const T dx = relu.scale * dz + (pending.offset + (v - pending.mean) * pending.slope);
+      if constexpr (kAccumulate) {
+        grad_x[i] += dx;
+      } else {
+        grad_x[i] = dx;
+      }
+    };
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) step(i + j, lanes_dz[j], lanes_dz_xc[j]);
     }
-  };
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) step(i + j, lanes_dz[j], lanes_dz_xc[j]);
+    T tail_dz = 0, tail_dz_xc = 0;
+    for (; i < n; ++i) step(i, tail_dz, tail_dz_xc);
+    double s1 = static_cast<double>(tail_dz), s2 = static_cast<double>(tail_dz_xc);
+    for (int j = 0; j < kLanes; ++j) {
+      s1 += static_cast<double>(lanes_dz[j]);
+      s2 += static_cast<double>(lanes_dz_xc[j]);
+    }
+    *sum_dz += s1;
+    *sum_dz_xc += s2;
   }
-  T tail_dz = 0, tail_dz_xc = 0;
-  for (; i < n; ++i) step(i, tail_dz, tail_dz_xc);
-  double s1 = static_cast<double>(tail_dz), s2 = static_cast<double>(tail_dz_xc);
-  for (int j = 0; j < kLanes; ++j) {
-    s1 += static_cast<double>(lanes_dz[j]);
-    s2 += static_cast<double>(lanes_dz_xc[j]);
-  }
-  *sum_dz += s1;
-  *sum_dz_xc += s2;
 }
 
 // grad_x += k1 + (x - mean) * k2: the batch-statistics terms of the norm's input gradient.
 template <typename S, typename T = compute_t<S>>
 DENSENET_MULTIVERSION void plane_add_statistics_terms(const S* x, S* grad_x, int64_t n, T mean,
                                                       T k1, T k2) {
-  for (int64_t i = 0; i < n; ++i) {
-    grad_x[i] =
-        static_cast<S>(static_cast<T>(grad_x[i]) + (k1 + (static_cast<T>(x[i]) - mean) * k2));
+  if constexpr (is_sixteen_bit_v<S>) {
+    float x_block[kSixteenBitBlock], dx_block[kSixteenBitBlock];
+    for_each_block(n, [&](int64_t start, int64_t len) {
+      detail::widen(x + start, x_block, len);
+      detail::widen(grad_x + start, dx_block, len);
+      plane_add_statistics_terms<float>(x_block, dx_block, len, mean, k1, k2);
+      detail::narrow(dx_block, grad_x + start, len);
+    });
+  } else {
+    for (int64_t i = 0; i < n; ++i) grad_x[i] += k1 + (x[i] - mean) * k2;
   }
 }
 

@@ -803,25 +803,33 @@ struct DenseStageFunction : public torch::autograd::Function<DenseStageFunction>
   }
 };
 
-/// The dtype a stage computes in and keeps its buffers in (docs/MEMORY.md, "Mixed precision").
-/// Under autocast to bfloat16 or float16 on the CPU, with float32 parameters: that dtype. F, dF,
-/// the kept bottlenecks and the BN-ReLU outputs are 16-bit, half their float32 bytes; the
-/// convolutions (ATen's) and GEMMs (oneDNN's, float32 sums) run in it on weights cast per call;
-/// batch statistics, their sums and the norms' backward reductions are formed in float32 or
-/// double; the parameters and their gradients stay float32. Otherwise its parameters' dtype: a
-/// 16-bit input outside autocast, or on CUDA (whose stage kernels take float32 data for now),
-/// is converted to it, and any other input is taken as it is.
+/// stage_compute_dtype for this input and these parameters, under this thread's autocast state
+/// for the input's device. Under amp the convolutions (ATen's, cuDNN's on CUDA) and the CPU's
+/// GEMMs (oneDNN's, float32 sums) run in the 16-bit dtype on weights cast per call; batch
+/// statistics, their sums and the norms' backward reductions are formed in float32 or double
+/// (the CPU kernels, bn_relu.cu, ATen's batch_norm_stats); the parameters and their gradients
+/// stay float32.
 torch::ScalarType stage_dtype(const Tensor& input, const std::vector<Tensor>& params) {
-  if (params.empty() || !params.front().is_floating_point()) return input.scalar_type();
-  const torch::ScalarType param_type = params.front().scalar_type();
-  if (input.is_cpu() && param_type == torch::kFloat) {
-    const std::optional<torch::ScalarType> amp = autocast_dtype(c10::DeviceType::CPU);
-    if (amp == torch::kBFloat16 || amp == torch::kHalf) return *amp;
-  }
-  return is_16_bit(input) ? param_type : input.scalar_type();
+  const std::optional<torch::ScalarType> param_type =
+      params.empty() ? std::nullopt
+                     : std::optional<torch::ScalarType>(params.front().scalar_type());
+  return stage_compute_dtype(input.device().type(), input.scalar_type(), param_type,
+                             autocast_dtype(input.device().type()));
 }
 
 }  // namespace
+
+torch::ScalarType stage_compute_dtype(c10::DeviceType device, torch::ScalarType input,
+                                      std::optional<torch::ScalarType> parameters,
+                                      std::optional<torch::ScalarType> amp) {
+  auto is_16_bit_type = [](torch::ScalarType t) {
+    return t == torch::kBFloat16 || t == torch::kHalf;
+  };
+  if (!parameters || !c10::isFloatingType(*parameters)) return input;
+  const bool stage_kernels = device == c10::DeviceType::CPU || device == c10::DeviceType::CUDA;
+  if (stage_kernels && *parameters == torch::kFloat && amp && is_16_bit_type(*amp)) return *amp;
+  return is_16_bit_type(input) ? *parameters : input;
+}
 
 Tensor run_dense_stage(DenseBlockImpl& block, StageTail tail,
                        const std::shared_ptr<TransitionImpl>& transition,

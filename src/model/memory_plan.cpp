@@ -105,7 +105,9 @@ int64_t activation_element_size(MemoryMode mode, c10::DeviceType device,
                                 std::optional<c10::ScalarType> amp) {
   if (amp != c10::ScalarType::BFloat16 && amp != c10::ScalarType::Half) return 4;
   if (mode == MemoryMode::kNaive) return 2;
-  return device == c10::DeviceType::CPU ? 2 : 4;
+  // The stages' own dtype (detail::stage_compute_dtype): 16-bit on the devices they have
+  // kernels for.
+  return device == c10::DeviceType::CPU || device == c10::DeviceType::CUDA ? 2 : 4;
 }
 
 namespace {

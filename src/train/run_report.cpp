@@ -77,12 +77,7 @@ void print_amp(TrainingRun& run) {
   } else {
     scaling << "no loss scaling";
   }
-  const MemoryMode mode = run.model.options.memory();
-  print(*run.out, "amp: %s autocast, float32 weights%s; %s\n", config.amp.c_str(),
-        mode == MemoryMode::kNaive
-            ? ""
-            : (" (the dense blocks of memory " + memory_mode_name(mode) + " compute in float32)")
-                  .c_str(),
+  print(*run.out, "amp: %s autocast, float32 weights; %s\n", config.amp.c_str(),
         scaling.str().c_str());
 }
 

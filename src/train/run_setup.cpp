@@ -124,7 +124,10 @@ torch::Device device_of(const TrainConfig& config, const distributed::Environmen
   const torch::Device device = rank != nullptr ? distributed::rank_device(config.device, *rank)
                                                : torch::Device(config.device);
   TORCH_CHECK(!device.is_cuda() || torch::cuda::is_available(), "device ", config.device,
-              ": no CUDA device is available to this LibTorch; use device cpu");
+              ": no CUDA device is available to this LibTorch; use device cpu",
+              config.amp == "fp16" && !train::autocast_supported(c10::DeviceType::CPU, torch::kHalf)
+                  ? " (with amp bf16: this LibTorch's CPU autocast has no fp16)"
+                  : "");
   return device;
 }
 

@@ -29,4 +29,17 @@ f32=$(per_sample none)
 bf16=$(per_sample bf16)
 "$python" -c "import sys; f, b = float('$f32' or 0), float('$bf16' or 0); print(f, b); sys.exit(0 if f > 0 and 0 < b < 0.6 * f else 1)" ||
   { echo "FAIL: bench's refusal under --amp bf16 plans $bf16 MiB per sample (float32: $f32)"; exit 1; }
+# The text plan names a bench command that runs here: `--device cuda` added exactly where this
+# LibTorch's CPU autocast refuses fp16 (LibTorch 1.13), with a line that says so.
+text=$("$densenet" info --arch densenet-bc-40 --amp fp16) || { echo "FAIL: info --amp fp16 exited $?"; exit 1; }
+"$densenet" bench --arch densenet-bc-40 --block-config 2,2 --batch 2 --warmup 0 --iters 1 --amp fp16 >/dev/null 2>&1
+bench_status=$?
+if [ "$bench_status" = 2 ]; then
+  grep -q 'densenet bench --amp fp16 --device cuda' <<<"$text" &&
+    grep -q "CPU autocast has no fp16" <<<"$text" ||
+    { echo "FAIL: bench refuses fp16 on the CPU but info offers it there: $text"; exit 1; }
+else
+  [ "$bench_status" = 0 ] && ! grep -q -- '--device cuda' <<<"$text" ||
+    { echo "FAIL: bench --amp fp16 exited $bench_status; info says: $text"; exit 1; }
+fi
 echo "ok"

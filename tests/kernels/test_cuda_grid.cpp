@@ -3,6 +3,7 @@
 // the device harness: the indexing, the splits of a channel over blocks, the strides and the
 // arithmetic are checked on every machine. The launches and CUB's block reduction are left to
 // the GPU test (test_bn_relu_cuda.cpp, in builds with the CUDA kernels).
+#include "kernels/bn_relu_cuda_args.h"
 #include "kernels/bn_relu_cuda_grid.h"
 #include "kernels/bn_relu_device_harness.h"
 
@@ -28,15 +29,8 @@ Shape shape_of(const torch::Tensor& x, int64_t sms) {
   return {x.size(1), plane, count, grid::splits_for(x.size(1), count, sms)};
 }
 
-template <typename T>
-grid::Planes<T> planes_of(const torch::Tensor& t) {
-  return {static_cast<T*>(t.data_ptr()), t.stride(0), t.stride(1)};
-}
-
-torch::Tensor in_accumulation_type(const torch::Tensor& data, const torch::Tensor& parameter) {
-  return parameter.to(data.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat)
-      .contiguous();
-}
+using grid::in_accumulation_type;
+using grid::planes_of;
 
 /// forward_kernel on every block (c, split) and thread.
 template <typename T, typename Index>
@@ -70,28 +64,16 @@ std::tuple<torch::Tensor, torch::Tensor> emulate_backward(
     const torch::Tensor* beta, bool training, torch::Tensor& grad_x, bool accumulate, int64_t sms) {
   using A = grid::acc_t<T>;
   const Shape s = shape_of(x, sms);
-  const torch::Tensor m = in_accumulation_type(x, mean), is = in_accumulation_type(x, invstd);
-  const torch::Tensor g = in_accumulation_type(x, gamma);
-  const torch::Tensor b = beta != nullptr ? in_accumulation_type(x, *beta) : torch::Tensor();
+  const grid::AccumulationParameters p =
+      grid::accumulation_parameters(x, mean, invstd, gamma, beta);
+  const torch::Tensor& g = p.gamma;
   torch::Tensor grad_gamma = torch::zeros({s.channels}, g.options());
   torch::Tensor grad_beta = torch::zeros({s.channels}, g.options());
   if (s.channels == 0 || s.count == 0) {
     return {grad_gamma.to(gamma.scalar_type()), grad_beta.to(gamma.scalar_type())};
   }
-  const grid::BackwardArgs<T, A> args{
-      planes_of<const T>(grad_y),
-      planes_of<const T>(x),
-      y != nullptr ? planes_of<const T>(*y) : grid::Planes<const T>{nullptr, 0, 0},
-      planes_of<T>(grad_x),
-      m.data_ptr<A>(),
-      is.data_ptr<A>(),
-      g.data_ptr<A>(),
-      b.defined() ? b.data_ptr<A>() : nullptr,
-      s.channels,
-      s.splits,
-      static_cast<double>(s.count),
-      training,
-      accumulate};
+  const auto args =
+      grid::backward_args<T, A>(grad_y, y, x, grad_x, p, s.splits, training, accumulate);
   const auto walk = grid::channel_walk<Index>(s.plane, s.count, s.splits);
   std::vector<double> partials(static_cast<size_t>(2 * s.splits * s.channels));
   for (int64_t c = 0; c < s.channels; ++c) {

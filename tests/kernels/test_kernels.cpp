@@ -4,6 +4,7 @@
 // accumulate. The same cases check the BN-ReLU fused with a 1x1 convolution.
 #include "kernels/bn_relu.h"
 #include "kernels/norm_relu_conv1x1.h"
+#include "kernels/sixteen_bit.h"
 #include "util/parallel.h"
 
 #include "densenet/util/threads.h"
@@ -13,8 +14,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <sstream>
+#include <vector>
 
 namespace densenet::kernels {
 namespace {
@@ -326,10 +329,11 @@ std::vector<HalfCase> half_cases() {
 
 class HalfKernel : public ::testing::TestWithParam<HalfCase> {};
 
-TEST_P(HalfKernel, BnReluReadsAndWrites16BitData) {
-  const HalfCase k = GetParam();
+// The BN-ReLU kernels on a channel prefix of (3, 11 + 4, h, w) 16-bit data, against the
+// reference in double.
+void check_bn_relu_16_bit(const HalfCase& k, int64_t h, int64_t w) {
   torch::manual_seed(21);
-  const int64_t n = 3, c = 11, h = 7, w = 5, extra = 4;
+  const int64_t n = 3, c = 11, extra = 4;
   const torch::Tensor buffer = (torch::randn({n, c + extra, h, w}) * 2 + 0.3).to(k.dtype);
   const torch::Tensor x = buffer.narrow(1, 0, c);  // a channel prefix, strided batch
   const torch::Tensor gamma = torch::rand({c}) + 0.5, beta = torch::randn({c}) * 0.2;
@@ -366,11 +370,57 @@ TEST_P(HalfKernel, BnReluReadsAndWrites16BitData) {
                                          initial.narrow(1, c, extra)));
 }
 
+TEST_P(HalfKernel, BnReluReadsAndWrites16BitData) {
+  check_bn_relu_16_bit(GetParam(), 7, 5);
+}
+
+// Planes of more than one of the float32 blocks that 16-bit data is converted through
+// (kernels/sixteen_bit.h: 2048 values), and not a multiple of it.
+TEST_P(HalfKernel, BnReluOnPlanesOfSeveralBlocks) {
+  check_bn_relu_16_bit(GetParam(), 47, 93);
+}
+
 TEST_P(HalfKernel, FusedWithConv1x1FeedsTheGemmsIn16Bit) {
   const HalfCase k = GetParam();
   torch::manual_seed(23);
   const torch::Tensor buffer = (torch::randn({4, 29, 6, 6}) * 2 + 0.3).to(k.dtype);
   check_fused_conv1x1(buffer, /*c=*/24, /*b=*/8, k.training, k.accumulate, 2 * k.eps());
+  const torch::Tensor large = (torch::randn({2, 13, 47, 93}) * 2 + 0.3).to(k.dtype);
+  check_fused_conv1x1(large, /*c=*/10, /*b=*/4, k.training, k.accumulate, 2 * k.eps());
+}
+
+// The block conversions are c10's own, value for value: bfloat16's round to nearest even
+// (ties, carries into the exponent, overflow to infinity), quiet NaNs, subnormals and zeros;
+// float16's the same through c10::Half.
+TEST(SixteenBit, ConversionsAreC10s) {
+  std::vector<float> values = {0.0f,        -0.0f,   1.0f,     -1.0f,    1.00390625f,
+                               1.01171875f, 3.4e38f, -3.4e38f, 65504.0f, 65520.0f,
+                               1e-40f,      -1e-45f, 6e-8f,    0.1f};
+  for (float special :
+       {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+        std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::signaling_NaN()}) {
+    values.push_back(special);
+  }
+  const torch::Tensor random = torch::randn({5000}) * torch::exp(torch::randn({5000}) * 8);
+  for (int64_t i = 0; i < random.numel(); ++i) values.push_back(random[i].item<float>());
+  const auto n = static_cast<int64_t>(values.size());
+  std::vector<c10::BFloat16> bf16(values.size());
+  std::vector<c10::Half> f16(values.size());
+  detail::narrow(values.data(), bf16.data(), n);
+  detail::narrow(values.data(), f16.data(), n);
+  std::vector<float> back_bf16(values.size()), back_f16(values.size());
+  detail::widen(bf16.data(), back_bf16.data(), n);
+  detail::widen(f16.data(), back_f16.data(), n);
+  for (size_t i = 0; i < values.size(); ++i) {
+    const c10::BFloat16 want_bf16(values[i]);
+    const c10::Half want_f16(values[i]);
+    ASSERT_EQ(bf16[i].x, want_bf16.x) << "bfloat16 of " << values[i];
+    ASSERT_EQ(f16[i].x, want_f16.x) << "float16 of " << values[i];
+    const float want_back_bf16 = static_cast<float>(want_bf16);
+    const float want_back_f16 = static_cast<float>(want_f16);
+    ASSERT_EQ(std::memcmp(&back_bf16[i], &want_back_bf16, sizeof(float)), 0) << values[i];
+    ASSERT_EQ(std::memcmp(&back_f16[i], &want_back_f16, sizeof(float)), 0) << values[i];
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, HalfKernel, ::testing::ValuesIn(half_cases()),

@@ -32,9 +32,9 @@ MemoryPlan plan_memory(const ArchitecturePlan& plan, MemoryMode mode, int64_t el
 /// Bytes per element of the activations plan_memory counts, for a training step in `mode` on
 /// `device` under autocast to `amp` (nullopt: amp none). 2 where they are 16-bit: naive's on any
 /// device under bfloat16/float16 autocast (autocast's convolutions and the norms and ReLUs after
-/// them give 16-bit outputs, which autograd keeps), and efficient's and minimal's on the CPU,
-/// whose stages then keep their buffers in the autocast dtype (model/dense_stage.cpp); on CUDA
-/// those stages compute in float32 for now: 4. Otherwise 4 (float32).
+/// them give 16-bit outputs, which autograd keeps), and efficient's and minimal's on the CPU and
+/// CUDA, whose stages then keep their buffers in the autocast dtype (model/dense_stage.cpp).
+/// Otherwise 4 (float32).
 int64_t activation_element_size(MemoryMode mode, c10::DeviceType device,
                                 std::optional<c10::ScalarType> amp);
 
